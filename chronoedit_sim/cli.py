@@ -1,0 +1,148 @@
+"""The `chronoedit-sim` command: parse, load config, call one function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+log = logging.getLogger("chronoedit_sim")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # diffusers/transformers progress bars and load reports are noise for a CLI user
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+
+
+def cmd_make_tiny_model(args) -> int:
+    from .engine.tiny import write_tiny_model
+
+    path = write_tiny_model(args.dir, seed=args.seed)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    print(f"wrote a tiny RANDOM-WEIGHT ChronoEdit checkpoint to {path} ({size / 1024:.0f} KiB)")
+    print("it proves the plumbing, not edit quality; use it with: model=tiny model.path=" + str(path))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .config import ConfigLoader
+    from .scenario import expand_edit, load_scenario
+
+    loader = ConfigLoader(args.overrides, args.config)
+    run_seed = loader.build().seed
+    failed = 0
+    for file in args.files:
+        try:
+            scenario = load_scenario(file)
+            for edit in scenario.edits:
+                loader.build(scenario.config_layers(edit))
+        except ConfigError as exc:
+            print(f"ERROR {exc}")
+            failed += 1
+            continue
+        print(f"OK {file}: scenario {scenario.name} ({scenario.domain}), {len(scenario.edits)} edit(s)")
+        for edit in scenario.edits:
+            for job in expand_edit(scenario, edit, args.source_id, run_seed):
+                print(f"  {job.edit_id} sample {job.sample_index} seed {job.seed} job {job.job_id}")
+                print(f"    prompt: {job.prompt}")
+    return 1 if failed else 0
+
+
+def cmd_edit(args) -> int:
+    from .config import load_config
+    from .dataset.encode import encode_image, frame_strip, write_mp4
+    from .engine.editor import Editor
+    from .sources.decode import decode_image
+
+    cfg = load_config(args.overrides, config_files=args.config)
+    image = decode_image(Path(args.image).read_bytes(), uri=args.image).rgb
+    editor = Editor(cfg.model)
+    result = editor.edit(image, args.prompt, seed=args.seed, gen=cfg.generation, negative_prompt=args.negative_prompt)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(encode_image(result.edited, out.suffix.lstrip(".").lower().replace("jpg", "jpeg") or "png"))
+    s = result.settings
+    print(f"edited frame ({s['width']}x{s['height']}, {s['num_inference_steps']} steps) -> {out}")
+    if result.reasoning_frames is not None:
+        strip = out.with_name(out.stem + "_reasoning.png")
+        strip.write_bytes(frame_strip(result.reasoning_frames))
+        video = out.with_name(out.stem + "_reasoning.mp4")
+        write_mp4(result.reasoning_frames, str(video))
+        print(f"{len(result.reasoning_frames)} reasoning frames ({result.reasoning_kind}) -> {strip}, {video}")
+    print(f"model {result.identity.model_id} hash {result.identity.model_hash}; {result.timings_ms['total_ms']:.0f} ms")
+    if result.identity.random_weights:
+        print("NOTE: this checkpoint has RANDOM weights; the output is noise, not an edit.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="show library logs and progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_overrides(sp):
+        # key=value overrides (model=tiny seed=3 ...) are collected from the leftover arguments in main()
+        sp.add_argument("--config", action="append", default=[], help="extra config YAML merged after the preset")
+
+    sp = sub.add_parser("make-tiny-model", help="write a tiny random-weight ChronoEdit checkpoint (tests, demo)")
+    sp.add_argument("dir")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_make_tiny_model)
+
+    sp = sub.add_parser("validate", help="check scenario files and print their expanded jobs for a sample frame")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+    sp.add_argument("--source-id", default="sample/frame_000000.png", help="frame id used for the expansion")
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("edit", help="edit one frame: the smallest way to try a checkpoint")
+    sp.add_argument("image")
+    sp.add_argument("--prompt", required=True)
+    sp.add_argument("--negative-prompt", default="")
+    sp.add_argument("--output", required=True, help="edited frame (.png, .webp or .jpg)")
+    sp.add_argument("--seed", type=int, default=0)
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_edit)
+    return p
+
+
+def _is_override(arg: str) -> bool:
+    key = arg.split("=", 1)[0]
+    return "=" in arg and key.replace(".", "").replace("_", "").replace("-", "").isalnum()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may sit anywhere; a nargs="+" positional can swallow them, so pull them back out
+    positional = getattr(args, "files", [])
+    args.overrides = [a for a in [*positional, *extra] if _is_override(a)]
+    if positional:
+        args.files = [a for a in positional if not _is_override(a)]
+    unknown = [a for a in extra if not _is_override(a)]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _setup_logging(args.verbose)
+    from .engine.weights import MissingWeightsError
+    from .sources.decode import FrameError
+
+    try:
+        return args.func(args)
+    except (ConfigError, MissingWeightsError, FrameError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

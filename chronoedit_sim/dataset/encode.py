@@ -1,0 +1,53 @@
+"""Image bytes for storage: one encoder for every frame the toolkit writes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+_PIL_FORMAT = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 90, max_side: int = 0) -> bytes:
+    """Encode an (H, W, 3) uint8 frame; png is lossless, max_side > 0 shrinks the longest side."""
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    if max_side and max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    if fmt == "png":
+        img.save(buf, "PNG", compress_level=6)
+    elif fmt in _PIL_FORMAT:
+        img.save(buf, _PIL_FORMAT[fmt], quality=quality)
+    else:
+        raise ValueError(f"unknown image format {fmt!r} (png, webp, jpeg)")
+    return buf.getvalue()
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Bytes written by encode_image back to an (H, W, 3) uint8 array."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def frame_strip(frames: np.ndarray, max_side: int = 256) -> bytes:
+    """The frames side by side as one PNG, each shrunk to max_side, for a quick look at a trajectory."""
+    tiles = [decode_rgb(encode_image(f, "png", max_side=max_side)) for f in frames]
+    return encode_image(np.concatenate(tiles, axis=1), "png")
+
+
+def write_mp4(frames: np.ndarray, path: str, fps: int = 8) -> None:
+    """Write (F, H, W, 3) RGB frames as an MP4 (OpenCV's mp4v codec, no system ffmpeg needed)."""
+    import cv2
+
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot open an mp4 writer")
+    try:
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+    finally:
+        writer.release()

@@ -1,0 +1,225 @@
+"""The edit engine: owns one loaded ChronoEditPipeline and turns one job into an EditResult.
+
+We use diffusers' ChronoEditPipeline as a component and never re-implement its
+sampling loop; the trajectory is captured through its step callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..config import GenerationConfig, ModelConfig
+from .lora import load_loras
+from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
+from .weights import MissingWeightsError, is_random_tiny, model_hash, resolve_lora_path, resolve_model_root
+
+log = logging.getLogger(__name__)
+
+# The transformer's attention processor hard-codes a 512-token text context.
+MAX_SEQUENCE_LENGTH = 512
+
+
+def fit_resolution(width: int, height: int, max_area: int, multiple: int = 16) -> tuple[int, int]:
+    """(width, height) keeping the aspect ratio within max_area, sides multiples of `multiple` (reference CLI)."""
+    aspect = height / width
+    out_h = max(multiple, round(math.sqrt(max_area * aspect)) // multiple * multiple)
+    out_w = max(multiple, round(math.sqrt(max_area / aspect)) // multiple * multiple)
+    return out_w, out_h
+
+
+@dataclass
+class ModelIdentity:
+    # model.path as configured (repo id or directory)
+    model_id: str
+    # hash of component configs, weight file sizes and LoRA bytes (see weights.model_hash)
+    model_hash: str
+    # preset name the config came from
+    preset: str
+    # true for the tiny test checkpoint: results are noise
+    random_weights: bool
+    # "name:scale" per active LoRA
+    loras: list[str]
+
+
+@dataclass
+class EditResult:
+    edited: np.ndarray  # (H, W, 3) uint8, the last generated frame
+    reasoning_frames: np.ndarray | None  # (F, H, W, 3) uint8 from input to edit, or None without reasoning
+    reasoning_kind: str | None  # "decoded" | "x0_at_step_k" | None
+    # for x0_at_step_k: how many denoising steps had run, and the noise level of that estimate
+    reasoning_step: int | None
+    reasoning_sigma: float | None
+    # optional denoising previews of the edited frame: (step index, sigma, frame)
+    previews: list[tuple[int, float, np.ndarray]]
+    settings: dict  # exactly what the pipeline was called with
+    identity: ModelIdentity
+    timings_ms: dict = field(default_factory=dict)
+
+
+class Editor:
+    """One loaded ChronoEdit model. Construct once per process (or Ray actor); call edit() per job."""
+
+    def __init__(self, model: ModelConfig):
+        import torch
+
+        self.cfg = model
+        self.device = self._pick_device(model.device)
+        self.root = resolve_model_root(model.path, model.revision, model.allow_download)
+        lora_files = [(resolve_lora_path(l.path, self.root), l.scale, l.name) for l in model.loras]
+        on_gpu = self.device.startswith("cuda")
+        # reference dtypes: transformer / text encoder low precision on GPU, VAE and CLIP fp32; CPU all fp32
+        self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
+        self.pipe = self._load(self.dtype)
+        names = load_loras(self.pipe, lora_files)
+        if model.cpu_offload:
+            self.pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            self.pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        self._scheduler_config = dict(self.pipe.scheduler.config)
+        self.identity = ModelIdentity(
+            model_id=model.path,
+            model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files]),
+            preset=model.preset,
+            random_weights=is_random_tiny(self.root),
+            loras=[f"{n}:{s:g}" for n, (_, s, _) in zip(names, lora_files)],
+        )
+        if self.identity.random_weights:
+            log.warning("model %s has RANDOM weights (tiny test checkpoint): edits are noise", model.path)
+
+    @staticmethod
+    def _pick_device(device: str) -> str:
+        import torch
+
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"model.device={device} but CUDA is not available here (use model.device=auto or cpu)")
+        return device
+
+    def _load(self, dtype):
+        import torch
+        from diffusers import AutoencoderKLWan, ChronoEditPipeline, ChronoEditTransformer3DModel
+        from transformers import CLIPVisionModel
+
+        parts = {}
+        for name, cls, part_dtype in (
+            ("transformer", ChronoEditTransformer3DModel, dtype),
+            ("vae", AutoencoderKLWan, torch.float32),
+            ("image_encoder", CLIPVisionModel, torch.float32),
+        ):
+            try:
+                parts[name] = cls.from_pretrained(self.root, subfolder=name, dtype=part_dtype)
+            except Exception as exc:
+                raise MissingWeightsError(f"ChronoEdit weights unreadable: {self.root}/{name}: {exc}") from None
+        try:
+            return ChronoEditPipeline.from_pretrained(self.root, dtype=dtype, **parts)
+        except Exception as exc:
+            raise MissingWeightsError(f"ChronoEdit weights unreadable: {self.root}: {exc}") from None
+
+    def _scheduler(self, flow_shift: float):
+        from diffusers import UniPCMultistepScheduler
+
+        # UniPC in flow mode: the pipeline's partial-reasoning cut edits model_outputs /
+        # last_sample, which the Euler flow scheduler lacks.
+        return UniPCMultistepScheduler.from_config(
+            self._scheduler_config, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=flow_shift
+        )
+
+    def settings_for(self, image_size: tuple[int, int], gen: GenerationConfig) -> dict:
+        """The exact pipeline settings for a frame of (width, height) under `gen`."""
+        if gen.height is not None:
+            width, height = gen.width, gen.height
+        else:
+            width, height = fit_resolution(*image_size, gen.max_area)
+        reasoning = gen.temporal_reasoning
+        return {
+            "num_inference_steps": gen.num_inference_steps,
+            "guidance_scale": gen.guidance_scale,
+            "flow_shift": gen.flow_shift,
+            "temporal_reasoning": reasoning,
+            "reasoning_steps": min(gen.reasoning_steps, gen.num_inference_steps) if reasoning else 0,
+            "num_frames": gen.num_frames if reasoning else 5,
+            "height": height,
+            "width": width,
+            "loras": list(self.identity.loras),
+            "denoise_preview_every": gen.denoise_preview_every,
+        }
+
+    def edit(self, image, prompt: str, *, seed: int, gen: GenerationConfig, negative_prompt: str = "") -> EditResult:
+        """Edit one RGB frame (HxWx3 uint8 array or PIL image). Deterministic for a seed."""
+        import torch
+
+        t0 = time.perf_counter()
+        pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        s = self.settings_for(pil.size, gen)
+        pil = pil.convert("RGB").resize((s["width"], s["height"]), Image.Resampling.BICUBIC)
+        partial = s["temporal_reasoning"] and s["reasoning_steps"] < s["num_inference_steps"]
+        recorder = TrajectoryRecorder(s["reasoning_steps"] - 1 if partial else None, s["denoise_preview_every"])
+        self.pipe.scheduler = self._scheduler(s["flow_shift"])
+        # Prompts go in as text: precomputed embeddings change the result in the last bit
+        # (measured on CPU), and the text encoder is a small share of a 14B edit.
+        t_call = time.perf_counter()
+        out = self.pipe(
+            image=pil,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=s["height"],
+            width=s["width"],
+            num_frames=s["num_frames"],
+            num_inference_steps=s["num_inference_steps"],
+            guidance_scale=s["guidance_scale"],
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            output_type="np",
+            max_sequence_length=MAX_SEQUENCE_LENGTH,
+            enable_temporal_reasoning=s["temporal_reasoning"],
+            num_temporal_reasoning_steps=s["reasoning_steps"],
+            callback_on_step_end=recorder,
+        )
+        t_done = time.perf_counter()
+        frames = to_uint8(out.frames[0])
+        reasoning, kind, r_step, r_sigma = None, None, None, None
+        if s["temporal_reasoning"] and not partial:
+            reasoning, kind = frames, "decoded"
+        elif partial:
+            reasoning, kind = decode_latents(self.pipe, recorder.x0), "x0_at_step_k"
+            r_step, r_sigma = s["reasoning_steps"], recorder.x0_sigma
+        t_reason = time.perf_counter()
+        previews = [(i, sig, decode_latents(self.pipe, lat)[-1]) for i, sig, lat in recorder.previews]
+        t_end = time.perf_counter()
+        last_step = recorder.step_ends[-1] if recorder.step_ends else t_done
+        ms = lambda a, b: round((b - a) * 1000, 3)  # noqa: E731
+        return EditResult(
+            edited=frames[-1],
+            reasoning_frames=reasoning,
+            reasoning_kind=kind,
+            reasoning_step=r_step,
+            reasoning_sigma=r_sigma,
+            previews=previews,
+            settings=s,
+            identity=self.identity,
+            timings_ms={
+                "prepare_ms": ms(t0, t_call),
+                # text and image encoding and the denoising loop, up to the last step's callback
+                "denoise_ms": ms(t_call, last_step),
+                "decode_ms": ms(last_step, t_done),
+                "reasoning_decode_ms": ms(t_done, t_reason),
+                "preview_decode_ms": ms(t_reason, t_end),
+                "total_ms": ms(t0, t_end),
+            },
+        )
+
+    def identity_dict(self) -> dict:
+        return asdict(self.identity)
+
+
+def weights_root(model: ModelConfig) -> Path:
+    """Resolve and check the weights without loading them (for validation and dry runs)."""
+    return resolve_model_root(model.path, model.revision, model.allow_download)

@@ -1,0 +1,153 @@
+"""Finding ChronoEdit weights on disk, checking they are complete, and naming them.
+
+A model path is a local diffusers-layout directory or a Hugging Face repo id that
+is resolved from the local hub cache (downloaded only with model.allow_download).
+Anything missing is reported once, naming what was tried, the missing component
+and how to get the weights, instead of a stack trace from inside diffusers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from .tiny import TINY_MARKER
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# components whose folders hold weights, and the files that can hold them
+_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+_CONFIG_FILES = {
+    "tokenizer": ("tokenizer.json", "spiece.model", "tokenizer_config.json"),
+    "scheduler": ("scheduler_config.json",),
+    "image_processor": ("preprocessor_config.json",),
+}
+REQUIRED_COMPONENTS = ("tokenizer", "text_encoder", "image_encoder", "image_processor", "transformer", "vae", "scheduler")
+
+
+class MissingWeightsError(RuntimeError):
+    """The weights (or a part of them) are not on this machine."""
+
+
+def _how_to_get(path: str) -> str:
+    if "ChronoEdit-2B" in path:
+        return (
+            "ChronoEdit-2B is announced by NVIDIA but not released; when it is, download it and set "
+            "model.path=/path/to/ChronoEdit-2B-Diffusers."
+        )
+    repo = path if _REPO_ID.match(path) else "nvidia/ChronoEdit-14B-Diffusers"
+    return (
+        f"Download them on a machine with network access (`hf download {repo} --local-dir DIR`) and set "
+        f"model.path=DIR, or pre-populate the Hugging Face cache (HF_HOME) and keep model.path={repo}. "
+        "For tests and demos: `chronoedit-sim make-tiny-model DIR` writes a tiny random-weight checkpoint "
+        "(model=tiny model.path=DIR)."
+    )
+
+
+def is_repo_id(path: str) -> bool:
+    return not Path(path).expanduser().exists() and bool(_REPO_ID.match(path)) and not path.startswith(".")
+
+
+def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False) -> Path:
+    """The local directory holding the checkpoint, complete, or MissingWeightsError."""
+    if is_repo_id(path):
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            root = Path(snapshot_download(path, revision=revision, local_files_only=not allow_download))
+        except LocalEntryNotFoundError:
+            raise MissingWeightsError(
+                f"ChronoEdit weights not found: repo id {path!r}"
+                f"{f' (revision {revision})' if revision else ''} is not in the local Hugging Face cache "
+                f"and model.allow_download is false. {_how_to_get(path)}"
+            ) from None
+        except Exception as exc:  # network errors, gated repos, bad revisions
+            raise MissingWeightsError(f"ChronoEdit weights not found: fetching {path!r} failed: {exc}. {_how_to_get(path)}") from None
+        tried = f"repo id {path!r} (cached at {root})"
+    else:
+        root = Path(path).expanduser()
+        tried = f"directory {str(root)!r}"
+        if not root.is_dir():
+            raise MissingWeightsError(f"ChronoEdit weights not found: {tried} does not exist. {_how_to_get(path)}")
+    check_complete(root, tried, path)
+    return root
+
+
+def _has_weights(folder: Path) -> bool:
+    for pattern in _WEIGHT_GLOBS:
+        for f in folder.glob(pattern):
+            if not f.name.endswith(".index.json"):
+                return True
+            shards = set(json.loads(f.read_text()).get("weight_map", {}).values())
+            return bool(shards) and all((folder / s).exists() for s in shards)
+    return False
+
+
+def check_complete(root: Path, tried: str, path: str) -> None:
+    index = root / "model_index.json"
+    if not index.exists():
+        raise MissingWeightsError(
+            f"ChronoEdit weights incomplete: {tried} has no model_index.json (not a diffusers-layout checkpoint). "
+            f"{_how_to_get(path)}"
+        )
+    listed = json.loads(index.read_text())
+    for name in REQUIRED_COMPONENTS:
+        entry = listed.get(name)
+        folder = root / name
+        if not entry or entry[0] is None:
+            problem = "is not listed in model_index.json"
+        elif not folder.is_dir():
+            problem = f"folder {name}/ is missing"
+        elif name in _CONFIG_FILES:
+            problem = None if any((folder / f).exists() for f in _CONFIG_FILES[name]) else "has no config file"
+        elif not (folder / "config.json").exists():
+            problem = "has no config.json"
+        elif not _has_weights(folder):
+            problem = "has no (or an incomplete set of) weight files"
+        else:
+            problem = None
+        if problem:
+            raise MissingWeightsError(
+                f"ChronoEdit weights incomplete: {tried}: component '{name}' {problem}. {_how_to_get(path)}"
+            )
+
+
+def resolve_lora_path(lora_path: str, root: Path) -> Path:
+    """A LoRA file given absolutely or relative to the model root."""
+    candidate = Path(lora_path).expanduser()
+    if not candidate.is_absolute():
+        candidate = root / candidate if (root / candidate).exists() else candidate.resolve()
+    if not candidate.is_file():
+        raise MissingWeightsError(
+            f"LoRA weights not found: {lora_path!r} (tried {candidate}, and relative to the model root {root}). "
+            "The distill preset expects lora/chronoedit_distill_lora.safetensors inside the ChronoEdit-14B-Diffusers "
+            "download; set model.loras.0.path to where it is."
+        )
+    return candidate
+
+
+def model_hash(root: Path, lora_files: list[tuple[Path, float]]) -> str:
+    """Hash of every component config, the weight files' names and sizes, and each LoRA's bytes and scale.
+
+    Weights themselves (tens of GB) are not read; a repo snapshot's folder name
+    already carries its commit, and sizes catch a swapped or truncated file.
+    """
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if not f.is_file() or f.name == TINY_MARKER:
+            continue
+        rel = f.relative_to(root).as_posix()
+        if f.suffix == ".json":
+            h.update(rel.encode() + b"\0" + f.read_bytes())
+        else:
+            h.update(f"{rel}\0{f.stat().st_size}".encode())
+    for path, scale in lora_files:
+        with open(path, "rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest() + repr(float(scale)).encode())
+    return h.hexdigest()[:16]
+
+
+def is_random_tiny(root: Path) -> bool:
+    return (root / TINY_MARKER).exists()

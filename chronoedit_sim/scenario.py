@@ -1,0 +1,286 @@
+"""Scenario files: parsing, validation, templating and deterministic job expansion.
+
+Pure Python. A job is (frame, edit, sample index). Its id, seed and variable
+choices come from SHA-256 of its identity and the run seed, never from Python's
+hash() or a global RNG, so a job renders the same prompt and seed on any
+machine, in any process and in any order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError
+
+DOMAINS = ("driving", "robotics")
+_ID = re.compile(r"[a-z0-9_]+")
+_TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits"}
+_REQUIRED_TOP = ("name", "domain", "description", "edits")
+_EDIT_KEYS = {
+    "id", "prompt", "vars", "target_caption", "source_caption", "samples",
+    "negative_prompt", "labels", "generation", "filter",
+}
+_REQUIRED_EDIT = ("id", "prompt", "target_caption", "source_caption")
+
+
+def stable_hash(*parts: object) -> bytes:
+    """SHA-256 of the parts, separated so ("ab", "c") and ("a", "bc") differ."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+
+
+def make_job_id(scenario: str, edit_id: str, sample_index: int, source_id: str) -> str:
+    return stable_hash("job", scenario, edit_id, sample_index, source_id).hex()[:20]
+
+
+def make_seed(run_seed: int, job_id: str) -> int:
+    # 63 bits: fits int64 columns and torch.Generator.manual_seed
+    return int.from_bytes(stable_hash("seed", run_seed, job_id)[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class Edit:
+    id: str
+    prompt: str
+    # variable -> ((choice, weight), ...), in file order
+    vars: dict[str, tuple[tuple[str, float], ...]]
+    target_caption: str
+    source_caption: str
+    samples: int = 1
+    negative_prompt: str = ""
+    labels: dict = field(default_factory=dict)
+    generation: dict = field(default_factory=dict)
+    filter: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    domain: str
+    description: str
+    edits: tuple[Edit, ...]
+    labels: dict = field(default_factory=dict)
+    generation: dict = field(default_factory=dict)
+    filter: dict = field(default_factory=dict)
+    # where it was read from, its text and the text's SHA-256 (recorded in run manifests)
+    path: str = ""
+    text: str = ""
+    sha256: str = ""
+
+    def edit(self, edit_id: str) -> Edit:
+        for e in self.edits:
+            if e.id == edit_id:
+                return e
+        raise KeyError(f"{self.name}: no edit {edit_id!r}")
+
+    def config_layers(self, edit: Edit) -> list[tuple[str, dict]]:
+        """Config layers this scenario and edit put between the preset and the command line."""
+        layers = []
+        top = {k: v for k in ("generation", "filter") if (v := getattr(self, k))}
+        if top:
+            layers.append((self.path or self.name, top))
+        own = {k: v for k in ("generation", "filter") if (v := getattr(edit, k))}
+        if own:
+            idx = self.edits.index(edit)
+            layers.append((f"{self.path or self.name}: edits[{idx}]", own))
+        return layers
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    scenario: str
+    edit_id: str
+    sample_index: int
+    source_id: str
+    seed: int
+    prompt: str
+    negative_prompt: str
+    target_caption: str
+    source_caption: str
+    labels: dict
+    # the variable choices that rendered the prompt
+    choices: dict
+
+
+def _placeholders(template: str, where: str) -> list[str]:
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad template: {exc}") from None
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if not _ID.fullmatch(name) or spec or conv:
+            raise ConfigError(f"{where}: placeholder {{{name}}} must be a plain lower-case name")
+        names.append(name)
+    return names
+
+
+def _parse_vars(raw, where: str) -> dict[str, tuple[tuple[str, float], ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of variable -> choices")
+    out = {}
+    for name, choices in raw.items():
+        key = f"{where}.{name}"
+        if isinstance(choices, list):
+            pairs = [(c, 1.0) for c in choices]
+        elif isinstance(choices, dict):
+            pairs = list(choices.items())
+        else:
+            raise ConfigError(f"{key}: choices must be a list or a mapping choice -> weight")
+        if not pairs:
+            raise ConfigError(f"{key}: empty choice list")
+        for choice, weight in pairs:
+            if not isinstance(choice, (str, int, float)) or isinstance(choice, bool):
+                raise ConfigError(f"{key}: choice {choice!r} must be a string or number")
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < math.inf:
+                raise ConfigError(f"{key}: weight of {choice!r} must be a positive number, got {weight!r}")
+        out[str(name)] = tuple((str(c), float(w)) for c, w in pairs)
+    return out
+
+
+def _check_keys(data: dict, allowed: set, required: tuple, where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    for key in required:
+        if data.get(key) in (None, ""):
+            raise ConfigError(f"{where}{key}: missing required value")
+
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _parse_edit(raw, idx: int, path: str) -> Edit:
+    where = f"{path}: edits[{idx}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    _check_keys(raw, _EDIT_KEYS, _REQUIRED_EDIT, where + ".")
+    if not _ID.fullmatch(str(raw["id"])):
+        raise ConfigError(f"{where}.id: {raw['id']!r} must match [a-z0-9_]+")
+    variables = _parse_vars(raw.get("vars"), f"{where}.vars")
+    used = set()
+    for key in ("prompt", "target_caption", "source_caption", "negative_prompt"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{where}.{key}: expected a string")
+        for name in _placeholders(raw.get(key) or "", f"{where}.{key}"):
+            if name not in variables:
+                raise ConfigError(f"{where}.{key}: template variable {{{name}}} has no choices in vars")
+            used.add(name)
+    unused = sorted(set(variables) - used)
+    if unused:
+        raise ConfigError(f"{where}.vars.{unused[0]}: variable is never used in a template")
+    samples = raw.get("samples", 1)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ConfigError(f"{where}.samples: must be an integer >= 1, got {samples!r}")
+    return Edit(
+        id=raw["id"],
+        prompt=raw["prompt"],
+        vars=variables,
+        target_caption=raw["target_caption"],
+        source_caption=raw["source_caption"],
+        samples=samples,
+        negative_prompt=raw.get("negative_prompt") or "",
+        labels=_mapping(raw.get("labels"), f"{where}.labels"),
+        generation=_mapping(raw.get("generation"), f"{where}.generation"),
+        filter=_mapping(raw.get("filter"), f"{where}.filter"),
+    )
+
+
+def parse_scenario(text: str, path: str = "<string>") -> Scenario:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scenario is a mapping with name, domain, description and edits")
+    _check_keys(data, _TOP_KEYS, _REQUIRED_TOP, f"{path}: ")
+    if not _ID.fullmatch(str(data["name"])):
+        raise ConfigError(f"{path}: name: {data['name']!r} must match [a-z0-9_]+")
+    if data["domain"] not in DOMAINS:
+        raise ConfigError(f"{path}: domain: {data['domain']!r} is not one of {', '.join(DOMAINS)}")
+    if not isinstance(data["edits"], list) or not data["edits"]:
+        raise ConfigError(f"{path}: edits: expected a non-empty list")
+    edits = tuple(_parse_edit(raw, i, path) for i, raw in enumerate(data["edits"]))
+    seen = set()
+    for i, e in enumerate(edits):
+        if e.id in seen:
+            raise ConfigError(f"{path}: edits[{i}].id: duplicate edit id {e.id!r}")
+        seen.add(e.id)
+    return Scenario(
+        name=data["name"],
+        domain=data["domain"],
+        description=str(data["description"]),
+        edits=edits,
+        labels=_mapping(data.get("labels"), f"{path}: labels"),
+        generation=_mapping(data.get("generation"), f"{path}: generation"),
+        filter=_mapping(data.get("filter"), f"{path}: filter"),
+        path=path,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    scenario = parse_scenario(text, str(path))
+    if path.stem != scenario.name:
+        raise ConfigError(f"{path}: name: {scenario.name!r} differs from the file name {path.stem!r}")
+    return scenario
+
+
+def _pick(choices: tuple[tuple[str, float], ...], digest: bytes) -> str:
+    u = int.from_bytes(digest[:8], "big") / 2**64 * sum(w for _, w in choices)
+    for choice, weight in choices:
+        u -= weight
+        if u < 0:
+            return choice
+    return choices[-1][0]
+
+
+def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -> list[Job]:
+    jobs = []
+    for sample in range(edit.samples):
+        job_id = make_job_id(scenario.name, edit.id, sample, source_id)
+        choices = {name: _pick(opts, stable_hash("var", run_seed, job_id, name)) for name, opts in edit.vars.items()}
+        jobs.append(
+            Job(
+                job_id=job_id,
+                scenario=scenario.name,
+                edit_id=edit.id,
+                sample_index=sample,
+                source_id=source_id,
+                seed=make_seed(run_seed, job_id),
+                prompt=edit.prompt.format_map(choices),
+                negative_prompt=edit.negative_prompt.format_map(choices),
+                target_caption=edit.target_caption.format_map(choices),
+                source_caption=edit.source_caption.format_map(choices),
+                labels={**scenario.labels, **edit.labels},
+                choices=choices,
+            )
+        )
+    return jobs
+
+
+def expand(scenario: Scenario, source_id: str, run_seed: int) -> list[Job]:
+    """Every job of one frame under one scenario, edits in file order then samples."""
+    return [job for edit in scenario.edits for job in expand_edit(scenario, edit, source_id, run_seed)]
