@@ -21,12 +21,16 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest -q
 
+# the tiny checkpoint has RANDOM weights: the demo proves the plumbing, not edit quality
 demo: install
 	$(PY) -m chronoedit_sim.cli make-tiny-model $(DEMO_DIR)/tiny-chronoedit
-	$(PY) -m chronoedit_sim.cli edit examples/frames/driving/road_day_000.png \
-		--prompt "Add a pedestrian crossing the road ahead. Keep the camera, road layout and vehicles unchanged." \
-		--output $(DEMO_DIR)/edit/road_edit.png model=tiny model.path=$(DEMO_DIR)/tiny-chronoedit \
-		generation.temporal_reasoning=true
+	$(PY) -m chronoedit_sim.cli run scenarios/driving/insert_pedestrian.yaml --input examples/frames/driving \
+		--output $(DEMO_DIR)/datasets/driving --overwrite model=tiny model.path=$(DEMO_DIR)/tiny-chronoedit
+	$(PY) -m chronoedit_sim.cli run scenarios/robotics/add_distractor_object.yaml --input examples/frames/robotics \
+		--output $(DEMO_DIR)/datasets/robotics --overwrite model=tiny model.path=$(DEMO_DIR)/tiny-chronoedit
+	$(PY) -m chronoedit_sim.cli inspect $(DEMO_DIR)/datasets/driving
+	$(PY) -m chronoedit_sim.cli inspect $(DEMO_DIR)/datasets/robotics
+	@echo "datasets: $(DEMO_DIR)/datasets/{driving,robotics}/data/*.parquet (load with datasets.load_dataset('parquet', ...))"
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

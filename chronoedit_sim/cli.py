@@ -86,6 +86,21 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .runtime.run import run
+
+    return run(args.scenarios, args.input, args.output, args.overrides, config_files=args.config,
+               dry_run=args.dry_run, overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
+
+
+def cmd_inspect(args) -> int:
+    from .dataset.inspect import summarize
+
+    for line in summarize(Path(args.dir)):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and progress bars")
@@ -114,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     with_overrides(sp)
     sp.set_defaults(func=cmd_edit)
+    sp = sub.add_parser("run", help="scenario(s) x frames -> Parquet dataset, on Ray (resumable)")
+    sp.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    sp.add_argument("--input", required=True, help="image folder (recursive) or video file")
+    sp.add_argument("--output", required=True, help="dataset directory (data/*.parquet + run.json)")
+    sp.add_argument("--dry-run", action="store_true", help="print jobs and resources without loading a model")
+    sp.add_argument("--overwrite", action="store_true", help="delete OUTPUT first instead of resuming")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only the summary")
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("inspect", help="summarise a dataset directory")
+    sp.add_argument("dir")
+    sp.set_defaults(func=cmd_inspect)
     return p
 
 
@@ -126,20 +154,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # overrides may sit anywhere; a nargs="+" positional can swallow them, so pull them back out
-    positional = getattr(args, "files", [])
+    positional_name = "files" if hasattr(args, "files") else "scenarios"
+    positional = getattr(args, positional_name, None) or []
     args.overrides = [a for a in [*positional, *extra] if _is_override(a)]
     if positional:
-        args.files = [a for a in positional if not _is_override(a)]
+        setattr(args, positional_name, [a for a in positional if not _is_override(a)])
     unknown = [a for a in extra if not _is_override(a)]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _setup_logging(args.verbose)
     from .engine.weights import MissingWeightsError
+    from .runtime.run import OutputConflict
     from .sources.decode import FrameError
+    from .sources.frames import InputError
 
     try:
         return args.func(args)
-    except (ConfigError, MissingWeightsError, FrameError) as exc:
+    except (ConfigError, MissingWeightsError, FrameError, InputError, OutputConflict) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -130,6 +130,56 @@ class FilterConfig:
 
 
 @dataclass
+class InputConfig:
+    # image folder (recursive) or video file; the run's --input sets it
+    path: str = ""
+    # "auto" (folder -> images, file -> video), "images" or "video"
+    type: str = "auto"
+    # keep every Nth frame of a video (and of a sorted image folder)
+    stride: int = 1
+    # stop after this many frames; 0 = all
+    max_frames: int = 0
+    # decompression-bomb guard, checked from the image header before decoding
+    max_pixels: int = 50_000_000
+    # frames smaller than this on their short side are error rows, not model inputs
+    min_side: int = 16
+
+
+@dataclass
+class RuntimeConfig:
+    # Ray cluster to join ("auto", "ray://host:port", "host:port"); empty starts a private local instance
+    address: str = ""
+    # edit actors (one loaded model each); 0 = one per GPU in the cluster, 1 without GPUs
+    num_actors: int = 0
+    # GPUs per edit actor; null = 1 when CUDA is visible, else 0 (fractions share a GPU)
+    gpus_per_actor: Optional[float] = None
+    # CPUs per edit actor: keep below the node's count so Ray Data's read/write tasks always get a core
+    cpus_per_actor: float = 1.0
+    # times Ray restarts a dead actor and retries its work before the job becomes an error row
+    max_restarts: int = 3
+    # the run exits non-zero when more than this fraction of written jobs failed
+    max_failed_fraction: float = 0.1
+    # jobs handed to an actor at once (ChronoEdit edits one frame per call)
+    batch_size: int = 1
+    # fault injection for tests: the edit actor kills its process on its Nth job (0 = off)
+    fault_kill_at_job: int = 0
+
+
+@dataclass
+class OutputConfig:
+    # rows per Parquet shard before it is closed and made visible
+    shard_max_rows: int = 512
+    # approximate bytes per shard before it is closed (image data dominates)
+    shard_max_bytes: int = 256 * 1024 * 1024
+    # rows per row group: small, since one row carries dozens of images
+    row_group_rows: int = 32
+    # Parquet compression codec (images are already compressed; zstd still shrinks the rest)
+    compression: str = "zstd"
+    # storage format of the source frame in each row
+    source_format: str = "png"
+
+
+@dataclass
 class Config:
     # run seed; every job's seed and variable choices derive from it and the job identity
     seed: int = 0
@@ -141,6 +191,12 @@ class Config:
     trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     # keep/reject thresholds (scenarios and edits may override)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    # where frames come from
+    input: InputConfig = field(default_factory=InputConfig)
+    # Ray resources and failure handling
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # dataset shard layout
+    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 def configs_dir() -> Path:
@@ -215,6 +271,8 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         ("trajectory.image_format", IMAGE_FORMATS),
         ("trajectory.edited_format", IMAGE_FORMATS),
         ("model.dtype", DTYPES),
+        ("output.source_format", IMAGE_FORMATS),
+        ("input.type", ("auto", "images", "video")),
     ):
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -234,7 +292,10 @@ def _check_values(cfg: DictConfig, source_of) -> None:
             raise bad(f"generation.{key}", f"{value} must be a positive multiple of 16")
     if gen.max_area < 256:
         raise bad("generation.max_area", "must be at least 256 (16x16)")
-    for key in ("generation.denoise_preview_every", "trajectory.max_side"):
+    for key in ("input.stride", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise bad(key, "must be >= 1")
+    for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors"):
         if OmegaConf.select(cfg, key) < 0:
             raise bad(key, "must be >= 0")
     for score in SCORES:

@@ -45,3 +45,31 @@ def frame():
     img = np.stack([x * 2, y * 3, (x + y) % 256], axis=-1).astype(np.uint8)
     img[20:40, 30:60] = (200, 30, 30)
     return img
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """One local Ray instance for every in-process run in the test session (the runner reuses it)."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="cesim-test-ray-", dir="/tmp")
+    ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def one_edit_scenario(tmp_path_factory):
+    """A minimal scenario (one edit, one sample) so Ray tests stay within seconds."""
+    path = tmp_path_factory.mktemp("scenarios") / "tiny_edit.yaml"
+    path.write_text(
+        "name: tiny_edit\ndomain: driving\ndescription: test scenario\nlabels: {inserted: car}\n"
+        "edits:\n  - id: add_car\n    prompt: 'Add a {colour} car. Keep the camera unchanged.'\n"
+        "    vars: {colour: [red, blue]}\n    target_caption: a street with a car\n"
+        "    source_caption: a street\n"
+    )
+    return path

@@ -1,0 +1,174 @@
+"""The one dataset schema: column names, Arrow types, and the Hugging Face features metadata.
+
+This is the only module that names columns. The Parquet schema carries the
+`huggingface` metadata key that `datasets` reads, so
+`load_dataset("parquet", data_files=...)` decodes the image columns to PIL
+images without any code of ours. Lists are declared as `Sequence` features,
+which every datasets release since 2.x reads (5.x maps them to `List`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from ..config import SCORES
+
+# bump when a column changes meaning or type; written into run.json and the Parquet metadata
+SCHEMA_VERSION = "1"
+
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+IMAGE_COLUMNS = ("source_image", "edited_image")
+IMAGE_LIST_COLUMNS = ("reasoning_frames", "previews")
+
+GENERATION = pa.struct(
+    [
+        ("steps", pa.int32()),
+        ("guidance", pa.float32()),
+        ("flow_shift", pa.float32()),
+        ("reasoning", pa.bool_()),
+        ("reasoning_steps", pa.int32()),
+        ("num_frames", pa.int32()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("loras", pa.list_(pa.string())),
+    ]
+)
+SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
+TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "encode_ms", "total_ms")
+TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
+
+SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("run_id", pa.string()),
+        ("scenario", pa.string()),
+        ("edit_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("seed", pa.int64()),
+        ("source_id", pa.string()),
+        ("source_uri", pa.string()),
+        # JSON object: original size/mode, frame index, timestamp ... of the source frame
+        ("source_meta", pa.string()),
+        ("prompt", pa.string()),
+        ("negative_prompt", pa.string()),
+        ("target_caption", pa.string()),
+        ("source_caption", pa.string()),
+        # JSON object of the scenario's free-form labels (e.g. {"inserted": "pedestrian"})
+        ("labels", pa.string()),
+        # JSON object of the template variable choices that rendered the prompt
+        ("choices", pa.string()),
+        ("source_image", IMAGE),
+        ("edited_image", IMAGE),
+        ("reasoning_frames", pa.list_(IMAGE)),
+        # "decoded" | "x0_at_step_k" | null (no reasoning)
+        ("reasoning_kind", pa.string()),
+        # for x0_at_step_k: steps run before the estimate, and its noise level
+        ("reasoning_step", pa.int32()),
+        ("reasoning_sigma", pa.float32()),
+        ("previews", pa.list_(IMAGE)),
+        ("generation", GENERATION),
+        ("model_id", pa.string()),
+        ("model_hash", pa.string()),
+        # true when the edit came from the tiny random-weight checkpoint
+        ("random_weights", pa.bool_()),
+        ("scores", SCORES_TYPE),
+        # which CLIP produced the scores, and whether its weights were random
+        ("scorer", pa.string()),
+        ("keep", pa.bool_()),
+        ("reject_reasons", pa.list_(pa.string())),
+        ("error", pa.string()),
+        ("timings_ms", TIMINGS),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+
+
+def _feature(arrow_type: pa.DataType) -> dict:
+    if arrow_type == IMAGE:
+        return {"_type": "Image"}
+    if pa.types.is_list(arrow_type):
+        return {"feature": _feature(arrow_type.value_type), "_type": "Sequence"}
+    if pa.types.is_struct(arrow_type):
+        return {f.name: _feature(f.type) for f in arrow_type}
+    if pa.types.is_timestamp(arrow_type):
+        return {"dtype": f"timestamp[{arrow_type.unit}, tz={arrow_type.tz}]", "_type": "Value"}
+    names = {pa.float32(): "float32", pa.string(): "string", pa.bool_(): "bool", pa.int32(): "int32", pa.int64(): "int64"}
+    return {"dtype": names[arrow_type], "_type": "Value"}
+
+
+def hf_features() -> dict:
+    return {f.name: _feature(f.type) for f in SCHEMA}
+
+
+def schema_with_metadata(extra: dict | None = None) -> pa.Schema:
+    """SCHEMA plus the `huggingface` features key and our own version/provenance key."""
+    meta = {
+        b"huggingface": json.dumps({"info": {"features": hf_features()}}).encode(),
+        b"chronoedit_sim": json.dumps({"schema_version": SCHEMA_VERSION, **(extra or {})}).encode(),
+    }
+    return SCHEMA.with_metadata(meta)
+
+
+def image_struct(data: bytes | None, name: str | None = None) -> dict | None:
+    return None if data is None else {"bytes": data, "path": name}
+
+
+def base_row(task: dict, run_id: str) -> dict:
+    """The row fields known before any model work, from a job task (see runtime.plan)."""
+    return {
+        "job_id": task["job_id"],
+        "run_id": run_id,
+        "scenario": task["scenario"],
+        "edit_id": task["edit_id"],
+        "sample_index": task["sample_index"],
+        "seed": task["seed"],
+        "source_id": task["source_id"],
+        "source_uri": task["source_uri"],
+        "source_meta": json.dumps(task.get("source_meta") or {}, sort_keys=True),
+        "prompt": task["prompt"],
+        "negative_prompt": task["negative_prompt"],
+        "target_caption": task["target_caption"],
+        "source_caption": task["source_caption"],
+        "labels": json.dumps(task["labels"], sort_keys=True),
+        "choices": json.dumps(task["choices"], sort_keys=True),
+        "source_image": None,
+        "edited_image": None,
+        "reasoning_frames": [],
+        "reasoning_kind": None,
+        "reasoning_step": None,
+        "reasoning_sigma": None,
+        "previews": [],
+        "generation": None,
+        "model_id": None,
+        "model_hash": None,
+        "random_weights": None,
+        "scores": None,
+        "scorer": None,
+        "keep": False,
+        "reject_reasons": [],
+        "error": None,
+        "timings_ms": None,
+        "created_at": None,
+    }
+
+
+def generation_struct(settings: dict) -> dict:
+    """The pipeline settings an edit actually used, as the `generation` column."""
+    return {
+        "steps": settings["num_inference_steps"],
+        "guidance": settings["guidance_scale"],
+        "flow_shift": settings["flow_shift"],
+        "reasoning": settings["temporal_reasoning"],
+        "reasoning_steps": settings["reasoning_steps"],
+        "num_frames": settings["num_frames"],
+        "height": settings["height"],
+        "width": settings["width"],
+        "loras": settings["loras"],
+    }
+
+
+def timings_struct(timings: dict) -> dict:
+    return {name: timings.get(name) for name in TIMING_FIELDS}

@@ -1,0 +1,126 @@
+"""Atomic Parquet shards, the resume index, and the run manifest.
+
+A shard is written to a hidden temporary name in the same directory, fsynced,
+then renamed: readers globbing data/*.parquet only ever see complete shards, and
+a crash leaves at most a hidden .tmp file that the next run removes. The set of
+job_ids in complete shards is the resume index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..config import OutputConfig
+from .schema import IMAGE_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata
+
+MANIFEST = "run.json"
+
+
+def data_dir(out: Path) -> Path:
+    return Path(out) / "data"
+
+
+def complete_shards(out: Path) -> list[Path]:
+    return sorted(p for p in data_dir(out).glob("*.parquet") if not p.name.startswith("."))
+
+
+def resume_index(out: Path) -> set[str]:
+    """job_ids already in complete shards: a rerun skips them before any model work."""
+    done: set[str] = set()
+    for shard in complete_shards(out):
+        done.update(pq.read_table(shard, columns=["job_id"]).column("job_id").to_pylist())
+    return done
+
+
+def remove_partial_shards(out: Path) -> int:
+    """Delete temporary files a crashed run left behind (never visible to readers); returns the count."""
+    leftovers = list(data_dir(out).glob(".*.tmp"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _row_bytes(row: dict) -> int:
+    size = 2048  # text columns and structs, roughly
+    for col in IMAGE_COLUMNS:
+        if row.get(col):
+            size += len(row[col]["bytes"])
+    for col in IMAGE_LIST_COLUMNS:
+        size += sum(len(img["bytes"]) for img in row.get(col) or [])
+    return size
+
+
+class ShardWriter:
+    """Buffers rows and writes bounded, atomic shards under OUT/data/."""
+
+    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None):
+        self.dir = data_dir(out)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.schema = schema_with_metadata(metadata)
+        # a session prefix keeps shard names unique across resumed runs without listing the folder
+        self.session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.rows: list[dict] = []
+        self.buffered_bytes = 0
+        self.shards: list[Path] = []
+        self.rows_written = 0
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.buffered_bytes += _row_bytes(row)
+        if len(self.rows) >= self.cfg.shard_max_rows or self.buffered_bytes >= self.cfg.shard_max_bytes:
+            self.flush()
+
+    def flush(self) -> Path | None:
+        if not self.rows:
+            return None
+        table = pa.Table.from_pylist(self.rows, schema=self.schema)
+        final = self.dir / f"part-{self.session}-{len(self.shards):05d}.parquet"
+        tmp = self.dir / f".{final.name}.tmp"
+        with open(tmp, "wb") as fh:
+            pq.write_table(
+                table, fh, row_group_size=self.cfg.row_group_rows, compression=self.cfg.compression,
+                use_dictionary=["scenario", "edit_id", "run_id", "model_id", "model_hash", "reasoning_kind"],
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.dir)
+        self.shards.append(final)
+        self.rows_written += len(self.rows)
+        self.rows, self.buffered_bytes = [], 0
+        return final
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = Path(out) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    atomic_write_bytes(Path(out) / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())

@@ -1,0 +1,115 @@
+"""The run plan, built on the driver before Ray starts: frames x scenarios -> jobs, minus finished ones.
+
+Listing frames needs no decoding, and every job's id and seed come from its
+identity, so the plan (and the resume skip) costs no model work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import Config, ConfigError, ConfigLoader, to_dict
+from ..scenario import Scenario, expand_edit, load_scenario
+from ..sources.frames import FrameRef, list_frames
+
+
+@dataclass
+class EditSettings:
+    """Effective per-edit settings after the scenario and edit layers (keyed "scenario/edit_id")."""
+
+    generation: object
+    trajectory: object
+    filter: object
+
+
+@dataclass
+class RunPlan:
+    cfg: Config
+    scenarios: list[Scenario]
+    frames: list[FrameRef]
+    settings: dict[str, EditSettings]
+    # one task per frame that still has jobs: {"ref": FrameRef, "jobs": [job dict, ...]}
+    tasks: list[dict] = field(default_factory=list)
+    planned: int = 0
+    skipped: int = 0
+    # hash of everything that decides a row's content; a resumed run must match it
+    config_hash: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return self.planned - self.skipped
+
+
+def settings_key(scenario: str, edit_id: str) -> str:
+    return f"{scenario}/{edit_id}"
+
+
+def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
+    """Config minus runtime/output knobs (they change speed and layout, not rows) plus scenario texts."""
+    content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "output")}
+    content["input"] = {k: v for k, v in content["input"].items() if k != "path"}
+    content["scenarios"] = sorted(s.sha256 for s in scenarios)
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = frozenset()) -> RunPlan:
+    cfg = loader.build()
+    scenarios = [load_scenario(f) for f in scenario_files]
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"scenarios: the same scenario name appears twice: {names}")
+    settings = {}
+    for scenario in scenarios:
+        for edit in scenario.edits:
+            built = loader.build(scenario.config_layers(edit))
+            settings[settings_key(scenario.name, edit.id)] = EditSettings(built.generation, built.trajectory, built.filter)
+    frames = list_frames(cfg.input)
+    plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
+                   config_hash=content_hash(cfg, scenarios))
+    for ref in frames:
+        jobs = []
+        for scenario in scenarios:
+            for edit in scenario.edits:
+                for job in expand_edit(scenario, edit, ref.source_id, cfg.seed):
+                    plan.planned += 1
+                    if job.job_id in done:
+                        plan.skipped += 1
+                    else:
+                        jobs.append({**asdict(job), "source_uri": ref.source_uri})
+        if jobs:
+            plan.tasks.append({"ref": ref, "jobs": jobs})
+    return plan
+
+
+def describe(plan: RunPlan, limit: int = 5) -> list[str]:
+    """Lines for --dry-run: counts and the first jobs."""
+    lines = [
+        f"frames: {len(plan.frames)}  scenarios: {', '.join(s.name for s in plan.scenarios)}",
+        f"jobs: {plan.planned} planned, {plan.skipped} already done, {plan.remaining} to run",
+    ]
+    shown = 0
+    for task in plan.tasks:
+        for job in task["jobs"]:
+            if shown == limit:
+                return lines
+            lines.append(f"  {job['job_id']} {job['scenario']}/{job['edit_id']}#{job['sample_index']} "
+                         f"{job['source_id']} seed={job['seed']}: {job['prompt'][:80]}")
+            shown += 1
+    return lines
+
+
+def output_is_compatible(manifest: dict | None, plan: RunPlan) -> str | None:
+    """None when OUT may be resumed with this plan, else why not."""
+    if manifest is None:
+        return None
+    if manifest.get("config_hash") != plan.config_hash:
+        return (f"the output was made with a different config or scenarios (config hash "
+                f"{manifest.get('config_hash')} != {plan.config_hash}); use another --output or --overwrite")
+    return None
+
+
+def input_root(plan: RunPlan) -> Path:
+    return Path(plan.cfg.input.path).expanduser().resolve()

@@ -1,0 +1,233 @@
+"""List the frames of an input (image folder, image file, video, folder of videos) and read them.
+
+list_frames runs on the driver before Ray starts, so it only looks at names and
+video headers; a frame that turns out bad later (corrupt file, video ending early)
+is read_frames' job and becomes a FrameError, i.e. one error row, never a gap.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from chronoedit_sim.config import InputConfig
+from chronoedit_sim.sources.decode import DecodedImage, FrameError, decode_image, normalize_array
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+# Jumping further ahead than this seeks; nearer frames are grabbed sequentially,
+# which is cheap (no pixel conversion) and always frame-exact, unlike seeking.
+_SEEK_THRESHOLD = 30
+
+
+class InputError(ValueError):
+    """The input as a whole is unusable (missing path, empty source): raised before Ray starts."""
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    source_id: str  # stable: relative POSIX path, or "<video>@<frame:06d>"; never absolute or read order
+    source_uri: str  # absolute path; for videos f"{abs_path}#frame={index}"
+    path: str  # absolute file path
+    frame_index: int  # -1 for images
+    timestamp_s: float | None  # video: frame_index / fps; None for images
+
+
+def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
+    return name.lower().endswith(exts)
+
+
+def _walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order."""
+    found = []
+
+    def unreadable(e: OSError) -> None:
+        # os.walk skips unreadable folders silently by default: that would drop their frames unseen.
+        raise InputError(f"input.path: cannot list {e.filename}: {e.strerror or e}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        # Sorting in place fixes the descent order; os.walk's order is the filesystem's.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not _has_ext(name, exts):
+                continue
+            full = os.path.join(dirpath, name)
+            # Zero-byte/corrupt files are kept on purpose: they become error rows, not silent gaps.
+            found.append((full, Path(os.path.relpath(full, root)).as_posix()))
+    return found
+
+
+def _video_refs(path: str, rel: str, stride: int, shown: str) -> list[FrameRef]:
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video OpenCV can read)")
+        # Header values only: decoding every frame here would read the whole video on the driver.
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    if not math.isfinite(count) or int(count) <= 0:
+        raise InputError(f"input.path: {shown}: video {rel} has no frames")
+    # Some containers report no frame rate; a made-up one would give wrong timestamps.
+    good_fps = math.isfinite(fps) and fps > 0
+    return [
+        FrameRef(
+            source_id=f"{rel}@{i:06d}",
+            source_uri=f"{path}#frame={i}",
+            path=path,
+            frame_index=i,
+            timestamp_s=i / fps if good_fps else None,
+        )
+        for i in range(0, int(count), stride)
+    ]
+
+
+def list_frames(cfg: InputConfig) -> list[FrameRef]:
+    shown = cfg.path
+    if not shown:
+        raise InputError("input.path: not set (use --input PATH)")
+    if cfg.stride < 1:
+        raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
+    if cfg.max_frames < 0:
+        raise InputError(f"input.max_frames: must be >= 0, got {cfg.max_frames}")
+    if cfg.type not in ("auto", "images", "video"):
+        raise InputError(f"input.type: {cfg.type!r} is not one of auto, images, video")
+    root = os.path.abspath(os.path.expanduser(shown))
+    if not os.path.exists(root):
+        raise InputError(f"input.path: {shown} does not exist")
+    supported = f"images: {', '.join(IMAGE_EXTENSIONS)}; videos: {', '.join(VIDEO_EXTENSIONS)}"
+    is_dir = os.path.isdir(root)
+    name = os.path.basename(root)
+    kind = cfg.type
+    if kind == "auto":
+        if is_dir or _has_ext(name, IMAGE_EXTENSIONS):
+            kind = "images"
+        elif _has_ext(name, VIDEO_EXTENSIONS):
+            kind = "video"
+        else:
+            raise InputError(f"input.path: {shown}: unsupported file type ({supported})")
+
+    if kind == "images":
+        if is_dir:
+            files = _walk(root, IMAGE_EXTENSIONS)
+            if not files:
+                raise InputError(f"input.path: {shown}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+        elif _has_ext(name, IMAGE_EXTENSIONS):
+            files = [(root, name)]
+        else:
+            raise InputError(f"input.path: {shown}: input.type=images needs a folder or an image file ({supported})")
+        refs = [FrameRef(rel, full, full, -1, None) for full, rel in files[:: cfg.stride]]
+    else:
+        if is_dir:
+            videos = _walk(root, VIDEO_EXTENSIONS)
+            if not videos:
+                raise InputError(f"input.path: {shown}: no videos ({', '.join(VIDEO_EXTENSIONS)}) found")
+        elif _has_ext(name, VIDEO_EXTENSIONS):
+            videos = [(root, name)]
+        else:
+            raise InputError(f"input.path: {shown}: input.type=video needs a folder or a video file ({supported})")
+        refs = []
+        for full, rel in videos:
+            refs.extend(_video_refs(full, rel, cfg.stride, shown))
+            if cfg.max_frames and len(refs) >= cfg.max_frames:
+                break  # no need to open the remaining videos
+    return refs[: cfg.max_frames] if cfg.max_frames else refs
+
+
+def _read_image(ref: FrameRef, max_pixels: int, min_side: int) -> DecodedImage | FrameError:
+    uri = ref.source_uri
+    try:
+        data = Path(ref.path).read_bytes()
+    except OSError as e:
+        return FrameError(f"{uri}: cannot read: {e.strerror or e}")
+    try:
+        return decode_image(data, uri=uri, max_pixels=max_pixels, min_side=min_side)
+    except FrameError as e:
+        return e
+    except MemoryError:
+        raise  # a worker resource problem, not a property of this frame
+    except Exception as e:  # decode_image should not raise others; one frame must still not stop the run
+        return FrameError(f"{uri}: unexpected decode failure ({type(e).__name__}: {e})")
+
+
+def _convert(frame, uri: str, min_side: int) -> DecodedImage | FrameError:
+    try:
+        img = normalize_array(frame, uri=uri)
+    except FrameError as e:
+        return e
+    h, w = img.rgb.shape[:2]
+    if min(w, h) < max(min_side, 1):  # same rule and wording as decode_image
+        return FrameError(f"{uri}: image is {w}x{h}, smaller than the minimum side of {max(min_side, 1)} px")
+    return img
+
+
+def _read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, DecodedImage | FrameError]:
+    """Decode the frames uris names (index -> uri) of one video, opened once, in ascending order."""
+    indices = sorted(uris)
+    out: dict[int, DecodedImage | FrameError] = {}
+
+    def fail_rest(n: int, why: str) -> None:
+        out.update((j, FrameError(f"{uris[j]}: {why} at frame {j}")) for j in indices[n:])
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            # It opened in list_frames; it may have been moved or replaced since.
+            fail_rest(0, "cannot open video")
+            return out
+        pos = 0  # index of the frame the next grab() returns
+        for n, i in enumerate(indices):
+            try:
+                if i - pos > _SEEK_THRESHOLD and cap.set(cv2.CAP_PROP_POS_FRAMES, i):
+                    pos = i
+                while pos < i and cap.grab():
+                    pos += 1
+                if pos < i or not cap.grab():
+                    # The stream has ended (or the decoder gave up): this and all later frames fail.
+                    fail_rest(n, "video ended or frame unreadable")
+                    break
+                pos += 1
+                ok, frame = cap.retrieve()
+            except cv2.error as e:
+                # The position is unknown now; reading on could return the wrong frames silently.
+                fail_rest(n, f"OpenCV error ({str(e).strip()})")
+                break
+            if ok and frame is not None:
+                out[i] = _convert(frame, uris[i], min_side)
+            else:  # grabbed but not decodable: only this frame is lost
+                out[i] = FrameError(f"{uris[i]}: video ended or frame unreadable at frame {i}")
+    finally:
+        cap.release()
+    return out
+
+
+def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:
+    """One DecodedImage or FrameError per ref, in the order of refs; per-frame problems never raise."""
+    results: list[DecodedImage | FrameError | None] = [None] * len(refs)
+    by_video: dict[str, list[int]] = defaultdict(list)  # video path -> positions in refs
+    for pos, ref in enumerate(refs):
+        if ref.frame_index < 0:
+            results[pos] = _read_image(ref, max_pixels, min_side)
+        else:
+            by_video[ref.path].append(pos)
+    for path, positions in by_video.items():
+        uris: dict[int, str] = {}
+        for p in positions:
+            uris.setdefault(refs[p].frame_index, refs[p].source_uri)
+        decoded = _read_video(path, uris, min_side)
+        seen: set[int] = set()
+        for p in positions:
+            i = refs[p].frame_index
+            r = decoded[i]
+            if i in seen and isinstance(r, DecodedImage):
+                # A repeated ref gets its own array, so editing one result cannot change another.
+                r = DecodedImage(rgb=r.rgb.copy(), meta=dict(r.meta))
+            seen.add(i)
+            results[p] = r
+    return results  # type: ignore[return-value]  # every slot is filled above

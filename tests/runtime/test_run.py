@@ -1,0 +1,171 @@
+"""`chronoedit-sim run` end to end on Ray with the tiny checkpoint: dataset, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from chronoedit_sim.dataset.schema import SCHEMA
+from chronoedit_sim.runtime.run import OutputConflict, run
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_images(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        y, x = np.mgrid[0:48, 0:80]
+        img = np.stack([(x * 3 + i * 20) % 256, y * 5, np.full_like(x, 60 + i)], axis=-1).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"frame_{i:03d}.png")
+    return folder
+
+
+def read_rows(out: Path) -> pa.Table:
+    return pq.ParquetDataset(str(out / "data")).read()
+
+
+def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp_path):
+    frames = make_images(tmp_path / "frames", 2)
+    out = tmp_path / "out"
+    scenarios = [str(REPO / "scenarios/driving/rain.yaml"), str(REPO / "scenarios/robotics/change_lighting.yaml")]
+    assert run(scenarios, str(frames), str(out), tiny_overrides, quiet=True, echo=lambda *_: None) == 0
+    table = read_rows(out)
+    # rows = frames x edits x samples: rain 2+1, change_lighting 1+2+1
+    assert table.num_rows == 2 * (3 + 4)
+    assert set(SCHEMA.names) <= set(table.schema.names)
+    for field in SCHEMA:
+        assert table.schema.field(field.name).type == field.type, field.name
+    assert len(set(table["job_id"].to_pylist())) == table.num_rows
+    assert table["error"].null_count == table.num_rows and all(table["keep"].to_pylist())
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    row = ds[0]
+    assert isinstance(row["edited_image"], Image.Image) and row["edited_image"].size == (160, 96)
+    assert row["random_weights"] is True and json.loads(row["labels"])
+    import duckdb
+
+    counts = dict(duckdb.sql(f"select scenario, count(*) from '{out}/data/*.parquet' group by 1").fetchall())
+    assert counts == {"rain": 6, "change_lighting": 8}
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["counts"] == {"planned": 14, "written": 14, "kept": 14, "failed": 0}
+    assert {s["name"] for s in manifest["scenarios"]} == {"rain", "change_lighting"}
+    assert manifest["packages"]["diffusers"] and "generation:" in manifest["config_yaml"]
+    from chronoedit_sim.dataset.inspect import summarize
+
+    summary = summarize(out)
+    assert summary[1] == "kept 14, rejected 0, failed 0" and "RANDOM-WEIGHT" in summary[2]
+    assert any(line.split() == ["rain/steady_rain", "4", "4"] for line in summary)
+
+
+def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+    frames = make_images(tmp_path / "frames", 2)
+    (frames / "empty.png").write_bytes(b"")
+    (frames / "text.png").write_text("not an image at all")
+    good = (frames / "frame_000.png").read_bytes()
+    buf = cv2.imencode(".jpg", np.full((48, 80, 3), 128, np.uint8))[1].tobytes()
+    (frames / "truncated.jpg").write_bytes(buf[: len(buf) // 2])
+    out = tmp_path / "out"
+    code = run([str(one_edit_scenario)], str(frames), str(out),
+               [*tiny_overrides, "generation.temporal_reasoning=true", "runtime.max_failed_fraction=0.9"],
+               quiet=True, echo=lambda *_: None)
+    assert code == 0
+    rows = {r["source_id"]: r for r in read_rows(out).to_pylist()}
+    assert set(rows) == {"frame_000.png", "frame_001.png", "empty.png", "text.png", "truncated.jpg"}
+    assert "empty file (0 bytes)" in rows["empty.png"]["error"]
+    assert "not a recognised image" in rows["text.png"]["error"]
+    assert "corrupt or truncated" in rows["truncated.jpg"]["error"]
+    assert all(rows[k]["keep"] is False for k in ("empty.png", "text.png", "truncated.jpg"))
+    assert rows["frame_000.png"]["error"] is None and len(rows["frame_000.png"]["reasoning_frames"]) == 9
+    assert rows["frame_000.png"]["reasoning_kind"] == "x0_at_step_k"
+    assert good  # the good frame next to bad ones still edits
+    # too many failures -> non-zero exit
+    out2 = tmp_path / "out2"
+    assert run([str(one_edit_scenario)], str(frames), str(out2), tiny_overrides, quiet=True,
+               echo=lambda *_: None) == 3
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (80, 48))
+    for i in range(6):
+        writer.write(np.full((48, 80, 3), 40 * i, np.uint8))
+    writer.release()
+    out3 = tmp_path / "out3"
+    assert run([str(one_edit_scenario)], str(video), str(out3), [*tiny_overrides, "input.stride=2"], quiet=True,
+               echo=lambda *_: None) == 0
+    ids = sorted(read_rows(out3)["source_id"].to_pylist())
+    assert ids == ["clip.mp4@000000", "clip.mp4@000002", "clip.mp4@000004"]
+
+
+def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+    frames = make_images(tmp_path / "frames", 4)
+    out = tmp_path / "out"
+    assert run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, "runtime.fault_kill_at_job=2"],
+               quiet=True, echo=lambda *_: None) == 0
+    assert (out / "_state" / "fault-injected").exists()  # the actor really died
+    table = read_rows(out)
+    assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(4)]
+    assert table["error"].null_count == 4
+
+
+def test_rerun_resumes_and_refuses_a_different_config(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+    frames = make_images(tmp_path / "frames", 2)
+    out = tmp_path / "out"
+    args = ([str(one_edit_scenario)], str(frames), str(out))
+    assert run(*args, tiny_overrides, quiet=True, echo=lambda *_: None) == 0
+    first = read_rows(out)
+    lines = []
+    assert run(*args, tiny_overrides, quiet=True, echo=lines.append) == 0
+    assert "written 0 this run (2 resumed-skipped)" in lines[-1]
+    assert read_rows(out).num_rows == first.num_rows == 2
+    with pytest.raises(OutputConflict, match="different config or scenarios"):
+        run(*args, [*tiny_overrides, "seed=9"], quiet=True, echo=lambda *_: None)
+    assert run(*args, [*tiny_overrides, "seed=9"], overwrite=True, quiet=True, echo=lambda *_: None) == 0
+    assert read_rows(out)["seed"].to_pylist() != first["seed"].to_pylist()
+
+
+def test_dry_run_loads_no_model_and_writes_nothing(tiny_overrides, one_edit_scenario, tmp_path):
+    frames = make_images(tmp_path / "frames", 3)
+    lines = []
+    out = tmp_path / "out"
+    assert run([str(one_edit_scenario)], str(frames), str(out), ["model=chronoedit-14b"], dry_run=True,
+               echo=lines.append) == 0
+    assert lines[1] == "jobs: 3 planned, 0 already done, 3 to run"
+    assert any(line.startswith("ray: ") for line in lines) and not out.exists()
+
+
+def test_sigkill_mid_run_then_rerun_gives_every_job_exactly_once(tiny_overrides, one_edit_scenario, tmp_path):
+    """A separate process with its own Ray, killed with SIGKILL after its first shard; the rerun completes."""
+    frames = make_images(tmp_path / "frames", 6)
+    out = tmp_path / "out"
+    # more steps make each job slow enough (~1 s) for the kill to land between shards
+    cmd = [sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input", str(frames),
+           "--output", str(out), "-q", *tiny_overrides, "output.shard_max_rows=1",
+           "generation.num_inference_steps=30"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline and not list((out / "data").glob("*.parquet")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = len(list((out / "data").glob("*.parquet")))
+    assert 1 <= written < 6, "the kill should land mid-run"
+    # only complete shards are visible to a reader at any time
+    assert all(pq.read_metadata(p).num_rows == 1 for p in (out / "data").glob("*.parquet"))
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    table = read_rows(out)
+    assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(6)]
+    assert len(set(table["job_id"].to_pylist())) == 6
