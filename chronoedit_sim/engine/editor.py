@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -215,11 +214,3 @@ class Editor:
                 "total_ms": ms(t0, t_end),
             },
         )
-
-    def identity_dict(self) -> dict:
-        return asdict(self.identity)
-
-
-def weights_root(model: ModelConfig) -> Path:
-    """Resolve and check the weights without loading them (for validation and dry runs)."""
-    return resolve_model_root(model.path, model.revision, model.allow_download)

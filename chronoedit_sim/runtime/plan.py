@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from ..config import Config, ConfigError, ConfigLoader, to_dict
 from ..scenario import Scenario, expand_edit, load_scenario
@@ -109,7 +108,3 @@ def output_is_compatible(manifest: dict | None, plan: RunPlan) -> str | None:
         return (f"the output was made with a different config or scenarios (config hash "
                 f"{manifest.get('config_hash')} != {plan.config_hash}); use another --output or --overwrite")
     return None
-
-
-def input_root(plan: RunPlan) -> Path:
-    return Path(plan.cfg.input.path).expanduser().resolve()
