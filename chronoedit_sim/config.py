@@ -161,8 +161,10 @@ class RuntimeConfig:
     max_failed_fraction: float = 0.1
     # jobs handed to an actor at once (ChronoEdit edits one frame per call)
     batch_size: int = 1
-    # fault injection for tests: the edit actor kills its process on its Nth job (0 = off)
+    # fault injection for tests: the edit actor kills its process on its Nth job, once (0 = off)
     fault_kill_at_job: int = 0
+    # fault injection for tests: the edit actor kills its process on every job of this source_id
+    fault_kill_source: str = ""
 
 
 @dataclass

@@ -10,18 +10,33 @@ import pyarrow.dataset as pads
 from .sink import complete_shards, read_manifest
 
 
-def summarize(out: Path) -> list[str]:
-    out = Path(out)
+def read_columns(out: Path, columns: list[str]):
+    """The given columns of every complete shard as one Arrow table (None when there are none)."""
     shards = complete_shards(out)
     if not shards:
-        return [f"{out}: no complete shards under data/"]
-    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
-        columns=["scenario", "edit_id", "keep", "error", "random_weights"])
-    size = sum(s.stat().st_size for s in shards)
+        return None
+    return pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=columns)
+
+
+def row_counts(table) -> dict:
+    """written / kept / rejected / failed of a table with `keep` and `error` columns."""
+    if table is None:
+        return {"written": 0, "kept": 0, "rejected": 0, "failed": 0}
     failed = table.num_rows - table["error"].null_count
     kept = int(pc.sum(table["keep"]).as_py() or 0)
-    lines = [f"{out}: {table.num_rows} rows in {len(shards)} shard(s), {size / 2**20:.1f} MiB",
-             f"kept {kept}, rejected {table.num_rows - kept - failed}, failed {failed}"]
+    return {"written": table.num_rows, "kept": kept, "rejected": table.num_rows - kept - failed, "failed": failed}
+
+
+def summarize(out: Path) -> list[str]:
+    out = Path(out)
+    table = read_columns(out, ["scenario", "edit_id", "keep", "error", "random_weights"])
+    if table is None:
+        return [f"{out}: no complete shards under data/"]
+    shards = complete_shards(out)
+    size = sum(s.stat().st_size for s in shards)
+    c = row_counts(table)
+    lines = [f"{out}: {c['written']} rows in {len(shards)} shard(s), {size / 2**20:.1f} MiB",
+             f"kept {c['kept']}, rejected {c['rejected']}, failed {c['failed']}"]
     if pc.any(table["random_weights"]).as_py():
         lines.append("NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise")
     grouped = table.group_by(["scenario", "edit_id"]).aggregate([("keep", "count"), ("keep", "sum")])

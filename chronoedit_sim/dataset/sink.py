@@ -88,7 +88,6 @@ class ShardWriter:
         self.rows: list[dict] = []
         self.buffered_bytes = 0
         self.shards: list[Path] = []
-        self.rows_written = 0
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -112,7 +111,6 @@ class ShardWriter:
         os.replace(tmp, final)
         _fsync_dir(self.dir)
         self.shards.append(final)
-        self.rows_written += len(self.rows)
         self.rows, self.buffered_bytes = [], 0
         return final
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from ..config import Config, ConfigError, ConfigLoader, to_dict
+from ..config import Config, ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig, to_dict
 from ..scenario import Scenario, expand_edit, load_scenario
 from ..sources.frames import FrameRef, list_frames
 
@@ -19,9 +20,9 @@ from ..sources.frames import FrameRef, list_frames
 class EditSettings:
     """Effective per-edit settings after the scenario and edit layers (keyed "scenario/edit_id")."""
 
-    generation: object
-    trajectory: object
-    filter: object
+    generation: GenerationConfig
+    trajectory: TrajectoryConfig
+    filter: FilterConfig
 
 
 @dataclass
@@ -47,9 +48,13 @@ def settings_key(scenario: str, edit_id: str) -> str:
 
 
 def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
-    """Config minus runtime/output knobs (they change speed and layout, not rows) plus scenario texts."""
+    """Config minus runtime/output knobs (they change speed and layout, not rows) plus scenario texts.
+
+    The input path is part of it (resolved): source ids are relative to it, so a second input
+    folder resumed into the same output would otherwise be taken for frames already done.
+    """
     content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "output")}
-    content["input"] = {k: v for k, v in content["input"].items() if k != "path"}
+    content["input"]["path"] = str(Path(cfg.input.path).expanduser().resolve())
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

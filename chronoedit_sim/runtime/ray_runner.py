@@ -23,9 +23,11 @@ from ..dataset.sink import ShardWriter
 from .plan import RunPlan
 from .progress import Progress
 from .stage import PAYLOAD, Resources, StageAdapter, from_payload, run_stage_task, to_payload
-from .stages import EditStage, ReadStage, finish_row
+from .stages import EditStage, ReadStage, clear_inflight, deaths_per_job, finish_row
 
 log = logging.getLogger(__name__)
+# OUT/_state: run-time bookkeeping (in-flight ledger, fault markers), never part of the dataset
+STATE = "_state"
 
 
 @dataclass
@@ -37,6 +39,8 @@ class RunCounts:
     failed: int = 0
     rejected: int = 0
     errors_by_stage: dict = field(default_factory=dict)
+    # what the edit actors were given, e.g. "1 x (cpus=1.0, gpus=0.0) -> CPU"
+    edit_actors: str = ""
 
     def add(self, row: dict) -> None:
         self.written += 1
@@ -99,7 +103,8 @@ def _cpu_share(total_cpus: float, edit: Resources) -> float:
     return max(min(spare / 4, 1.0), 0.1)
 
 
-def build_dataset(plan: RunPlan, run_id: str, out: Path, edit_res: Resources, verbose: bool = False):
+def build_dataset(plan: RunPlan, tasks: list[dict], run_id: str, out: Path, edit_res: Resources,
+                  verbose: bool = False):
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -109,19 +114,15 @@ def build_dataset(plan: RunPlan, run_id: str, out: Path, edit_res: Resources, ve
     ctx.enable_progress_bars = False
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-    # blocks that still fail after Ray's actor restarts and task retries are dropped here and
-    # re-emitted by the driver as error rows, so one poison job cannot abort the run
-    ctx.max_errored_blocks = -1
     rt = plan.cfg.runtime
     share = _cpu_share(ray.cluster_resources().get("CPU", 1), edit_res)
     read = ReadStage(plan.cfg.input, plan.cfg.output, run_id, cpus=share)
-    edit = EditStage(plan.cfg.model, plan.settings, edit_res, rt.batch_size, rt.fault_kill_at_job,
-                     str(out / "_state" / "fault-injected"))
+    edit = EditStage(plan.cfg.model, plan.settings, edit_res, rt.batch_size, str(out / STATE),
+                     rt.fault_kill_at_job, rt.fault_kill_source)
     # rows leave the score stage as they come: a larger batch would hold finished edits back from the sink
     score = ScoreStage(plan.settings, Resources(cpus=share, actors=1), batch_size=rt.batch_size)
-    # one block per frame: a block that fails for good then costs only that frame's jobs
-    ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in plan.tasks],
-                             override_num_blocks=max(1, len(plan.tasks)))
+    ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in tasks],
+                             override_num_blocks=max(1, len(tasks)))
     ds = ds.map_batches(run_stage_task, fn_kwargs={"stage": read}, batch_size=1, num_cpus=read.resources.cpus,
                         batch_format="numpy")
     # a dead actor (OOM, segfault, kill) is restarted and its batch retried, a bounded number of times
@@ -137,34 +138,69 @@ def build_dataset(plan: RunPlan, run_id: str, out: Path, edit_res: Resources, ve
                           compute=ActorPoolStrategy(size=1), num_cpus=score.resources.cpus, batch_format="numpy")
 
 
+def _frame_tasks(pending: dict) -> list[dict]:
+    """Regroup pending jobs by frame, so each frame is read once."""
+    tasks: dict[str, dict] = {}
+    for task, job in pending.values():
+        tasks.setdefault(task["ref"].source_id, {"ref": task["ref"], "jobs": []})["jobs"].append(job)
+    return list(tasks.values())
+
+
+def lost_row(task: dict, job: dict, run_id: str, why: str) -> dict:
+    row = base_row({**job, "source_meta": {"frame_index": task["ref"].frame_index}}, run_id)
+    row["error"] = f"edit: {why}; see the Ray worker logs"
+    return finish_row(row)
+
+
 def execute(plan: RunPlan, run_id: str, out: Path, writer: ShardWriter, counts: RunCounts,
             quiet: bool, verbose: bool) -> float:
-    """Stream every remaining job through Ray into `writer`; returns wall seconds."""
+    """Stream every remaining job through Ray into `writer`; returns wall seconds.
+
+    When the pipeline itself fails (an actor died on a job more often than runtime.max_restarts
+    allows), the rows received so far are flushed, the jobs that killed their workers become error
+    rows (found through the in-flight ledger), and the rest run again in a fresh pipeline.
+    """
+    from ray.exceptions import RayError
+
     t0 = time.perf_counter()
     if not plan.tasks:
         return 0.0
-    (out / "_state").mkdir(parents=True, exist_ok=True)
-    expected = {job["job_id"]: (task, job) for task in plan.tasks for job in task["jobs"]}
+    state = out / STATE
+    clear_inflight(state)
+    pending = {job["job_id"]: (task, job) for task in plan.tasks for job in task["jobs"]}
     progress = Progress(total=plan.remaining, quiet=quiet)
-    with ray_session(plan.cfg.runtime.address, verbose):
-        edit_res = edit_resources(plan)
-        log.info("edit actors: %d x (cpus=%s, gpus=%s)", edit_res.actors, edit_res.cpus, edit_res.gpus)
-        ds = build_dataset(plan, run_id, out, edit_res, verbose)
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for row in from_payload(batch):
-                if expected.pop(row["job_id"], None) is None:
-                    continue  # a retried block delivered a row twice: the first copy is already written
-                writer.add(row)
-                counts.add(row)
-                progress.update(failed=counts.failed)
-    for task, job in expected.values():  # jobs Ray gave up on: error rows, not gaps
-        row = base_row({**job, "source_meta": {"frame_index": task["ref"].frame_index}}, run_id)
-        row["error"] = ("edit: the job was lost after Ray's actor restarts and retries "
-                        f"(runtime.max_restarts={plan.cfg.runtime.max_restarts}); see the Ray worker logs")
-        row = finish_row(row)
+    max_deaths = plan.cfg.runtime.max_restarts + 1
+
+    def emit(row: dict) -> None:
         writer.add(row)
         counts.add(row)
         progress.update(failed=counts.failed)
+
+    with ray_session(plan.cfg.runtime.address, verbose):
+        edit_res = edit_resources(plan)
+        # said out loud: a run without GPUs edits on CPU, which is 1000x slower for the real model
+        counts.edit_actors = (f"{edit_res.actors} x (cpus={edit_res.cpus}, gpus={edit_res.gpus})"
+                              f" -> {'GPU' if edit_res.gpus else 'CPU'}")
+        while pending:
+            ds = build_dataset(plan, _frame_tasks(pending), run_id, out, edit_res, verbose)
+            try:
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    for row in from_payload(batch):
+                        if pending.pop(row["job_id"], None) is not None:  # a retried block may repeat a row
+                            emit(row)
+                break
+            except RayError:
+                writer.flush()  # what arrived is safe whatever happens next
+                poisoned = [j for j, n in deaths_per_job(state).items() if j in pending and n >= max_deaths]
+                if not poisoned:
+                    raise
+                for job_id in poisoned:
+                    task, job = pending.pop(job_id)
+                    emit(lost_row(task, job, run_id, f"the worker process died on this job {max_deaths} time(s) "
+                                                     f"(runtime.max_restarts={max_deaths - 1}): OOM or a native crash"))
+                clear_inflight(state)
+    for task, job in pending.values():  # finished stream without them: error rows, not gaps
+        emit(lost_row(task, job, run_id, "the job never came back from the pipeline"))
     writer.flush()
     progress.close()
     return time.perf_counter() - t0

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..config import ConfigLoader, to_dict, to_yaml
+from ..dataset.inspect import read_columns, row_counts
 from ..dataset.sink import ShardWriter, read_manifest, remove_partial_shards, resume_index, write_manifest
 from .plan import describe, make_plan, output_is_compatible
 from .ray_runner import RunCounts, execute, now_iso
@@ -32,12 +33,14 @@ def run(scenario_files: list[str], input_path: str, output: str, overrides: list
         dry_run: bool = False, overwrite: bool = False, quiet: bool = False, verbose: bool = False, echo=print) -> int:
     out = Path(output)
     loader = ConfigLoader([f"input.path={input_path}", *overrides], list(config_files))
-    if overwrite and out.exists() and not dry_run:
-        shutil.rmtree(out)
-    manifest = read_manifest(out)
+    foreign = out.exists() and any(out.iterdir()) and read_manifest(out) is None
+    if foreign:
+        # never resume into, or delete, a folder that is not one of our datasets
+        raise OutputConflict(f"{out}: exists, is not empty and has no run.json: not a chronoedit-sim dataset; "
+                             "choose another --output")
+    # with --overwrite the old dataset is ignored now and deleted only once the plan is valid
+    manifest = None if overwrite else read_manifest(out)
     plan = make_plan(loader, scenario_files, resume_index(out) if manifest else set())
-    if (out / "data").exists() and manifest is None and any((out / "data").glob("*.parquet")):
-        raise OutputConflict(f"{out}: has data/ but no run.json; not a chronoedit-sim output (use --overwrite)")
     conflict = output_is_compatible(manifest, plan)
     if conflict:
         raise OutputConflict(f"{out}: {conflict}")
@@ -49,6 +52,8 @@ def run(scenario_files: list[str], input_path: str, output: str, overrides: list
         echo(f"ray: {rt.num_actors or 'one per GPU (1 without GPUs)'} edit actor(s), each cpus={rt.cpus_per_actor} "
              f"gpus={gpus}; address={rt.address or 'local private instance'}")
         return 0
+    if overwrite and out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     removed = remove_partial_shards(out)
     run_id = uuid.uuid4().hex[:12]
@@ -68,12 +73,13 @@ def run(scenario_files: list[str], input_path: str, output: str, overrides: list
     counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped)
     writer = ShardWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash})
     wall = execute(plan, run_id, out, writer, counts, quiet, verbose)
-    totals = dataset_totals(out)
+    totals = row_counts(read_columns(out, ["keep", "error"]))
     manifest["runs"][-1].update(status="finished", ended_at=now_iso(), wall_s=round(wall, 3),
                                 counts=asdict(counts), jobs_per_s=round(counts.written / wall, 4) if wall else None)
-    manifest["counts"] = {"planned": plan.planned, **totals}
+    manifest["counts"] = {"planned": plan.planned, **{k: totals[k] for k in ("written", "kept", "failed")}}
     write_manifest(out, manifest)
     failed_fraction = totals["failed"] / totals["written"] if totals["written"] else 0.0
+    echo(f"edit actors: {counts.edit_actors}")
     echo(f"planned {plan.planned}, written {counts.written} this run ({plan.skipped} resumed-skipped), "
          f"kept {counts.kept}, rejected {counts.rejected}, failed {counts.failed}; "
          f"dataset: {totals['written']} rows in {out / 'data'}; {wall:.1f}s")
@@ -85,16 +91,3 @@ def run(scenario_files: list[str], input_path: str, output: str, overrides: list
         return 3
     return 0
 
-
-def dataset_totals(out: Path) -> dict:
-    import pyarrow.compute as pc
-    import pyarrow.dataset as pads
-
-    from ..dataset.sink import complete_shards
-
-    shards = complete_shards(out)
-    if not shards:
-        return {"written": 0, "kept": 0, "failed": 0}
-    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=["keep", "error"])
-    return {"written": table.num_rows, "kept": int(pc.sum(table["keep"]).as_py() or 0),
-            "failed": table.num_rows - int(pc.sum(pc.is_null(table["error"])).as_py() or 0)}

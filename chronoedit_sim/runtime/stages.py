@@ -8,6 +8,8 @@ Every failure becomes the row's `error`, never an exception out of a stage.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import time
 import traceback
 from datetime import datetime, timezone
@@ -17,6 +19,7 @@ from ..config import InputConfig, ModelConfig, OutputConfig
 from ..dataset.encode import encode_image
 from ..dataset.schema import base_row, generation_struct, image_struct, timings_struct
 from ..sources.decode import FrameError
+from .plan import settings_key
 from .stage import Resources, Stage
 
 
@@ -65,23 +68,36 @@ class EditStage(Stage):
     name = "edit"
 
     def __init__(self, model_cfg: ModelConfig, settings: dict, resources: Resources, batch_size: int,
-                 fault_kill_at_job: int = 0, fault_marker: str = ""):
+                 state_dir: str, fault_kill_at_job: int = 0, fault_kill_source: str = ""):
         self.model_cfg, self.settings = model_cfg, settings
         self.resources, self.batch_size = resources, batch_size
-        # fault injection for tests: die (like an OOM kill) on the Nth job, once per marker file
-        self.fault_kill_at_job, self.fault_marker = fault_kill_at_job, fault_marker
+        # OUT/_state: the in-flight ledger (which job each worker process is editing) lives here
+        self.state_dir = Path(state_dir)
+        # fault injection for tests: die (like an OOM kill) on the Nth job, once per marker file,
+        # or on every job of one source (a job that can never succeed)
+        self.fault_kill_at_job, self.fault_kill_source = fault_kill_at_job, fault_kill_source
+        self.fault_marker = self.state_dir / "fault-injected"
         self.jobs_seen = 0
         self.editor = None
 
     def setup(self) -> None:
+        import torch
+
         from ..engine.editor import Editor
 
+        if self.resources.gpus and not torch.cuda.is_available():
+            # Ray granted a GPU but torch cannot use it (CPU build, driver mismatch): fail loudly
+            # instead of letting model.device=auto quietly edit on the CPU
+            raise RuntimeError(f"edit actor was given {self.resources.gpus} GPU(s) but torch sees no CUDA device "
+                               f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
         self.editor = Editor(self.model_cfg)
 
-    def _maybe_die(self) -> None:
+    def _maybe_die(self, row: dict) -> None:
         self.jobs_seen += 1
+        if self.fault_kill_source and row["source_id"] == self.fault_kill_source:
+            os._exit(137)
         if self.fault_kill_at_job and self.jobs_seen == self.fault_kill_at_job and not os.path.exists(self.fault_marker):
-            Path(self.fault_marker).write_text(str(os.getpid()))
+            self.fault_marker.write_text(str(os.getpid()))
             os._exit(137)
 
     def process_batch(self, rows: list[dict]) -> list[dict]:
@@ -90,8 +106,10 @@ class EditStage(Stage):
     def _edit(self, row: dict) -> dict:
         if row["error"]:
             return row
-        self._maybe_die()
-        s = self.settings[f"{row['scenario']}/{row['edit_id']}"]
+        # a process that dies mid-edit leaves this file naming the job it died on
+        mark_inflight(self.state_dir, row["job_id"])
+        self._maybe_die(row)
+        s = self.settings[settings_key(row["scenario"], row["edit_id"])]
         try:
             result = self.editor.edit(row["_source_rgb"], row["prompt"], seed=row["seed"], gen=s.generation,
                                       negative_prompt=row["negative_prompt"])
@@ -123,6 +141,30 @@ class EditStage(Stage):
         identity = self.editor.identity
         row.update(model_id=identity.model_id, model_hash=identity.model_hash, random_weights=identity.random_weights)
         return row
+
+
+def _inflight_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / "inflight"
+
+
+def mark_inflight(state_dir: Path, job_id: str) -> None:
+    folder = _inflight_dir(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{socket.gethostname()}-{os.getpid()}").write_text(job_id)
+
+
+def clear_inflight(state_dir: Path) -> None:
+    shutil.rmtree(_inflight_dir(state_dir), ignore_errors=True)
+
+
+def deaths_per_job(state_dir: Path) -> dict[str, int]:
+    """How many worker processes were last seen editing each job (a dead one never moves on)."""
+    counts: dict[str, int] = {}
+    folder = _inflight_dir(state_dir)
+    for path in folder.glob("*") if folder.exists() else []:
+        job_id = path.read_text()
+        counts[job_id] = counts.get(job_id, 0) + 1
+    return counts
 
 
 def finish_row(row: dict) -> dict:

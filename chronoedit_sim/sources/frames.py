@@ -19,6 +19,8 @@ from chronoedit_sim.sources.decode import DecodedImage, FrameError, decode_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+# input.type -> (extensions, plural noun, "a ... file") for listing and its messages
+_KINDS = {"images": (IMAGE_EXTENSIONS, "images", "an image file"), "video": (VIDEO_EXTENSIONS, "videos", "a video file")}
 
 # Jumping further ahead than this seeks; nearer frames are grabbed sequentially,
 # which is cheap (no pixel conversion) and always frame-exact, unlike seeking.
@@ -113,27 +115,20 @@ def list_frames(cfg: InputConfig) -> list[FrameRef]:
         else:
             raise InputError(f"input.path: {shown}: unsupported file type ({supported})")
 
+    exts, plural, single = _KINDS[kind]
+    if is_dir:
+        files = _walk(root, exts)
+        if not files:
+            raise InputError(f"input.path: {shown}: no {plural} ({', '.join(exts)}) found")
+    elif _has_ext(name, exts):
+        files = [(root, name)]
+    else:
+        raise InputError(f"input.path: {shown}: input.type={kind} needs a folder or {single} ({supported})")
     if kind == "images":
-        if is_dir:
-            files = _walk(root, IMAGE_EXTENSIONS)
-            if not files:
-                raise InputError(f"input.path: {shown}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-        elif _has_ext(name, IMAGE_EXTENSIONS):
-            files = [(root, name)]
-        else:
-            raise InputError(f"input.path: {shown}: input.type=images needs a folder or an image file ({supported})")
         refs = [FrameRef(rel, full, full, -1, None) for full, rel in files[:: cfg.stride]]
     else:
-        if is_dir:
-            videos = _walk(root, VIDEO_EXTENSIONS)
-            if not videos:
-                raise InputError(f"input.path: {shown}: no videos ({', '.join(VIDEO_EXTENSIONS)}) found")
-        elif _has_ext(name, VIDEO_EXTENSIONS):
-            videos = [(root, name)]
-        else:
-            raise InputError(f"input.path: {shown}: input.type=video needs a folder or a video file ({supported})")
         refs = []
-        for full, rel in videos:
+        for full, rel in files:
             refs.extend(_video_refs(full, rel, cfg.stride, shown))
             if cfg.max_frames and len(refs) >= cfg.max_frames:
                 break  # no need to open the remaining videos

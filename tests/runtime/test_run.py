@@ -75,7 +75,6 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
     frames = make_images(tmp_path / "frames", 2)
     (frames / "empty.png").write_bytes(b"")
     (frames / "text.png").write_text("not an image at all")
-    good = (frames / "frame_000.png").read_bytes()
     buf = cv2.imencode(".jpg", np.full((48, 80, 3), 128, np.uint8))[1].tobytes()
     (frames / "truncated.jpg").write_bytes(buf[: len(buf) // 2])
     out = tmp_path / "out"
@@ -91,7 +90,6 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
     assert all(rows[k]["keep"] is False for k in ("empty.png", "text.png", "truncated.jpg"))
     assert rows["frame_000.png"]["error"] is None and len(rows["frame_000.png"]["reasoning_frames"]) == 9
     assert rows["frame_000.png"]["reasoning_kind"] == "x0_at_step_k"
-    assert good  # the good frame next to bad ones still edits
     # too many failures -> non-zero exit
     out2 = tmp_path / "out2"
     assert run([str(one_edit_scenario)], str(frames), str(out2), tiny_overrides, quiet=True,
@@ -134,6 +132,22 @@ def test_rerun_resumes_and_refuses_a_different_config(ray_session, tiny_override
         run(*args, [*tiny_overrides, "seed=9"], quiet=True, echo=lambda *_: None)
     assert run(*args, [*tiny_overrides, "seed=9"], overwrite=True, quiet=True, echo=lambda *_: None) == 0
     assert read_rows(out)["seed"].to_pylist() != first["seed"].to_pylist()
+    # another input folder into the same output is a different dataset, not frames "already done"
+    other = make_images(tmp_path / "other", 2)
+    with pytest.raises(OutputConflict, match="different config or scenarios"):
+        run([str(one_edit_scenario)], str(other), str(out), [*tiny_overrides, "seed=9"], quiet=True,
+            echo=lambda *_: None)
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_dataset(tiny_overrides, one_edit_scenario, tmp_path):
+    frames = make_images(tmp_path / "frames", 1)
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputConflict, match="not a chronoedit-sim dataset"):
+        run([str(one_edit_scenario)], str(frames), str(precious), tiny_overrides, overwrite=True,
+            echo=lambda *_: None)
+    assert (precious / "thesis.tex").read_text() == "years of work"
 
 
 def test_dry_run_loads_no_model_and_writes_nothing(tiny_overrides, one_edit_scenario, tmp_path):
@@ -169,3 +183,18 @@ def test_sigkill_mid_run_then_rerun_gives_every_job_exactly_once(tiny_overrides,
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(6)]
     assert len(set(table["job_id"].to_pylist())) == 6
+
+
+def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tiny_overrides, one_edit_scenario,
+                                                                 tmp_path):
+    frames = make_images(tmp_path / "frames", 3)
+    out = tmp_path / "out"
+    code = run([str(one_edit_scenario)], str(frames), str(out),
+               [*tiny_overrides, "runtime.fault_kill_source=frame_001.png", "runtime.max_restarts=1",
+                "runtime.max_failed_fraction=0.5"], quiet=True, echo=lambda *_: None)
+    assert code == 0
+    rows = {r["source_id"]: r for r in read_rows(out).to_pylist()}
+    assert sorted(rows) == ["frame_000.png", "frame_001.png", "frame_002.png"]
+    assert rows["frame_001.png"]["error"].startswith("edit: the worker process died on this job 2 time(s)")
+    assert rows["frame_001.png"]["keep"] is False
+    assert rows["frame_000.png"]["error"] is None and rows["frame_002.png"]["error"] is None

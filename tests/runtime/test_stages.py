@@ -7,7 +7,7 @@ from chronoedit_sim.dataset.schema import COLUMNS, base_row
 from chronoedit_sim.engine.editor import ModelIdentity
 from chronoedit_sim.runtime.plan import EditSettings
 from chronoedit_sim.runtime.stage import Resources, StageAdapter, from_payload, to_payload
-from chronoedit_sim.runtime.stages import EditStage
+from chronoedit_sim.runtime.stages import EditStage, deaths_per_job
 from chronoedit_sim.scoring.stage import ScoreStage
 
 JOB = {"job_id": "j1", "scenario": "s", "edit_id": "e", "sample_index": 0, "seed": 1, "source_id": "a.png",
@@ -22,16 +22,17 @@ class ExplodingEditor:
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
-def test_a_failing_edit_is_an_error_row_not_an_exception(frame):
+def test_a_failing_edit_is_an_error_row_not_an_exception(frame, tmp_path):
     cfg = load_config(["model=tiny", "model.path=/unused"])
     settings = {"s/e": EditSettings(cfg.generation, cfg.trajectory, cfg.filter)}
-    stage = EditStage(cfg.model, settings, Resources(), batch_size=1)
+    stage = EditStage(cfg.model, settings, Resources(), batch_size=1, state_dir=str(tmp_path))
     stage.editor = ExplodingEditor()
     row = base_row(JOB, "run1")
     row.update(_source_rgb=frame, timings_ms={"read_ms": 1.0})
     (out,) = stage.process_batch([row])
     assert out["error"] == "edit: RuntimeError: CUDA out of memory (simulated)"
     assert out["model_hash"] == "h" * 16
+    assert deaths_per_job(tmp_path) == {"j1": 1}  # the in-flight ledger names the job this process was on
     score = ScoreStage(settings, Resources())
     (final,) = from_payload(StageAdapter(score)(to_payload([out])))
     assert final["keep"] is False and tuple(final) == COLUMNS
