@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import cv2
-import numpy as np
 from PIL import Image
 
 from chronoedit_sim.cli import main
