@@ -27,11 +27,15 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_make_tiny_model(args) -> int:
     from .engine.tiny import write_tiny_model
+    from .scoring.clip import write_tiny_clip
 
     path = write_tiny_model(args.dir, seed=args.seed)
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    print(f"wrote a tiny RANDOM-WEIGHT ChronoEdit checkpoint to {path} ({size / 1024:.0f} KiB)")
-    print("it proves the plumbing, not edit quality; use it with: model=tiny model.path=" + str(path))
+    clip = write_tiny_clip(args.clip_dir or f"{str(path).rstrip('/')}-clip", seed=args.seed)
+    for what, folder in (("ChronoEdit checkpoint", path), ("open_clip model", clip)):
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        print(f"wrote a tiny RANDOM-WEIGHT {what} to {folder} ({size / 1024:.0f} KiB)")
+    print("they prove the plumbing, not edit or score quality; use them with: model=tiny "
+          f"model.path={path} scoring.clip.model=local-dir:{clip}")
     return 0
 
 
@@ -93,6 +97,13 @@ def cmd_run(args) -> int:
                dry_run=args.dry_run, overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
 
 
+def cmd_score(args) -> int:
+    from .scoring.rescore import rescore
+
+    return rescore(args.dir, args.output, args.overrides, config_files=args.config, overwrite=args.overwrite,
+                   quiet=args.quiet)
+
+
 def cmd_inspect(args) -> int:
     from .dataset.inspect import summarize
 
@@ -112,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("make-tiny-model", help="write a tiny random-weight ChronoEdit checkpoint (tests, demo)")
     sp.add_argument("dir")
+    sp.add_argument("--clip-dir", default="", help="where the tiny open_clip model goes (default: DIR-clip)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_make_tiny_model)
 
@@ -138,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only the summary")
     with_overrides(sp)
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("score", help="rescore an existing dataset into a new one (new thresholds or CLIP)")
+    sp.add_argument("dir")
+    sp.add_argument("--output", required=True, help="the new dataset directory")
+    sp.add_argument("--overwrite", action="store_true", help="delete OUTPUT first instead of resuming")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only the summary")
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_score)
 
     sp = sub.add_parser("inspect", help="summarise a dataset directory")
     sp.add_argument("dir")

@@ -182,6 +182,34 @@ class OutputConfig:
 
 
 @dataclass
+class ClipConfig:
+    # compute the CLIP scores; off leaves only the weight-free ones (ssim, psnr, flow_warp_error)
+    enabled: bool = True
+    # open_clip architecture (ViT-L-14, ViT-B-32, ...) or "local-dir:PATH" (open_clip_config.json + weights)
+    model: str = "ViT-L-14"
+    # weights: a local file, or an open_clip pretrained tag resolved from the local cache (ignored for local-dir:)
+    pretrained: str = "openai"
+    # let a pretrained tag that is not cached be downloaded; off so runs never touch the network
+    allow_download: bool = False
+    # "auto" picks cuda when visible, else cpu
+    device: str = "auto"
+    # images per CLIP forward pass
+    batch_size: int = 32
+
+
+@dataclass
+class ScoringConfig:
+    # which CLIP scores the edits
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    # GPUs per score actor; null = 0.25 when the cluster has GPUs (it shares a GPU with an editor), else 0
+    gpus_per_actor: Optional[float] = None
+    # CPUs per score actor
+    cpus_per_actor: float = 0.5
+    # score actors in the pool
+    num_actors: int = 1
+
+
+@dataclass
 class Config:
     # run seed; every job's seed and variable choices derive from it and the job identity
     seed: int = 0
@@ -199,6 +227,8 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # dataset shard layout
     output: OutputConfig = field(default_factory=OutputConfig)
+    # consistency scoring (CLIP and weight-free metrics)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
 
 def configs_dir() -> Path:
@@ -294,7 +324,8 @@ def _check_values(cfg: DictConfig, source_of) -> None:
             raise bad(f"generation.{key}", f"{value} must be a positive multiple of 16")
     if gen.max_area < 256:
         raise bad("generation.max_area", "must be at least 256 (16x16)")
-    for key in ("input.stride", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows"):
+    for key in ("input.stride", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
+                "scoring.clip.batch_size", "scoring.num_actors"):
         if OmegaConf.select(cfg, key) < 1:
             raise bad(key, "must be >= 1")
     for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors"):
@@ -322,14 +353,15 @@ def _has_path(data, parts: list[str]) -> bool:
 class ConfigLoader:
     """Holds the base layers and the command line; builds configs with extra layers in between."""
 
-    def __init__(self, overrides: list[str] = (), config_files: list[str] = ()):
+    def __init__(self, overrides: list[str] = (), config_files: list[str] = (), layers: list[tuple[str, dict]] = ()):
+        """`layers` sit with the --config files, above the preset (e.g. a dataset's recorded config)."""
         preset, self._cli = _dotlist(list(overrides))
         default_path = configs_dir() / "default.yaml"
         default = _read_yaml(default_path)
         preset = preset or (default.get("model") or {}).get("preset") or ModelConfig.preset
         preset_path = _preset_path(preset)
         self._base: list[tuple[str, dict]] = [(str(default_path), default), (str(preset_path), _read_yaml(preset_path))]
-        self._base += [(str(f), _read_yaml(Path(f))) for f in config_files]
+        self._base += [*layers, *((str(f), _read_yaml(Path(f))) for f in config_files)]
 
     def build(self, layers: list[tuple[str, dict]] = ()) -> Config:
         return OmegaConf.to_object(self.build_dict(layers))

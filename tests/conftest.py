@@ -20,8 +20,16 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_overrides(tiny_model_dir):
-    return ["model=tiny", f"model.path={tiny_model_dir}"]
+def tiny_clip_dir(tiny_model_dir):
+    from chronoedit_sim.scoring.clip import write_tiny_clip
+
+    return write_tiny_clip(tiny_model_dir.parent / "tiny-clip", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(tiny_model_dir, tiny_clip_dir):
+    """Both tiny RANDOM models; the default InstructPix2Pix thresholds stay on (rows get rejected)."""
+    return ["model=tiny", f"model.path={tiny_model_dir}", f"scoring.clip.model=local-dir:{tiny_clip_dir}"]
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,9 @@ GENERATION = pa.struct(
     ]
 )
 SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
-TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "encode_ms", "total_ms")
+# total_ms is the edit (prepare to decode); read_ms, encode_ms and score_ms are the other stages
+TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "encode_ms", "total_ms",
+                 "score_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
 
 SCHEMA = pa.schema(
@@ -153,6 +155,11 @@ def base_row(task: dict, run_id: str) -> dict:
         "timings_ms": None,
         "created_at": None,
     }
+
+
+def without_images(row: dict) -> dict:
+    """The row with its image columns emptied (for rejected rows kept only as a record)."""
+    return {**row, **dict.fromkeys(IMAGE_COLUMNS), **{c: [] for c in IMAGE_LIST_COLUMNS}}
 
 
 def generation_struct(settings: dict) -> dict:

@@ -21,27 +21,31 @@ from ..config import OutputConfig
 from .schema import IMAGE_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata
 
 MANIFEST = "run.json"
+DATA = "data"
+# rows the filter rejected when filter.write_rejected is false: kept out of the dataset, without
+# their images, so they are still counted and a rerun does not edit them again
+REJECTED = "rejected"
 
 
-def data_dir(out: Path) -> Path:
-    return Path(out) / "data"
+def data_dir(out: Path, part: str = DATA) -> Path:
+    return Path(out) / part
 
 
-def complete_shards(out: Path) -> list[Path]:
-    return sorted(p for p in data_dir(out).glob("*.parquet") if not p.name.startswith("."))
+def complete_shards(out: Path, part: str = DATA) -> list[Path]:
+    return sorted(p for p in data_dir(out, part).glob("*.parquet") if not p.name.startswith("."))
 
 
 def resume_index(out: Path) -> set[str]:
     """job_ids already in complete shards: a rerun skips them before any model work."""
     done: set[str] = set()
-    for shard in complete_shards(out):
+    for shard in complete_shards(out, DATA) + complete_shards(out, REJECTED):
         done.update(pq.read_table(shard, columns=["job_id"]).column("job_id").to_pylist())
     return done
 
 
 def remove_partial_shards(out: Path) -> int:
     """Delete temporary files a crashed run left behind (never visible to readers); returns the count."""
-    leftovers = list(data_dir(out).glob(".*.tmp"))
+    leftovers = list(data_dir(out, DATA).glob(".*.tmp")) + list(data_dir(out, REJECTED).glob(".*.tmp"))
     for path in leftovers:
         path.unlink(missing_ok=True)
     return len(leftovers)
@@ -78,8 +82,8 @@ def _row_bytes(row: dict) -> int:
 class ShardWriter:
     """Buffers rows and writes bounded, atomic shards under OUT/data/."""
 
-    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None):
-        self.dir = data_dir(out)
+    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None, part: str = DATA):
+        self.dir = data_dir(out, part)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
         self.schema = schema_with_metadata(metadata)
@@ -113,6 +117,27 @@ class ShardWriter:
         self.shards.append(final)
         self.rows, self.buffered_bytes = [], 0
         return final
+
+
+class DatasetWriter:
+    """The dataset's shards plus the rejected-row record: where each finished row goes."""
+
+    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None):
+        from .schema import without_images
+
+        self._slim = without_images
+        self.data = ShardWriter(out, cfg, metadata, DATA)
+        self.rejected = ShardWriter(out, cfg, metadata, REJECTED)
+
+    def add(self, row: dict, write_rejected: bool) -> None:
+        if not row["keep"] and not row["error"] and not write_rejected:
+            self.rejected.add(self._slim(row))
+        else:
+            self.data.add(row)
+
+    def flush(self) -> None:
+        self.data.flush()
+        self.rejected.flush()
 
 
 def read_manifest(out: Path) -> dict | None:

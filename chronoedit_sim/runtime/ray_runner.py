@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..dataset.schema import base_row
-from ..dataset.sink import ShardWriter
-from .plan import RunPlan
+from ..dataset.sink import DatasetWriter
+from .plan import RunPlan, settings_key
 from .progress import Progress
 from .stage import PAYLOAD, Resources, StageAdapter, from_payload, run_stage_task, to_payload
 from .stages import EditStage, ReadStage, clear_inflight, deaths_per_job, finish_row
@@ -85,26 +85,37 @@ def ray_session(address: str, verbose: bool):
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def edit_resources(plan: RunPlan) -> Resources:
-    """Edit-actor resources from config; defaults come from the cluster's advertised GPUs, not a probe."""
+def stage_resources(plan: RunPlan) -> tuple[Resources, Resources]:
+    """(edit, score) actor resources from config; defaults follow the cluster's advertised GPUs, not a probe.
+
+    On GPUs the score actor takes a fraction (0.25) of one GPU and each editor the rest of its own
+    (0.75), so one editor per GPU still leaves room for the scorer; Ray's fractions are accounting,
+    each editor still sees its whole GPU.
+    """
     import ray
 
-    rt = plan.cfg.runtime
+    rt, sc = plan.cfg.runtime, plan.cfg.scoring
     cluster_gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
-    gpus = rt.gpus_per_actor if rt.gpus_per_actor is not None else (1.0 if cluster_gpus else 0.0)
-    actors = rt.num_actors or (max(1, int(cluster_gpus // gpus)) if gpus else 1)
-    return Resources(cpus=rt.cpus_per_actor, gpus=gpus, actors=actors)
+    score_gpus = sc.gpus_per_actor if sc.gpus_per_actor is not None else (0.25 if cluster_gpus else 0.0)
+    if rt.gpus_per_actor is not None:
+        gpus = rt.gpus_per_actor
+        actors = rt.num_actors or (max(1, int(cluster_gpus // gpus)) if gpus else 1)
+    else:
+        gpus = (1.0 - score_gpus) if cluster_gpus else 0.0
+        actors = rt.num_actors or max(1, int(cluster_gpus))
+    return (Resources(cpus=rt.cpus_per_actor, gpus=gpus, actors=actors),
+            Resources(cpus=sc.cpus_per_actor, gpus=score_gpus, actors=sc.num_actors))
 
 
-def _cpu_share(total_cpus: float, edit: Resources) -> float:
-    # what is left after the edit actors, split between the read tasks and the score actor;
-    # never all of it, so Ray Data's own bookkeeping tasks always find a slot
-    spare = max(total_cpus - edit.cpus * edit.actors, 0.5)
+def _cpu_share(total_cpus: float, edit: Resources, score: Resources) -> float:
+    # CPUs per read task: a slice of what the actors leave, never all of it, so Ray Data's own
+    # bookkeeping tasks always find a slot (an actor holding every CPU hangs the stream silently)
+    spare = max(total_cpus - edit.cpus * edit.actors - score.cpus * score.actors, 0.5)
     return max(min(spare / 4, 1.0), 0.1)
 
 
 def build_dataset(plan: RunPlan, tasks: list[dict], run_id: str, out: Path, edit_res: Resources,
-                  verbose: bool = False):
+                  score_res: Resources, verbose: bool = False):
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -115,12 +126,12 @@ def build_dataset(plan: RunPlan, tasks: list[dict], run_id: str, out: Path, edit
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     rt = plan.cfg.runtime
-    share = _cpu_share(ray.cluster_resources().get("CPU", 1), edit_res)
+    share = _cpu_share(ray.cluster_resources().get("CPU", 1), edit_res, score_res)
     read = ReadStage(plan.cfg.input, plan.cfg.output, run_id, cpus=share)
     edit = EditStage(plan.cfg.model, plan.settings, edit_res, rt.batch_size, str(out / STATE),
                      rt.fault_kill_at_job, rt.fault_kill_source)
     # rows leave the score stage as they come: a larger batch would hold finished edits back from the sink
-    score = ScoreStage(plan.settings, Resources(cpus=share, actors=1), batch_size=rt.batch_size)
+    score = ScoreStage(plan.settings, plan.cfg.scoring.clip, score_res, batch_size=rt.batch_size)
     ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in tasks],
                              override_num_blocks=max(1, len(tasks)))
     ds = ds.map_batches(run_stage_task, fn_kwargs={"stage": read}, batch_size=1, num_cpus=read.resources.cpus,
@@ -135,7 +146,8 @@ def build_dataset(plan: RunPlan, tasks: list[dict], run_id: str, out: Path, edit
                             num_gpus=edit_res.gpus, batch_format="numpy", max_restarts=rt.max_restarts,
                             max_task_retries=rt.max_restarts)
     return ds.map_batches(StageAdapter, fn_constructor_args=(score,), batch_size=score.batch_size,
-                          compute=ActorPoolStrategy(size=1), num_cpus=score.resources.cpus, batch_format="numpy")
+                          compute=ActorPoolStrategy(size=score_res.actors), num_cpus=score_res.cpus,
+                          num_gpus=score_res.gpus, batch_format="numpy")
 
 
 def _frame_tasks(pending: dict) -> list[dict]:
@@ -152,7 +164,7 @@ def lost_row(task: dict, job: dict, run_id: str, why: str) -> dict:
     return finish_row(row)
 
 
-def execute(plan: RunPlan, run_id: str, out: Path, writer: ShardWriter, counts: RunCounts,
+def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts: RunCounts,
             quiet: bool, verbose: bool) -> float:
     """Stream every remaining job through Ray into `writer`; returns wall seconds.
 
@@ -172,17 +184,17 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: ShardWriter, counts: 
     max_deaths = plan.cfg.runtime.max_restarts + 1
 
     def emit(row: dict) -> None:
-        writer.add(row)
         counts.add(row)
+        writer.add(row, plan.settings[settings_key(row["scenario"], row["edit_id"])].filter.write_rejected)
         progress.update(failed=counts.failed)
 
     with ray_session(plan.cfg.runtime.address, verbose):
-        edit_res = edit_resources(plan)
+        edit_res, score_res = stage_resources(plan)
         # said out loud: a run without GPUs edits on CPU, which is 1000x slower for the real model
         counts.edit_actors = (f"{edit_res.actors} x (cpus={edit_res.cpus}, gpus={edit_res.gpus})"
                               f" -> {'GPU' if edit_res.gpus else 'CPU'}")
         while pending:
-            ds = build_dataset(plan, _frame_tasks(pending), run_id, out, edit_res, verbose)
+            ds = build_dataset(plan, _frame_tasks(pending), run_id, out, edit_res, score_res, verbose)
             try:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     for row in from_payload(batch):

@@ -49,7 +49,13 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     for field in SCHEMA:
         assert table.schema.field(field.name).type == field.type, field.name
     assert len(set(table["job_id"].to_pylist())) == table.num_rows
-    assert table["error"].null_count == table.num_rows and all(table["keep"].to_pylist())
+    rows = table.to_pylist()
+    assert all(r["error"] is None for r in rows)
+    # the score stage ran: CLIP and weight-free scores on every row, keep exactly when no bound failed
+    assert all(r["scores"][k] is not None for r in rows for k in ("clip_text", "clip_image", "clip_direction", "ssim"))
+    assert all(r["keep"] == (r["reject_reasons"] == []) for r in rows)
+    assert all(json.loads(r["scorer"])["random_weights"] is True for r in rows)
+    kept = sum(r["keep"] for r in rows)
     import datasets
 
     ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
@@ -61,14 +67,19 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     counts = dict(duckdb.sql(f"select scenario, count(*) from '{out}/data/*.parquet' group by 1").fetchall())
     assert counts == {"rain": 6, "change_lighting": 8}
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["counts"] == {"planned": 14, "written": 14, "kept": 14, "failed": 0}
+    assert manifest["counts"] == {"planned": 14, "written": 14, "kept": kept, "rejected": 14 - kept, "failed": 0}
+    stats = manifest["filter_stats"]["rain/steady_rain"]
+    assert stats["rows"] == 4 and stats["kept"] + stats["rejected"] == 4
+    assert stats["scores"]["clip_image"]["n"] == 4 and set(stats["scores"]["ssim"]) >= {"p05", "p50", "p95"}
     assert {s["name"] for s in manifest["scenarios"]} == {"rain", "change_lighting"}
     assert manifest["packages"]["diffusers"] and "generation:" in manifest["config_yaml"]
     from chronoedit_sim.dataset.inspect import summarize
 
     summary = summarize(out)
-    assert summary[1] == "kept 14, rejected 0, failed 0" and "RANDOM-WEIGHT" in summary[2]
-    assert any(line.split() == ["rain/steady_rain", "4", "4"] for line in summary)
+    assert summary[1] == f"kept {kept}, rejected {14 - kept}, failed 0" and "RANDOM-WEIGHT" in summary[2]
+    assert "NOTE: scores from a RANDOM-WEIGHT CLIP: they mean nothing" in summary
+    assert any(line.split()[:3] == ["rain/steady_rain", "4", str(stats["kept"])] for line in summary)
+    assert any(line.startswith("clip_image ") for line in summary)  # quantile table
 
 
 def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, one_edit_scenario, tmp_path):

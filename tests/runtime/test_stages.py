@@ -33,6 +33,6 @@ def test_a_failing_edit_is_an_error_row_not_an_exception(frame, tmp_path):
     assert out["error"] == "edit: RuntimeError: CUDA out of memory (simulated)"
     assert out["model_hash"] == "h" * 16
     assert deaths_per_job(tmp_path) == {"j1": 1}  # the in-flight ledger names the job this process was on
-    score = ScoreStage(settings, Resources())
+    score = ScoreStage(settings, cfg.scoring.clip, Resources())
     (final,) = from_payload(StageAdapter(score)(to_payload([out])))
     assert final["keep"] is False and tuple(final) == COLUMNS

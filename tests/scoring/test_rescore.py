@@ -1,0 +1,83 @@
+"""`chronoedit-sim score`: rescoring a dataset without the edit model, exactly once, source untouched."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from chronoedit_sim.runtime.run import OutputConflict, run
+from chronoedit_sim.scoring.rescore import rescore
+
+pytestmark = pytest.mark.ray
+QUIET = {"quiet": True, "echo": lambda *_: None}
+# bounds on the weight-free scores only (random CLIP scores mean nothing), picked to split the rows
+NO_CLIP_BOUNDS = ["filter.clip_text_min=null", "filter.clip_image_min=null", "filter.clip_direction_min=null"]
+
+
+@pytest.fixture(scope="module")
+def dataset(ray_session, tiny_overrides, one_edit_scenario, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rescore")
+    frames = root / "frames"
+    frames.mkdir()
+    for i in range(4):
+        y, x = np.mgrid[0:48, 0:80]
+        Image.fromarray(np.stack([(x * 3 + 40 * i) % 256, y * 5, np.full_like(x, 30 * i)], -1).astype(np.uint8)).save(
+            frames / f"f{i}.png")
+    out = root / "src"
+    assert run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, *NO_CLIP_BOUNDS], **QUIET) == 0
+    return out
+
+
+def keep_column(out):
+    rows = pq.ParquetDataset(str(out / "data")).read(columns=["job_id", "keep"]).to_pylist()
+    return {r["job_id"]: r["keep"] for r in rows}
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_thresholds_reproduce_the_keep_column_and_leave_the_source_alone(dataset, tmp_path):
+    before = digest(dataset)
+    assert rescore(str(dataset), str(tmp_path / "same"), [], **QUIET) == 0
+    assert keep_column(tmp_path / "same") == keep_column(dataset)
+    assert digest(dataset) == before
+
+
+def test_stricter_thresholds_reject_more_with_reasons(dataset, tmp_path):
+    ssims = sorted(r["scores"]["ssim"] for r in pq.ParquetDataset(str(dataset / "data")).read().to_pylist())
+    middle = (ssims[1] + ssims[2]) / 2
+    assert rescore(str(dataset), str(tmp_path / "strict"), [f"filter.ssim_min={middle}"], **QUIET) == 0
+    rows = pq.ParquetDataset(str(tmp_path / "strict" / "data")).read().to_pylist()
+    rejected = [r for r in rows if not r["keep"]]
+    assert len(rejected) >= 2 and sum(keep_column(tmp_path / "strict").values()) <= sum(keep_column(dataset).values())
+    assert all(any(reason.startswith("ssim ") and f"< {middle:.2f}" in reason for reason in r["reject_reasons"])
+               for r in rejected if r["scores"]["ssim"] < middle)
+
+
+def test_write_rejected_false_keeps_rejected_rows_out_of_data_but_counted_and_resumable(dataset, tmp_path):
+    out = tmp_path / "dropped"
+    args = (str(dataset), str(out), ["filter.write_rejected=false", "filter.ssim_min=0.9999"])
+    assert rescore(*args, **QUIET) == 0
+    assert not list((out / "data").glob("*.parquet"))  # nothing kept, nothing in the dataset
+    recorded = pq.ParquetDataset(str(out / "rejected")).read().to_pylist()
+    assert len(recorded) == 4 and all(r["edited_image"] is None and r["reject_reasons"] for r in recorded)
+    import json
+
+    assert json.loads((out / "run.json").read_text())["counts"]["rejected"] == 4
+    lines = []
+    assert rescore(*args, quiet=True, echo=lines.append) == 0
+    assert "written 0 this run (4 resumed-skipped)" in lines[-1]
+
+
+def test_rescoring_refuses_other_thresholds_into_the_same_output(dataset, tmp_path):
+    out = tmp_path / "once"
+    assert rescore(str(dataset), str(out), [], **QUIET) == 0
+    with pytest.raises(OutputConflict, match="other thresholds or CLIP"):
+        rescore(str(dataset), str(out), ["filter.ssim_min=0.5"], **QUIET)
+    with pytest.raises(OutputConflict, match="must differ"):
+        rescore(str(dataset), str(dataset), [], **QUIET)
