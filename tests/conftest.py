@@ -81,3 +81,15 @@ def one_edit_scenario(tmp_path_factory):
         "    source_caption: a street\n"
     )
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """As Ray gives the score actor (OMP_NUM_THREADS=1): tiny CLIP forward passes take ~1 ms on one
+    thread but up to 100x that when two threads spin against other processes on 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,21 +17,12 @@ from chronoedit_sim.engine.weights import MissingWeightsError
 from chronoedit_sim.scoring.clip import TINY_CLIP_CONFIG, ClipEmbedder, resolve_clip_weights, write_tiny_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny CLIP's forward passes take ~1 ms on one thread but can take 100x that when
-    several threads spin against other processes on a small machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=0)
+def clip_dir(tiny_clip_dir):
+    return tiny_clip_dir
 
 
 @pytest.fixture(scope="module")

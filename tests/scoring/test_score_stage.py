@@ -17,7 +17,7 @@ from chronoedit_sim.dataset.schema import COLUMNS, base_row
 from chronoedit_sim.runtime.plan import EditSettings
 from chronoedit_sim.runtime.stage import Resources
 from chronoedit_sim.scoring import metrics
-from chronoedit_sim.scoring.clip import ClipEmbedder, write_tiny_clip
+from chronoedit_sim.scoring.clip import ClipEmbedder
 from chronoedit_sim.scoring.filter import apply_filter
 from chronoedit_sim.scoring.stage import NO_CLIP, CachedEmbedder, ScoreStage, compute_scores
 
@@ -26,21 +26,12 @@ CLIP_SCORES = ("clip_text", "clip_text_source", "clip_image", "clip_direction")
 NO_BOUNDS = {f"{name}_{side}": None for name in SCORES for side in ("min", "max")}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny CLIP's forward passes take ~1 ms on one thread but can take 100x that when
-    several threads spin against other processes on a small machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=0)
+def clip_dir(tiny_clip_dir):
+    return tiny_clip_dir
 
 
 @pytest.fixture(scope="module")
