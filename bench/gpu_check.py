@@ -10,6 +10,7 @@ import json
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,7 +46,21 @@ def main() -> int:
                           "finite": bool(np.isfinite(a.edited).all()), "wall_ms": round(wall * 1000, 1),
                           "timings_ms": a.timings_ms}))
     print(json.dumps({"max_memory_allocated_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)}))
+    score_check()
     return 0
+
+
+def score_check() -> None:
+    """The ScoreStage on CUDA: tiny CLIP and a real-size ViT-B-32 (both random weights)."""
+    sys.path.insert(0, "bench")
+    from score_throughput import measure, vit_b32_random
+
+    from chronoedit_sim.scoring.clip import write_tiny_clip
+
+    tmp = tempfile.mkdtemp()
+    for name, folder in (("tiny (random)", write_tiny_clip(tmp + "/tiny")),
+                         ("ViT-B-32 (random init)", vit_b32_random(Path(tmp) / "vitb32"))):
+        measure(name, folder, 50, device="cuda")
 
 
 if __name__ == "__main__":

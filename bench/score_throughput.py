@@ -52,16 +52,20 @@ def rows(n: int) -> list[dict]:
     return out
 
 
-def measure(name: str, clip_dir: Path, n: int) -> None:
+def measure(name: str, clip_dir: Path, n: int, device: str = "cpu") -> None:
     cfg = load_config(["model=tiny", "model.path=/unused"])
     stage = ScoreStage({"s/e": EditSettings(cfg.generation, cfg.trajectory, cfg.filter)},
-                       ClipConfig(model=f"local-dir:{clip_dir}", device="cpu"), Resources())
+                       ClipConfig(model=f"local-dir:{clip_dir}", device=device), Resources())
     t_load = time.perf_counter()
     stage.setup()
     t0 = time.perf_counter()
     stage.process_batch(rows(n))
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
     wall = time.perf_counter() - t0
-    print(json.dumps({"clip": name, "rows": n, "rows_per_s": round(n / wall, 2), "load_s": round(t0 - t_load, 2),
+    print(json.dumps({"clip": name, "device": device, "rows": n, "rows_per_s": round(n / wall, 2), "load_s": round(t0 - t_load, 2),
                       "caption_encodes": stage.embedder.clip.text_encodes,
                       "source_encodes": stage.embedder.source_encodes}))
 

@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 IMAGE_FORMATS = ("png", "webp", "jpeg")
+INPUT_TYPES = ("auto", "images", "video", "parquet", "lerobot", "kitti", "nuscenes")
 DTYPES = ("bfloat16", "float16", "float32")
 SCORES = (
     "clip_text",
@@ -133,12 +134,35 @@ class FilterConfig:
 class InputConfig:
     # image folder (recursive) or video file; the run's --input sets it
     path: str = ""
-    # "auto" (folder -> images, file -> video), "images" or "video"
+    # auto | images | video | parquet | lerobot | kitti | nuscenes ("auto" looks at the path)
     type: str = "auto"
-    # keep every Nth frame of a video (and of a sorted image folder)
+    # keep every Nth frame (of a video, an episode, a sorted folder or a Parquet file)
     stride: int = 1
     # stop after this many frames; 0 = all
     max_frames: int = 0
+    # images: only relative paths matching one of these globs (empty = all), e.g. ["cam_front/**"]
+    include: List[str] = field(default_factory=list)
+    # images: drop relative paths matching any of these globs
+    exclude: List[str] = field(default_factory=list)
+    # video: skip frames before this time (seconds)
+    start_s: float = 0.0
+    # video: stop at this time (seconds); null = the end
+    end_s: Optional[float] = None
+    # parquet: the image column (a Hugging Face Image struct {bytes, path} or raw bytes)
+    image_column: str = "image"
+    # parquet: a column whose value identifies the row (source_id); empty = the row index
+    id_column: str = ""
+    # parquet: a caption column; its text becomes the job's source_caption
+    caption_column: str = ""
+    # lerobot: camera video keys (e.g. observation.images.top); nuscenes: CAM_* names; kitti:
+    # image_2 / image_3 / image_02 ...; empty = every camera
+    cameras: List[str] = field(default_factory=list)
+    # lerobot: episode indices to read; empty = all
+    episodes: List[int] = field(default_factory=list)
+    # use a caption the input provides (caption column, LeRobot task text) as source_caption
+    use_input_captions: bool = True
+    # frames per read task: neighbours share a video decode or a Parquet row group
+    read_batch_size: int = 8
     # decompression-bomb guard, checked from the image header before decoding
     max_pixels: int = 50_000_000
     # frames smaller than this on their short side are error rows, not model inputs
@@ -304,7 +328,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         ("trajectory.edited_format", IMAGE_FORMATS),
         ("model.dtype", DTYPES),
         ("output.source_format", IMAGE_FORMATS),
-        ("input.type", ("auto", "images", "video")),
+        ("input.type", INPUT_TYPES),
     ):
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -324,7 +348,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
             raise bad(f"generation.{key}", f"{value} must be a positive multiple of 16")
     if gen.max_area < 256:
         raise bad("generation.max_area", "must be at least 256 (16x16)")
-    for key in ("input.stride", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
+    for key in ("input.stride", "input.read_batch_size", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
                 "scoring.clip.batch_size", "scoring.num_actors"):
         if OmegaConf.select(cfg, key) < 1:
             raise bad(key, "must be >= 1")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..config import Config, ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig, to_dict
 from ..scenario import Scenario, expand_edit, load_scenario
-from ..sources.frames import FrameRef, list_frames
+from ..sources.dispatch import list_input
+from ..sources.frames import FrameRef
 
 
 @dataclass
@@ -70,7 +71,7 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
         for edit in scenario.edits:
             built = loader.build(scenario.config_layers(edit))
             settings[settings_key(scenario.name, edit.id)] = EditSettings(built.generation, built.trajectory, built.filter)
-    frames = list_frames(cfg.input)
+    frames = list_input(cfg.input)
     plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
                    config_hash=content_hash(cfg, scenarios))
     for ref in frames:
@@ -82,7 +83,10 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
                     if job.job_id in done:
                         plan.skipped += 1
                     else:
-                        jobs.append({**asdict(job), "source_uri": ref.source_uri})
+                        row = {**asdict(job), "source_uri": ref.source_uri}
+                        if ref.caption:  # the input's own caption describes this frame better
+                            row["source_caption"] = ref.caption
+                        jobs.append(row)
         if jobs:
             plan.tasks.append({"ref": ref, "jobs": jobs})
     return plan

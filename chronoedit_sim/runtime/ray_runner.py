@@ -123,6 +123,9 @@ def build_dataset(plan: RunPlan, tasks: list[dict], run_id: str, out: Path, edit
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
+    # one row per block: rows carry whole images and an edit takes seconds, so there is nothing to
+    # gain from bigger blocks and much to lose (a block is also what a failed task takes with it)
+    ctx.target_max_block_size = 1
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     rt = plan.cfg.runtime
@@ -134,8 +137,8 @@ def build_dataset(plan: RunPlan, tasks: list[dict], run_id: str, out: Path, edit
     score = ScoreStage(plan.settings, plan.cfg.scoring.clip, score_res, batch_size=rt.batch_size)
     ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in tasks],
                              override_num_blocks=max(1, len(tasks)))
-    ds = ds.map_batches(run_stage_task, fn_kwargs={"stage": read}, batch_size=1, num_cpus=read.resources.cpus,
-                        batch_format="numpy")
+    ds = ds.map_batches(run_stage_task, fn_kwargs={"stage": read}, batch_size=plan.cfg.input.read_batch_size,
+                        num_cpus=read.resources.cpus, batch_format="numpy")
     # a dead actor (OOM, segfault, kill) is restarted and its batch retried, a bounded number of times
     # (Ray Data's default is unbounded, which loops forever on a job that always crashes). Ray 2.60
     # deprecates passing these without naming a replacement, hence the filtered warning.

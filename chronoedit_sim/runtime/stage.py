@@ -60,6 +60,13 @@ class StageAdapter:
         return to_payload(self.stage.process_batch(from_payload(batch)))
 
 
-def run_stage_task(batch: dict, stage: Stage) -> dict:
-    """Task form for stateless stages (no pool): setup is cheap and runs per batch."""
-    return StageAdapter(stage)(batch)
+def run_stage_task(batch: dict, stage: Stage):
+    """Task form for stateless stages (no pool): setup is cheap and runs per batch.
+
+    Yields one row at a time: with the runner's small target block size each row becomes its own
+    block, so a read task that fans a batch of frames out into many jobs still feeds the editors
+    (and the sink, and the crash accounting) one job at a time.
+    """
+    stage.setup()
+    for row in stage.process_batch(from_payload(batch)):
+        yield to_payload([row])

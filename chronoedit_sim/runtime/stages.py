@@ -37,19 +37,20 @@ class ReadStage(Stage):
         self.resources = Resources(cpus=cpus)
 
     def process_batch(self, tasks: list[dict]) -> list[dict]:
-        from ..sources.frames import read_frames
+        from ..sources.dispatch import read_input
 
+        t0 = time.perf_counter()
+        frames = read_input([t["ref"] for t in tasks], max_pixels=self.input_cfg.max_pixels,
+                            min_side=self.input_cfg.min_side)
+        read_ms = (time.perf_counter() - t0) * 1000 / max(len(tasks), 1)
         out = []
-        for task in tasks:
+        for task, decoded in zip(tasks, frames):
             ref = task["ref"]
-            t0 = time.perf_counter()
-            (decoded,) = read_frames([ref], max_pixels=self.input_cfg.max_pixels, min_side=self.input_cfg.min_side)
-            read_ms = (time.perf_counter() - t0) * 1000
-            meta = {"frame_index": ref.frame_index, "timestamp_s": ref.timestamp_s}
+            meta = {"frame_index": ref.frame_index, "timestamp_s": ref.timestamp_s, **ref.meta}
             source = None
             if not isinstance(decoded, FrameError):
                 meta.update(decoded.meta)
-                source = image_struct(encode_image(decoded.rgb, self.output_cfg.source_format), Path(ref.path).name)
+                source = image_struct(encode_image(decoded.rgb, self.output_cfg.source_format), ref.source_id)
             for job in task["jobs"]:
                 row = base_row({**job, "source_meta": meta}, self.run_id)
                 row["source_image"] = source

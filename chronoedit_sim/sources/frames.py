@@ -6,10 +6,11 @@ is read_frames' job and becomes a FrameError, i.e. one error row, never a gap.
 """
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,8 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # input.type -> (extensions, plural noun, "a ... file") for listing and its messages
 _KINDS = {"images": (IMAGE_EXTENSIONS, "images", "an image file"), "video": (VIDEO_EXTENSIONS, "videos", "a video file")}
 
+# codecs OpenCV's PyPI wheels open but cannot decode (no software AV1 decoder): read with PyAV
+_PYAV_CODECS = ("av01",)
 # Jumping further ahead than this seeks; nearer frames are grabbed sequentially,
 # which is cheap (no pixel conversion) and always frame-exact, unlike seeking.
 _SEEK_THRESHOLD = 30
@@ -33,11 +36,19 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class FrameRef:
+    """One frame of any source: what the driver lists and a read task decodes. Small and picklable."""
+
     source_id: str  # stable: relative POSIX path, or "<video>@<frame:06d>"; never absolute or read order
     source_uri: str  # absolute path; for videos f"{abs_path}#frame={index}"
-    path: str  # absolute file path
-    frame_index: int  # -1 for images
-    timestamp_s: float | None  # video: frame_index / fps; None for images
+    path: str  # absolute file path (image, video, or Parquet file)
+    frame_index: int  # image: -1; video: frame position in the file; parquet: row index in the file
+    timestamp_s: float | None  # video: position / fps; None for images
+    # how read_frames decodes it: "image" (a file), "video" (a frame of path), "parquet" (a row of path)
+    kind: str = "image"
+    # source metadata kept in the row's source_meta (camera, episode, task, row key ...)
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    # a caption the input itself provides (Parquet caption column, LeRobot task): fills source_caption
+    caption: str | None = None
 
 
 def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
@@ -64,7 +75,14 @@ def _walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
     return found
 
 
-def _video_refs(path: str, rel: str, stride: int, shown: str) -> list[FrameRef]:
+def _selected(rel: str, include: list[str], exclude: list[str]) -> bool:
+    # fnmatch's "*" also crosses "/", so "cam_front/*" selects a whole subtree
+    if include and not any(fnmatch.fnmatchcase(rel, g) for g in include):
+        return False
+    return not any(fnmatch.fnmatchcase(rel, g) for g in exclude)
+
+
+def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> list[FrameRef]:
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
@@ -78,15 +96,24 @@ def _video_refs(path: str, rel: str, stride: int, shown: str) -> list[FrameRef]:
         raise InputError(f"input.path: {shown}: video {rel} has no frames")
     # Some containers report no frame rate; a made-up one would give wrong timestamps.
     good_fps = math.isfinite(fps) and fps > 0
+    first, stop = 0, int(count)
+    if cfg.start_s or cfg.end_s is not None:
+        if not good_fps:
+            raise InputError(f"input.start_s/end_s: video {rel} reports no frame rate, so times cannot be mapped to frames")
+        first = math.ceil(cfg.start_s * fps - 1e-9)
+        if cfg.end_s is not None:
+            stop = min(stop, math.floor(cfg.end_s * fps + 1e-9) + 1)
     return [
         FrameRef(
-            source_id=f"{rel}@{i:06d}",
+            # frame index and, when the container knows its rate, the timestamp: both stable for a file
+            source_id=f"{rel}@{i:06d}" + (f"@{i / fps:.3f}s" if good_fps else ""),
             source_uri=f"{path}#frame={i}",
             path=path,
             frame_index=i,
             timestamp_s=i / fps if good_fps else None,
+            kind="video",
         )
-        for i in range(0, int(count), stride)
+        for i in range(first, stop, cfg.stride)
     ]
 
 
@@ -125,11 +152,14 @@ def list_frames(cfg: InputConfig) -> list[FrameRef]:
     else:
         raise InputError(f"input.path: {shown}: input.type={kind} needs a folder or {single} ({supported})")
     if kind == "images":
+        files = [(full, rel) for full, rel in files if _selected(rel, cfg.include, cfg.exclude)]
+        if not files:
+            raise InputError(f"input.path: {shown}: no images left after input.include/input.exclude")
         refs = [FrameRef(rel, full, full, -1, None) for full, rel in files[:: cfg.stride]]
     else:
         refs = []
         for full, rel in files:
-            refs.extend(_video_refs(full, rel, cfg.stride, shown))
+            refs.extend(_video_refs(full, rel, cfg, shown))
             if cfg.max_frames and len(refs) >= cfg.max_frames:
                 break  # no need to open the remaining videos
     return refs[: cfg.max_frames] if cfg.max_frames else refs
@@ -176,6 +206,11 @@ def _read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, Dec
             # It opened in list_frames; it may have been moved or replaced since.
             fail_rest(0, "cannot open video")
             return out
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace").lower()
+        if fourcc in _PYAV_CODECS:
+            from .pyav_video import read_video_pyav
+
+            return read_video_pyav(path, uris, lambda bgr, uri: _convert(bgr, uri, min_side))
         pos = 0  # index of the frame the next grab() returns
         for n, i in enumerate(indices):
             try:
@@ -207,10 +242,12 @@ def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list
     results: list[DecodedImage | FrameError | None] = [None] * len(refs)
     by_video: dict[str, list[int]] = defaultdict(list)  # video path -> positions in refs
     for pos, ref in enumerate(refs):
-        if ref.frame_index < 0:
+        if ref.kind == "image":
             results[pos] = _read_image(ref, max_pixels, min_side)
-        else:
+        elif ref.kind == "video":
             by_video[ref.path].append(pos)
+        else:
+            raise ValueError(f"read_frames: unknown FrameRef.kind {ref.kind!r}")
     for path, positions in by_video.items():
         uris: dict[int, str] = {}
         for p in positions:

@@ -115,7 +115,7 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
     assert run([str(one_edit_scenario)], str(video), str(out3), [*tiny_overrides, "input.stride=2"], quiet=True,
                echo=lambda *_: None) == 0
     ids = sorted(read_rows(out3)["source_id"].to_pylist())
-    assert ids == ["clip.mp4@000000", "clip.mp4@000002", "clip.mp4@000004"]
+    assert ids == ["clip.mp4@000000@0.000s", "clip.mp4@000002@0.200s", "clip.mp4@000004@0.400s"]
 
 
 def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, tiny_overrides, one_edit_scenario, tmp_path):

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import io
 import resource
-import struct
 import time
 import warnings
-import zlib
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
+from helpers import png_header_only
 
 from chronoedit_sim.sources.decode import (
     DEFAULT_MAX_PIXELS,
@@ -32,21 +32,6 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 def noise_rgb(w: int = 64, h: int = 48, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A tiny PNG whose IHDR claims width x height (8-bit RGB) with a garbage-short IDAT."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def assert_rgb(out: DecodedImage, w: int, h: int) -> None:

@@ -189,12 +189,12 @@ def test_unopenable_and_empty_video(tmp_path):
 def test_video_list_stride(tmp_path):
     clip = write_video(tmp_path / "clip.mp4", 12)
     refs = list_frames(InputConfig(path=str(clip), stride=3))
-    assert [r.source_id for r in refs] == ["clip.mp4@000000", "clip.mp4@000003", "clip.mp4@000006", "clip.mp4@000009"]
+    assert [r.source_id for r in refs] == ["clip.mp4@000000@0.000s", "clip.mp4@000003@0.300s", "clip.mp4@000006@0.600s", "clip.mp4@000009@0.900s"]
     assert [r.timestamp_s for r in refs] == pytest.approx([0.0, 0.3, 0.6, 0.9])
     assert [r.frame_index for r in refs] == [0, 3, 6, 9]
     assert refs[1].path == str(clip) and refs[1].source_uri == f"{clip}#frame=3"
     refs = list_frames(InputConfig(path=str(clip), stride=3, max_frames=2))
-    assert [r.source_id for r in refs] == ["clip.mp4@000000", "clip.mp4@000003"]
+    assert [r.source_id for r in refs] == ["clip.mp4@000000@0.000s", "clip.mp4@000003@0.300s"]
 
 
 def test_video_read_right_frames_rgb(tmp_path):
@@ -224,18 +224,18 @@ def test_video_folder_type_video(tmp_path):
     write_video(root / "a.mp4", 2)
     write(root / "a.png", png_bytes())  # not a video: ignored
     refs = list_frames(InputConfig(path=str(root), type="video", stride=2))
-    assert [r.source_id for r in refs] == ["a.mp4@000000", "b/run.mp4@000000", "b/run.mp4@000002"]
+    assert [r.source_id for r in refs] == ["a.mp4@000000@0.000s", "b/run.mp4@000000@0.000s", "b/run.mp4@000002@0.200s"]
     out = read_frames(refs, max_pixels=10_000_000, min_side=16)
     assert [decode_frame_number(o.rgb) for o in out] == [0, 0, 2]
     refs = list_frames(InputConfig(path=str(root), type="video", max_frames=3))
-    assert [r.source_id for r in refs] == ["a.mp4@000000", "a.mp4@000001", "b/run.mp4@000000"]
+    assert [r.source_id for r in refs] == ["a.mp4@000000@0.000s", "a.mp4@000001@0.100s", "b/run.mp4@000000@0.000s"]
 
 
 def test_video_frame_beyond_end_and_min_side(tmp_path):
     clip = write_video(tmp_path / "clip.mp4", 12)
     refs = [
-        FrameRef("clip.mp4@000100", f"{clip}#frame=100", str(clip), 100, 10.0),
-        FrameRef("clip.mp4@000005", f"{clip}#frame=5", str(clip), 5, 0.5),
+        FrameRef("clip.mp4@000100@10.000s", f"{clip}#frame=100", str(clip), 100, 10.0, kind="video"),
+        FrameRef("clip.mp4@000005@0.500s", f"{clip}#frame=5", str(clip), 5, 0.5, kind="video"),
     ]
     out = read_frames(refs, max_pixels=10_000_000, min_side=16)
     assert isinstance(out[0], FrameError)
@@ -297,3 +297,44 @@ def test_mixed_images_and_video_keep_order(tmp_path):
     out = read_frames(refs, max_pixels=10_000_000, min_side=16)
     assert decode_frame_number(out[0].rgb) == 4 and out[1].rgb.shape == (24, 32, 3) and decode_frame_number(out[2].rgb) == 0
     assert read_frames([], max_pixels=1, min_side=1) == []
+
+
+def test_include_and_exclude_globs_select_images(tmp_path):
+    for rel in ("cam_front/a.png", "cam_front/sub/b.png", "cam_back/c.png", "cam_front/skip_d.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / rel)
+    cfg = InputConfig(path=str(tmp_path), include=["cam_front/*"], exclude=["*/skip_*"])
+    assert [r.source_id for r in list_frames(cfg)] == ["cam_front/a.png", "cam_front/sub/b.png"]
+    with pytest.raises(InputError, match="no images left after input.include/input.exclude"):
+        list_frames(InputConfig(path=str(tmp_path), include=["nothing/*"]))
+
+
+def test_video_start_and_end_times(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 12)
+    refs = list_frames(InputConfig(path=str(clip), start_s=0.25, end_s=0.6, stride=1))
+    assert [r.frame_index for r in refs] == [3, 4, 5, 6]
+    assert refs[0].source_id == "clip.mp4@000003@0.300s" and refs[0].timestamp_s == pytest.approx(0.3)
+
+
+def test_av1_video_is_decoded_through_pyav(tmp_path):
+    """OpenCV's wheel opens AV1 but cannot decode it; the frames must still come back, exactly."""
+    import av
+
+    path = tmp_path / "av1.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libsvtav1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(40):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    refs = list_frames(InputConfig(path=str(path)))
+    assert len(refs) == 40 and refs[35].source_id == "av1.mp4@000035@3.500s"
+    picked = [refs[i] for i in (35, 2, 36)]  # out of order, and far enough to seek
+    results = read_frames(picked + [FrameRef("x", "x#frame=90", str(path), 90, 9.0, kind="video")],
+                          max_pixels=50_000_000, min_side=1)
+    for ref, res in zip(picked, results):
+        assert isinstance(res, DecodedImage) and abs(float(res.rgb.mean()) - 6 * ref.frame_index) < 4
+    assert isinstance(results[3], FrameError) and "video ended or frame unreadable at frame 90" in str(results[3])

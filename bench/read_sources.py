@@ -1,0 +1,66 @@
+"""Read throughput of the sources on this CPU, and peak memory as a source grows tenfold.
+
+For each size, a fresh subprocess lists the input (driver side), builds the run plan for one
+scenario (what the driver holds), then reads every frame one at a time as the Ray read tasks do,
+and reports frames/s and its peak RSS. Frames are 320x240. Run: python bench/read_sources.py
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CHILD = r'''
+import json, resource, sys, time
+from chronoedit_sim.config import ConfigLoader
+from chronoedit_sim.runtime.plan import make_plan
+from chronoedit_sim.sources.dispatch import read_input
+path, scenario = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+plan = make_plan(ConfigLoader(["model=tiny", f"input.path={path}"]), [scenario])
+t1 = time.perf_counter()
+for ref in plan.frames:
+    read_input([ref], max_pixels=50_000_000, min_side=16)
+t2 = time.perf_counter()
+print(json.dumps({"frames": len(plan.frames), "jobs": plan.planned, "plan_s": round(t1 - t0, 2),
+                  "frames_per_s": round(len(plan.frames) / (t2 - t1), 1),
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+'''
+
+
+def frame(i: int) -> np.ndarray:
+    y, x = np.mgrid[0:240, 0:320]
+    return np.stack([(x + i) % 256, (y * 2 + i) % 256, (x + y) % 256], -1).astype(np.uint8)
+
+
+def image_folder(root: Path, n: int) -> Path:
+    root.mkdir(parents=True)
+    for i in range(n):
+        cv2.imwrite(str(root / f"{i:06d}.jpg"), frame(i))
+    return root
+
+
+def video(path: Path, n: int) -> Path:
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for i in range(n):
+        w.write(frame(i))
+    w.release()
+    return path
+
+
+def measure(kind: str, path: Path, scenario: str) -> None:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), scenario], capture_output=True, text=True, check=True)
+    print(json.dumps({"source": kind, **json.loads(out.stdout.strip().splitlines()[-1])}))
+
+
+if __name__ == "__main__":
+    repo = Path(__file__).resolve().parents[1]
+    scenario = str(repo / "scenarios/driving/rain.yaml")
+    tmp = Path(tempfile.mkdtemp())
+    for n in (200, 2000):
+        measure("images", image_folder(tmp / f"img{n}", n), scenario)
+        measure("video", video(tmp / f"clip{n}.mp4", n), scenario)

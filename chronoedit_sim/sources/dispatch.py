@@ -1,0 +1,72 @@
+"""Which source reads an input: `input.type`, or a look at the path when it is "auto".
+
+Every source lists FrameRefs on the driver (names, headers and id columns only, never pixels)
+and read_input decodes them in Ray read tasks, so every input kind gives the same Frame rows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import InputConfig
+from .decode import DecodedImage, FrameError
+from .frames import FrameRef, InputError, list_frames, read_frames
+
+
+def detect(cfg: InputConfig) -> str:
+    """The input type for cfg.path ("auto" resolved); only cheap looks at the top of the tree."""
+    if cfg.type != "auto":
+        return cfg.type
+    root = Path(os.path.expanduser(cfg.path))
+    if root.is_file():
+        return "parquet" if root.suffix.lower() == ".parquet" else "images_or_video"
+    if not root.is_dir():
+        return "images_or_video"  # list_frames reports the missing path
+    from .lerobot import is_lerobot
+    from .trees import is_kitti, is_nuscenes
+
+    if is_lerobot(root):
+        return "lerobot"
+    if is_nuscenes(root):
+        return "nuscenes"
+    if is_kitti(root):
+        return "kitti"
+    # a Hugging Face dataset on disk: Parquet files at the top or under data/, and no images beside them
+    top = [p for d in (root, root / "data") if d.is_dir() for p in d.iterdir() if not p.name.startswith(".")]
+    if any(p.suffix == ".parquet" for p in top) and not any(p.suffix.lower() in (".jpg", ".png") for p in top):
+        return "parquet"
+    return "images_or_video"
+
+
+def list_input(cfg: InputConfig) -> list[FrameRef]:
+    kind = detect(cfg)
+    if kind in ("images", "video", "images_or_video"):
+        return list_frames(cfg)
+    root = Path(os.path.expanduser(cfg.path)).resolve()
+    if not root.exists():
+        raise InputError(f"input.path: {cfg.path} does not exist")
+    if kind == "parquet":
+        from .parquet import list_parquet
+
+        return list_parquet(cfg, root)
+    if kind == "lerobot":
+        from .lerobot import list_lerobot
+
+        return list_lerobot(cfg, root)
+    from .trees import list_kitti, list_nuscenes
+
+    return (list_kitti if kind == "kitti" else list_nuscenes)(cfg, root)
+
+
+def read_input(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:
+    """One DecodedImage or FrameError per ref, in order, whatever the refs' kinds."""
+    from .parquet import read_parquet
+
+    out: list = [None] * len(refs)
+    for reader, parquet in ((read_parquet, True), (read_frames, False)):
+        idx = [i for i, r in enumerate(refs) if (r.kind == "parquet") == parquet]
+        if idx:
+            for i, result in zip(idx, reader([refs[i] for i in idx], max_pixels=max_pixels, min_side=min_side)):
+                out[i] = result
+    return out

@@ -1,0 +1,124 @@
+"""Driving-dataset folder trees (KITTI, nuScenes) listed by their folder conventions, no devkit.
+
+KITTI object: training/image_2/000123.png; raw: 2011_09_26/<drive>_sync/image_02/data/0000000000.png.
+nuScenes: samples/CAM_FRONT/<name>.jpg (LIDAR/RADAR folders and sweeps/ are ignored).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from chronoedit_sim.config import InputConfig
+from chronoedit_sim.sources.frames import IMAGE_EXTENSIONS, FrameRef, InputError, _walk
+
+KITTI_CAMERAS = ("image_2", "image_3", "image_02", "image_03")
+
+
+def _dirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    except OSError as e:
+        raise InputError(f"input.path: cannot list {path}: {e.strerror or e}") from None
+
+
+def _abs(root: Path) -> str:
+    return os.path.abspath(os.path.expanduser(str(root)))
+
+
+def is_kitti(root: Path) -> bool:
+    level = [_abs(root)]
+    for _ in range(3):  # camera folders at depth 1..3
+        try:
+            level = [os.path.join(d, n) for d in level for n in _dirs(d)]
+        except InputError:
+            return False
+        if any(os.path.basename(d) in KITTI_CAMERAS for d in level):
+            return True
+    return False
+
+
+def _kitti_camera_dirs(root: str) -> list[str]:
+    found = []
+
+    def unreadable(e: OSError) -> None:
+        raise InputError(f"input.path: cannot list {e.filename}: {e.strerror or e}")
+
+    for dirpath, dirnames, _ in os.walk(root, onerror=unreadable):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [os.path.join(dirpath, d) for d in dirnames if d in KITTI_CAMERAS]
+        dirnames[:] = [d for d in dirnames if d not in KITTI_CAMERAS]  # images are listed per camera below
+    return found
+
+
+def _pick(cfg: InputConfig, available: list[str], what: str, root: str) -> set[str]:
+    unknown = sorted(set(cfg.cameras) - set(available))
+    if unknown:
+        raise InputError(
+            f"input.cameras: {', '.join(unknown)} not found in the {what} tree {root} "
+            f"(available: {', '.join(sorted(set(available)))})"
+        )
+    return set(cfg.cameras) if cfg.cameras else set(available)
+
+
+def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[FrameRef]:
+    refs = []
+    for full, rel in _walk(cam_dir, IMAGE_EXTENSIONS)[:: cfg.stride]:
+        rid = Path(os.path.relpath(full, root)).as_posix()
+        refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": Path(rel).stem}))
+    return refs
+
+
+def _finish(cfg: InputConfig, refs: list[FrameRef], root: str, what: str) -> list[FrameRef]:
+    if not refs:
+        raise InputError(f"input.path: {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the {what}")
+    return refs[: cfg.max_frames] if cfg.max_frames else refs
+
+
+def list_kitti(cfg: InputConfig, root: Path) -> list[FrameRef]:
+    top = _abs(root)
+    if cfg.stride < 1:
+        raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
+    cams = _kitti_camera_dirs(top) if os.path.isdir(top) else []
+    if not cams:
+        raise InputError(f"input.path: {root}: not a KITTI tree (no camera folder {', '.join(KITTI_CAMERAS)} found)")
+    keep = _pick(cfg, [os.path.basename(c) for c in cams], "KITTI", str(root))
+    refs: list[FrameRef] = []
+    for cam_dir in cams:
+        name = os.path.basename(cam_dir)
+        if name in keep:
+            seq = Path(os.path.relpath(os.path.dirname(cam_dir), top)).as_posix()
+            refs += _camera_refs(cfg, top, cam_dir, {"dataset": "kitti", "camera": name, "sequence": seq})
+        if cfg.max_frames and len(refs) >= cfg.max_frames:
+            break
+    return _finish(cfg, refs, str(root), f"KITTI camera folders {', '.join(sorted(keep))}")
+
+
+def _nuscenes_cameras(top: str) -> list[str]:
+    samples = os.path.join(top, "samples")
+    return [d for d in _dirs(samples) if d.startswith("CAM_")] if os.path.isdir(samples) else []
+
+
+def is_nuscenes(root: Path) -> bool:
+    try:
+        return bool(_nuscenes_cameras(_abs(root)))
+    except InputError:
+        return False
+
+
+def list_nuscenes(cfg: InputConfig, root: Path) -> list[FrameRef]:
+    top = _abs(root)
+    if cfg.stride < 1:
+        raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
+    cams = _nuscenes_cameras(top)
+    if not cams:
+        raise InputError(f"input.path: {root}: not a nuScenes tree (no samples/CAM_* folders found)")
+    keep = _pick(cfg, cams, "nuScenes", str(root))
+    refs: list[FrameRef] = []
+    for cam in cams:
+        if cam in keep:
+            cam_dir = os.path.join(top, "samples", cam)
+            refs += _camera_refs(cfg, top, cam_dir, {"dataset": "nuscenes", "camera": cam})
+        if cfg.max_frames and len(refs) >= cfg.max_frames:
+            break
+    return _finish(cfg, refs, str(root), f"nuScenes folders samples/{{{', '.join(sorted(keep))}}}")

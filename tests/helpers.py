@@ -1,0 +1,176 @@
+"""Builders of test inputs shared by several test modules (tests/ is on sys.path via conftest)."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import cv2
+import pandas as pd  # lerobot writes tasks.parquet with pandas; so do we
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims width x height (8-bit RGB) with a garbage-short IDAT."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+# file name -> None when it must edit fine, else a part of its error message
+BAD_CORPUS_OUTCOMES = {
+    "truncated.jpg": "corrupt or truncated",
+    "zero.png": "empty file (0 bytes)",
+    "text.jpg": "not a recognised image",
+    "sixteen_bit.png": None,
+    "cmyk.jpg": None,
+    "rgba.png": None,
+    "exif_rotated.jpg": None,
+    "one_pixel.png": "smaller than the minimum side of 16 px",
+    "bomb.png": "exceeds the limit of",
+}
+
+
+def write_bad_corpus(folder: Path) -> Path:
+    """The bad-input corpus of the inputs issue, one file per case (see BAD_CORPUS_OUTCOMES)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
+    jpeg = _encoded(Image.fromarray(rgb), "JPEG", quality=90)
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "zero.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is a text file, not a JPEG")
+    Image.fromarray((np.tile(np.arange(64, dtype=np.uint16), (48, 1)) * 1000).astype(np.uint16)).save(
+        folder / "sixteen_bit.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", quality=90)
+    Image.fromarray(np.dstack([rgb, np.full((48, 64), 128, np.uint8)]), "RGBA").save(folder / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(folder / "exif_rotated.jpg", quality=90, exif=exif.tobytes())
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(folder / "one_pixel.png")
+    (folder / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    return folder
+
+
+# ---- a LeRobot v3.0 dataset as lerobot writes it (meta/, data/, videos/ with episodes back to back)
+
+FPS = 10
+W, H = 64, 48
+BITS = 8  # one 8-px column per bit across the top half
+TOP, WRIST = "observation.images.top", "observation.images.wrist"
+CAMS = [TOP, WRIST]
+TASKS = ["pick up the red cube", "open the drawer"]
+# (length, task_index, data file_index, video file_index): two episodes sharing one MP4 per camera
+TWO_EPISODES = [(6, 0, 0, 0), (4, 1, 0, 0)]
+
+
+def code(cam: str, global_index: int) -> int:
+    return CAMS.index(cam) * 128 + global_index
+
+
+def encode_frame(n: int) -> np.ndarray:
+    """BGR frame: n in binary as white columns on top, grey below."""
+    f = np.full((H, W, 3), 90, np.uint8)
+    f[: H // 2] = 0
+    for b in range(BITS):
+        if (n >> b) & 1:
+            f[: H // 2, b * 8 : (b + 1) * 8] = 255
+    return f
+
+
+def decode_frame(rgb: np.ndarray) -> int:
+    # column centres only, away from block edges, so mp4v's codec noise does not flip a bit
+    top = rgb[4 : H // 2 - 4].mean(axis=(0, 2))
+    return sum(1 << b for b in range(BITS) if top[b * 8 + 2 : b * 8 + 6].mean() > 128)
+
+
+def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_index_name="task") -> Path:
+    features = {
+        "action": {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
+        **{
+            cam: {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"],
+                  "info": {"video.fps": FPS, "video.codec": "mp4v"}}
+            for cam in CAMS
+        },
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+        "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+        "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+        "index": {"dtype": "int64", "shape": [1], "names": None},
+        "task_index": {"dtype": "int64", "shape": [1], "names": None},
+    }
+    info = {
+        "codebase_version": version, "robot_type": "so100", "total_episodes": len(episodes),
+        "total_frames": sum(e[0] for e in episodes), "total_tasks": len(TASKS), "chunks_size": 1000,
+        "data_files_size_in_mb": 100, "video_files_size_in_mb": 500, "fps": FPS,
+        "splits": {"train": f"0:{len(episodes)}"},
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+        "features": features,
+    }
+    (root / "meta").mkdir(parents=True)
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    # as LeRobotDatasetMetadata.save_episode_tasks (index named "task") or the v2.1->v3.0 converter (unnamed)
+    pd.DataFrame({"task_index": range(len(TASKS))}, index=pd.Index(TASKS, name=tasks_index_name)).to_parquet(
+        root / "meta" / "tasks.parquet"
+    )
+
+    ep_rows, data, videos, start = [], {}, {}, 0
+    video_time: dict[int, float] = {}
+    for ep, (length, task, dfile, vfile) in enumerate(episodes):
+        rows = data.setdefault(dfile, [])
+        rows += [dict(index=start + i, episode_index=ep, frame_index=i, timestamp=i / FPS, task_index=task,
+                      action=[0.1 * i, -0.1 * i]) for i in range(length)]
+        from_ts = video_time.get(vfile, 0.0)
+        video_time[vfile] = from_ts + length / FPS
+        row = {"episode_index": ep, "tasks": [TASKS[task]], "length": length,
+               "data/chunk_index": 0, "data/file_index": dfile,
+               "dataset_from_index": start, "dataset_to_index": start + length}
+        for cam in CAMS:
+            row |= {f"videos/{cam}/chunk_index": 0, f"videos/{cam}/file_index": vfile,
+                    f"videos/{cam}/from_timestamp": from_ts, f"videos/{cam}/to_timestamp": from_ts + length / FPS}
+            videos.setdefault((cam, vfile), []).extend(code(cam, start + i) for i in range(length))
+        row |= {"stats/action/mean": [0.0, 0.0], "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+        ep_rows.append(row)
+        start += length
+
+    ep_path = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    ep_path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(ep_rows), ep_path)
+    for dfile, rows in data.items():
+        path = root / f"data/chunk-000/file-{dfile:03d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema = pa.schema([("index", pa.int64()), ("episode_index", pa.int64()), ("frame_index", pa.int64()),
+                            ("timestamp", pa.float32()), ("task_index", pa.int64()),
+                            ("action", pa.list_(pa.float32()))])
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    for (cam, vfile), codes in videos.items():
+        path = root / f"videos/{cam}/chunk-000/file-{vfile:03d}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (W, H))
+        assert vw.isOpened()
+        for n in codes:
+            vw.write(encode_frame(n))
+        vw.release()
+    return root
+
+
