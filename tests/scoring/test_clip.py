@@ -21,13 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def clip_dir(tiny_clip_dir):
-    return tiny_clip_dir
-
-
-@pytest.fixture(scope="module")
-def embedder(clip_dir):
-    return ClipEmbedder(ClipConfig(model=f"local-dir:{clip_dir}", device="cpu", batch_size=2))
+def embedder(tiny_clip_dir):
+    return ClipEmbedder(ClipConfig(model=f"local-dir:{tiny_clip_dir}", device="cpu", batch_size=2))
 
 
 def _frames(frame):
@@ -37,12 +32,12 @@ def _frames(frame):
 # ---- write_tiny_clip and loading -------------------------------------------------------
 
 
-def test_write_tiny_clip_layout(clip_dir):
-    assert sorted(p.name for p in clip_dir.iterdir()) == sorted(
+def test_write_tiny_clip_layout(tiny_clip_dir):
+    assert sorted(p.name for p in tiny_clip_dir.iterdir()) == sorted(
         ["open_clip_config.json", "open_clip_model.safetensors", TINY_MARKER])
-    config = json.loads((clip_dir / "open_clip_config.json").read_text())
+    config = json.loads((tiny_clip_dir / "open_clip_config.json").read_text())
     assert config == {"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}
-    marker = json.loads((clip_dir / TINY_MARKER).read_text())
+    marker = json.loads((tiny_clip_dir / TINY_MARKER).read_text())
     assert (marker["random_weights"], marker["seed"]) == (True, 0)
 
 
@@ -53,11 +48,11 @@ def test_write_tiny_clip_returns_the_directory_and_creates_parents(tmp_path):
     assert json.loads((target / TINY_MARKER).read_text())["seed"] == 3
 
 
-def test_resolve_local_dir(clip_dir):
-    assert resolve_clip_weights(ClipConfig(model=f"local-dir:{clip_dir}")) == (f"local-dir:{clip_dir}", None)
+def test_resolve_local_dir(tiny_clip_dir):
+    assert resolve_clip_weights(ClipConfig(model=f"local-dir:{tiny_clip_dir}")) == (f"local-dir:{tiny_clip_dir}", None)
 
 
-def test_loads_through_open_clip(embedder, clip_dir):
+def test_loads_through_open_clip(embedder, tiny_clip_dir):
     import open_clip
 
     assert isinstance(embedder.model, open_clip.CLIP)
@@ -65,15 +60,15 @@ def test_loads_through_open_clip(embedder, clip_dir):
     assert embedder.model.training is False
     assert embedder.model.visual.image_size == (32, 32)
     assert embedder.random_weights is True
-    assert json.loads(embedder.identity) == {"model": f"local-dir:{clip_dir}", "pretrained": None,
+    assert json.loads(embedder.identity) == {"model": f"local-dir:{tiny_clip_dir}", "pretrained": None,
                                              "random_weights": True}
     assert '"random_weights": true' in embedder.identity
 
 
-def test_loaded_weights_are_the_written_ones(embedder, clip_dir):
+def test_loaded_weights_are_the_written_ones(embedder, tiny_clip_dir):
     from safetensors.torch import load_file
 
-    written = load_file(str(clip_dir / "open_clip_model.safetensors"))
+    written = load_file(str(tiny_clip_dir / "open_clip_model.safetensors"))
     loaded = embedder.model.state_dict()
     assert set(written) == set(loaded)
     for key in ("visual.conv1.weight", "token_embedding.weight", "text_projection"):
@@ -111,20 +106,20 @@ def test_images_of_any_size(embedder, frame):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
-def test_caption_embeddings_shape_and_unit_norm(clip_dir):
-    clip = ClipEmbedder(ClipConfig(model=f"local-dir:{clip_dir}", device="cpu"))
+def test_caption_embeddings_shape_and_unit_norm(tiny_clip_dir):
+    clip = ClipEmbedder(ClipConfig(model=f"local-dir:{tiny_clip_dir}", device="cpu"))
     emb = clip.captions(["a street", "a street in the rain"])
     assert emb.shape == (2, 32)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(emb[0], emb[1])
 
 
-def test_same_seed_same_bytes_different_seed_differs(tmp_path, clip_dir):
+def test_same_seed_same_bytes_different_seed_differs(tmp_path, tiny_clip_dir):
     again = write_tiny_clip(tmp_path / "again", seed=0)
     other = write_tiny_clip(tmp_path / "other", seed=1)
     weights = "open_clip_model.safetensors"
-    assert (again / weights).read_bytes() == (clip_dir / weights).read_bytes()
-    assert (other / weights).read_bytes() != (clip_dir / weights).read_bytes()
+    assert (again / weights).read_bytes() == (tiny_clip_dir / weights).read_bytes()
+    assert (other / weights).read_bytes() != (tiny_clip_dir / weights).read_bytes()
 
 
 def test_different_seed_gives_different_embeddings(tmp_path, embedder, frame):
@@ -132,11 +127,11 @@ def test_different_seed_gives_different_embeddings(tmp_path, embedder, frame):
     assert not np.allclose(other.images([frame]), embedder.images([frame]))
 
 
-def test_local_dir_without_marker_is_not_random(tmp_path, clip_dir):
+def test_local_dir_without_marker_is_not_random(tmp_path, tiny_clip_dir):
     import shutil
 
     copy = tmp_path / "real-looking"
-    shutil.copytree(clip_dir, copy)
+    shutil.copytree(tiny_clip_dir, copy)
     (copy / TINY_MARKER).unlink()
     clip = ClipEmbedder(ClipConfig(model=f"local-dir:{copy}", device="cpu"))
     assert clip.random_weights is False
@@ -146,8 +141,8 @@ def test_local_dir_without_marker_is_not_random(tmp_path, clip_dir):
 # ---- caption cache ------------------------------------------------------------------------
 
 
-def test_caption_cache_encodes_each_distinct_caption_once(clip_dir):
-    clip = ClipEmbedder(ClipConfig(model=f"local-dir:{clip_dir}", device="cpu"))
+def test_caption_cache_encodes_each_distinct_caption_once(tiny_clip_dir):
+    clip = ClipEmbedder(ClipConfig(model=f"local-dir:{tiny_clip_dir}", device="cpu"))
     assert clip.text_encodes == 0
     first = clip.captions(["a", "b", "a", "a", "b"])
     assert clip.text_encodes == 2
@@ -163,11 +158,11 @@ def test_caption_cache_encodes_each_distinct_caption_once(clip_dir):
     assert clip.text_encodes == 3
 
 
-def test_cached_caption_equals_a_fresh_encoding(clip_dir):
+def test_cached_caption_equals_a_fresh_encoding(tiny_clip_dir):
     """The cache returns what the text tower would compute for the caption on its own."""
-    warm = ClipEmbedder(ClipConfig(model=f"local-dir:{clip_dir}", device="cpu"))
+    warm = ClipEmbedder(ClipConfig(model=f"local-dir:{tiny_clip_dir}", device="cpu"))
     cached = warm.captions(["x", "a street", "y"])[1]
-    fresh = ClipEmbedder(ClipConfig(model=f"local-dir:{clip_dir}", device="cpu")).captions(["a street"])[0]
+    fresh = ClipEmbedder(ClipConfig(model=f"local-dir:{tiny_clip_dir}", device="cpu")).captions(["a street"])[0]
     np.testing.assert_allclose(cached, fresh, atol=1e-6)
 
 
@@ -188,8 +183,8 @@ def test_local_dir_missing_folder(tmp_path):
         resolve_clip_weights(ClipConfig(model=f"local-dir:{tmp_path / 'nope'}"))
 
 
-def test_local_dir_with_config_but_no_weights(tmp_path, clip_dir):
-    (tmp_path / "open_clip_config.json").write_text((clip_dir / "open_clip_config.json").read_text())
+def test_local_dir_with_config_but_no_weights(tmp_path, tiny_clip_dir):
+    (tmp_path / "open_clip_config.json").write_text((tiny_clip_dir / "open_clip_config.json").read_text())
     with pytest.raises(MissingWeightsError) as err:
         resolve_clip_weights(ClipConfig(model=f"local-dir:{tmp_path}"))
     assert str(err.value).startswith(f"CLIP weights not found: local-dir:{tmp_path}: no weight file in {tmp_path}. ")
@@ -203,11 +198,11 @@ def test_local_dir_with_bin_weights_resolves(tmp_path):
     assert resolve_clip_weights(ClipConfig(model=f"local-dir:{tmp_path}")) == (f"local-dir:{tmp_path}", None)
 
 
-def test_local_dir_expands_home(tmp_path, monkeypatch, clip_dir):
+def test_local_dir_expands_home(tmp_path, monkeypatch, tiny_clip_dir):
     import shutil
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    shutil.copytree(clip_dir, tmp_path / "clip")
+    shutil.copytree(tiny_clip_dir, tmp_path / "clip")
     assert resolve_clip_weights(ClipConfig(model="local-dir:~/clip")) == (f"local-dir:{tmp_path / 'clip'}", None)
 
 

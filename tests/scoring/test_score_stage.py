@@ -30,13 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def clip_dir(tiny_clip_dir):
-    return tiny_clip_dir
-
-
-@pytest.fixture(scope="module")
-def clip_cfg(clip_dir):
-    return ClipConfig(model=f"local-dir:{clip_dir}", device="cpu")
+def clip_cfg(tiny_clip_dir):
+    return ClipConfig(model=f"local-dir:{tiny_clip_dir}", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +290,7 @@ def test_score_stage_keep_and_reject_follow_the_filter(base_cfg, clip_cfg, frame
     assert (row["keep"], row["reject_reasons"]) == (False, [f"ssim {ssim:.2f} > 0.50", f"psnr {psnr:.2f} < 40.00"])
 
 
-def test_score_stage_row_contents(base_cfg, clip_cfg, clip_dir, frame):
+def test_score_stage_row_contents(base_cfg, clip_cfg, tiny_clip_dir, frame):
     stage = make_stage(base_cfg, clip_cfg, FilterConfig())
     edited = edited_of(frame)
     row = stage_row(frame, edited, reasoning_of(frame, edited))
@@ -303,7 +298,7 @@ def test_score_stage_row_contents(base_cfg, clip_cfg, clip_dir, frame):
     [out] = stage.process_batch([row])
     assert_finished(out)
     scorer = json.loads(out["scorer"])
-    assert scorer == {"model": f"local-dir:{clip_dir}", "pretrained": None, "random_weights": True}
+    assert scorer == {"model": f"local-dir:{tiny_clip_dir}", "pretrained": None, "random_weights": True}
     assert set(out["scores"]) == set(SCORES)
     assert all(isinstance(v, float) and math.isfinite(v) for v in out["scores"].values())
     for name in SCORES:
@@ -334,7 +329,7 @@ def test_score_stage_identical_edit_gets_the_zero_change_note(base_cfg, clip_cfg
     assert rows[1]["scores"]["flow_warp_error"] == 0.0
 
 
-def test_score_stage_errored_row_passes_through(base_cfg, clip_cfg, clip_dir, frame):
+def test_score_stage_errored_row_passes_through(base_cfg, clip_cfg, tiny_clip_dir, frame):
     stage = make_stage(base_cfg, clip_cfg, FilterConfig())
     row = base_row(job(), "run1")
     row["error"] = "read: x"
