@@ -50,6 +50,10 @@ def write_tiny_clip(directory: str | Path, seed: int = 0) -> Path:
 
 
 def _how_to_get(cfg: ClipConfig) -> str:
+    if cfg.model.startswith(LOCAL_DIR):
+        return ("Point it at a folder holding an open_clip model (open_clip_config.json + weights), or write "
+                "the tiny random test model there with `chronoedit-sim make-tiny-model DIR` (it goes to DIR-clip); "
+                "scoring.clip.enabled=false keeps only the weight-free scores.")
     return (f"On a machine with network access run `python -c \"import open_clip; open_clip.create_model_and_transforms"
             f"('{cfg.model}', pretrained='{cfg.pretrained}')\"` to fill the cache, or download the weights and set "
             "scoring.clip.pretrained=/path/to/weights, or scoring.clip.model=local-dir:/path. "

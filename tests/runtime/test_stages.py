@@ -22,8 +22,9 @@ class ExplodingEditor:
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
-def test_a_failing_edit_is_an_error_row_not_an_exception(frame, tmp_path):
-    cfg = load_config(["model=tiny", "model.path=/unused"])
+def test_a_failing_edit_is_an_error_row_not_an_exception(frame, tmp_path, tiny_clip_dir):
+    # only the CLIP must exist (the score stage loads it); the editor is replaced by a stub
+    cfg = load_config(["model=tiny", "model.path=/unused", f"scoring.clip.model=local-dir:{tiny_clip_dir}"])
     settings = {"s/e": EditSettings(cfg.generation, cfg.trajectory, cfg.filter)}
     stage = EditStage(cfg.model, settings, Resources(), batch_size=1, state_dir=str(tmp_path))
     stage.editor = ExplodingEditor()
