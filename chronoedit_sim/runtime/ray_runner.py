@@ -61,8 +61,9 @@ def ray_session(address: str, verbose: bool):
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if not verbose:
-        # Ray's own INFO lines and C++ core-worker notices stay out of the user's terminal
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        # Ray's own INFO lines and C++ core-worker notices stay out of the user's terminal (Ray still
+        # prints one line saying it read this variable; real failures surface as Python exceptions)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if ray.is_initialized():
