@@ -17,10 +17,10 @@ import numpy as np
 from chronoedit_sim.config import ClipConfig, load_config
 from chronoedit_sim.dataset.schema import base_row
 from chronoedit_sim.engine.tiny import TINY_MARKER
-from chronoedit_sim.runtime.plan import EditSettings
-from chronoedit_sim.runtime.stage import Resources
+from chronoedit_sim.scenario import EditSettings
 from chronoedit_sim.scoring.clip import write_tiny_clip
-from chronoedit_sim.scoring.stage import ScoreStage
+from chronoedit_sim.stages.base import Resources
+from chronoedit_sim.stages.score import ScoreStage
 
 
 def vit_b32_random(folder: Path) -> Path:

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .errors import UserError
 
 log = logging.getLogger("chronoedit_sim")
 
@@ -51,7 +51,7 @@ def cmd_validate(args) -> int:
             scenario = load_scenario(file)
             for edit in scenario.edits:
                 loader.build(scenario.config_layers(edit))
-        except ConfigError as exc:
+        except UserError as exc:
             print(f"ERROR {exc}")
             failed += 1
             continue
@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .scoring.rescore import rescore
+    from .runtime.rescore import rescore
 
     return rescore(args.dir, args.output, args.overrides, config_files=args.config, overwrite=args.overwrite,
                    quiet=args.quiet)
@@ -183,14 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     _setup_logging(args.verbose)
-    from .engine.weights import MissingWeightsError
-    from .runtime.run import OutputConflict
-    from .sources.decode import FrameError
-    from .sources.frames import InputError
-
     try:
         return args.func(args)
-    except (ConfigError, MissingWeightsError, FrameError, InputError, OutputConflict) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

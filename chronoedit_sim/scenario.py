@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
@@ -284,3 +284,28 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -
 def expand(scenario: Scenario, source_id: str, run_seed: int) -> list[Job]:
     """Every job of one frame under one scenario, edits in file order then samples."""
     return [job for edit in scenario.edits for job in expand_edit(scenario, edit, source_id, run_seed)]
+
+
+@dataclass
+class EditSettings:
+    """Effective per-edit settings after the scenario and edit layers (keyed by settings_key)."""
+
+    generation: GenerationConfig
+    trajectory: TrajectoryConfig
+    filter: FilterConfig
+
+
+def settings_key(scenario: str, edit_id: str) -> str:
+    return f"{scenario}/{edit_id}"
+
+
+def edit_settings(loader: ConfigLoader, scenarios: list[Scenario]) -> dict[str, EditSettings]:
+    """Every edit's settings, built once per run (and once per rescoring) from the same layers."""
+    settings = {}
+    for scenario in scenarios:
+        for edit in scenario.edits:
+            built = loader.build(scenario.config_layers(edit))
+            settings[settings_key(scenario.name, edit.id)] = EditSettings(built.generation, built.trajectory,
+                                                                          built.filter)
+    return settings
+

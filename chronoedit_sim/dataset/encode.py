@@ -10,12 +10,25 @@ from PIL import Image
 _PIL_FORMAT = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
 
 
+def _shrunk(img: Image.Image, max_side: int, multiple: int = 1) -> Image.Image:
+    if not max_side or max(img.size) <= max_side:
+        return img
+    scale = max_side / max(img.size)
+    size = [max(multiple, round(side * scale) // multiple * multiple) for side in img.size]
+    return img.resize(tuple(size), Image.Resampling.LANCZOS)
+
+
+def shrink_frames(frames: np.ndarray, max_side: int, multiple: int = 2) -> np.ndarray:
+    """(F, H, W, 3) frames with the longest side at most max_side (0 = as they are), sides a multiple
+    of `multiple` (video codecs want even sizes)."""
+    if not max_side or max(frames.shape[1:3]) <= max_side:
+        return frames
+    return np.stack([np.asarray(_shrunk(Image.fromarray(f, "RGB"), max_side, multiple)) for f in frames])
+
+
 def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 90, max_side: int = 0) -> bytes:
     """Encode an (H, W, 3) uint8 frame; png is lossless, max_side > 0 shrinks the longest side."""
-    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    if max_side and max(img.size) > max_side:
-        scale = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    img = _shrunk(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB"), max_side)
     buf = io.BytesIO()
     if fmt == "png":
         img.save(buf, "PNG", compress_level=6)

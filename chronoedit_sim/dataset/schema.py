@@ -10,17 +10,23 @@ which every datasets release since 2.x reads (5.x maps them to `List`).
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pyarrow as pa
 
 from ..config import SCORES
+from . import video
 
-# bump when a column changes meaning or type; written into run.json and the Parquet metadata
-SCHEMA_VERSION = "1"
+# bump when a column changes meaning or type; written into run.json and the Parquet metadata.
+# 2: `error_stage`; `reject_reasons` became structs (score, bound, value, limit, text); `reasoning_video`
+#    (trajectory.storage=video); `nodes` (the Ray node of each actor stage)
+SCHEMA_VERSION = "2"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image")
 IMAGE_LIST_COLUMNS = ("reasoning_frames", "previews")
+# columns emptied for rows kept only as a record (rejected/ when filter.write_rejected=false)
+BULKY_COLUMNS = (*IMAGE_COLUMNS, "reasoning_video")
 
 GENERATION = pa.struct(
     [
@@ -40,6 +46,9 @@ SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
 TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "encode_ms", "total_ms",
                  "score_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
+# one failed filter bound: bound is "min" or "max"; value is null when the score could not be computed
+REJECTION = pa.struct([("score", pa.string()), ("bound", pa.string()), ("value", pa.float32()),
+                       ("limit", pa.float32()), ("text", pa.string())])
 
 SCHEMA = pa.schema(
     [
@@ -64,6 +73,8 @@ SCHEMA = pa.schema(
         ("source_image", IMAGE),
         ("edited_image", IMAGE),
         ("reasoning_frames", pa.list_(IMAGE)),
+        # trajectory.storage=video: the reasoning frames as one MP4 (decode: dataset.video.decode_video)
+        ("reasoning_video", video.VIDEO),
         # "decoded" | "x0_at_step_k" | null (no reasoning)
         ("reasoning_kind", pa.string()),
         # for x0_at_step_k: steps run before the estimate, and its noise level
@@ -79,8 +90,12 @@ SCHEMA = pa.schema(
         # which CLIP produced the scores, and whether its weights were random
         ("scorer", pa.string()),
         ("keep", pa.bool_()),
-        ("reject_reasons", pa.list_(pa.string())),
+        ("reject_reasons", pa.list_(REJECTION)),
+        # the stage that failed ("read", "edit", "encode", "score", ...) and its message
+        ("error_stage", pa.string()),
         ("error", pa.string()),
+        # JSON object: the Ray node id each actor stage ran on ({"edit": "...", "score": "..."})
+        ("nodes", pa.string()),
         ("timings_ms", TIMINGS),
         ("created_at", pa.timestamp("us", tz="UTC")),
     ]
@@ -88,7 +103,10 @@ SCHEMA = pa.schema(
 COLUMNS = tuple(SCHEMA.names)
 
 
-def _feature(arrow_type: pa.DataType) -> dict:
+def _feature(arrow_type: pa.DataType, name: str = "") -> dict:
+    if name == "reasoning_video":
+        # same Arrow type as an image, so named explicitly; not datasets' Video (see dataset/video.py)
+        return video.HF_FEATURE
     if arrow_type == IMAGE:
         return {"_type": "Image"}
     if pa.types.is_list(arrow_type):
@@ -102,7 +120,7 @@ def _feature(arrow_type: pa.DataType) -> dict:
 
 
 def hf_features() -> dict:
-    return {f.name: _feature(f.type) for f in SCHEMA}
+    return {f.name: _feature(f.type, f.name) for f in SCHEMA}
 
 
 def schema_with_metadata(extra: dict | None = None) -> pa.Schema:
@@ -139,6 +157,7 @@ def base_row(task: dict, run_id: str) -> dict:
         "source_image": None,
         "edited_image": None,
         "reasoning_frames": [],
+        "reasoning_video": None,
         "reasoning_kind": None,
         "reasoning_step": None,
         "reasoning_sigma": None,
@@ -151,15 +170,37 @@ def base_row(task: dict, run_id: str) -> dict:
         "scorer": None,
         "keep": False,
         "reject_reasons": [],
+        "error_stage": None,
         "error": None,
+        "nodes": None,
         "timings_ms": None,
         "created_at": None,
     }
 
 
 def without_images(row: dict) -> dict:
-    """The row with its image columns emptied (for rejected rows kept only as a record)."""
-    return {**row, **dict.fromkeys(IMAGE_COLUMNS), **{c: [] for c in IMAGE_LIST_COLUMNS}}
+    """The row with its image and video columns emptied (for rejected rows kept only as a record)."""
+    return {**row, **dict.fromkeys(BULKY_COLUMNS), **{c: [] for c in IMAGE_LIST_COLUMNS}}
+
+
+def fail_row(row: dict, stage: str, message: str) -> dict:
+    """Mark the row failed in `stage`; later stages pass it through and the sink writes it."""
+    row.update(error_stage=stage, error=f"{stage}: {message}", keep=False)
+    return row
+
+
+def finish_row(row: dict) -> dict:
+    """Drop transient `_` fields (decoded frames travelling between stages) and stamp the row."""
+    nodes = row.get("_nodes")
+    row = {k: v for k, v in row.items() if not k.startswith("_")}
+    if nodes:
+        row["nodes"] = json.dumps(nodes, sort_keys=True)
+    if row["timings_ms"] is not None:
+        row["timings_ms"] = timings_struct(row["timings_ms"])
+    row["created_at"] = datetime.now(timezone.utc)
+    if row["error"]:
+        row["keep"] = False
+    return row
 
 
 def generation_struct(settings: dict) -> dict:

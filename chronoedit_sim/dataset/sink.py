@@ -1,4 +1,4 @@
-"""Atomic Parquet shards, the resume index, and the run manifest.
+"""Atomic Parquet shards and the resume index.
 
 A shard is written to a hidden temporary name in the same directory, fsynced,
 then renamed: readers globbing data/*.parquet only ever see complete shards, and
@@ -8,7 +8,6 @@ job_ids in complete shards is the resume index.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from datetime import datetime, timezone
@@ -18,9 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import OutputConfig
-from .schema import IMAGE_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata
+from .schema import BULKY_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata, without_images
 
-MANIFEST = "run.json"
 DATA = "data"
 # rows the filter rejected when filter.write_rejected is false: kept out of the dataset, without
 # their images, so they are still counted and a rerun does not edit them again
@@ -35,10 +33,15 @@ def complete_shards(out: Path, part: str = DATA) -> list[Path]:
     return sorted(p for p in data_dir(out, part).glob("*.parquet") if not p.name.startswith("."))
 
 
+def all_shards(out: Path) -> list[Path]:
+    """Complete shards of the dataset and of the rejected-row record."""
+    return complete_shards(out, DATA) + complete_shards(out, REJECTED)
+
+
 def resume_index(out: Path) -> set[str]:
     """job_ids already in complete shards: a rerun skips them before any model work."""
     done: set[str] = set()
-    for shard in complete_shards(out, DATA) + complete_shards(out, REJECTED):
+    for shard in all_shards(out):
         done.update(pq.read_table(shard, columns=["job_id"]).column("job_id").to_pylist())
     return done
 
@@ -59,19 +62,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, write, before_rename=None) -> None:
+    """write(fh) into a hidden temporary file beside `path`, fsync, rename, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "wb") as fh:
-        fh.write(data)
+        write(fh)
         fh.flush()
         os.fsync(fh.fileno())
+    if before_rename:
+        before_rename(tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
 def _row_bytes(row: dict) -> int:
     size = 2048  # text columns and structs, roughly
-    for col in IMAGE_COLUMNS:
+    for col in BULKY_COLUMNS:
         if row.get(col):
             size += len(row[col]["bytes"])
     for col in IMAGE_LIST_COLUMNS:
@@ -80,9 +90,14 @@ def _row_bytes(row: dict) -> int:
 
 
 class ShardWriter:
-    """Buffers rows and writes bounded, atomic shards under OUT/data/."""
+    """Buffers rows and writes bounded, atomic shards under OUT/data/.
 
-    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None, part: str = DATA):
+    `before_rename(tmp_path)` runs between a shard's complete temporary file and its rename (the
+    runtime's fault injection kills the process there)."""
+
+    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None, part: str = DATA,
+                 before_rename=None):
+        self.before_rename = before_rename
         self.dir = data_dir(out, part)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
@@ -92,6 +107,7 @@ class ShardWriter:
         self.rows: list[dict] = []
         self.buffered_bytes = 0
         self.shards: list[Path] = []
+        self.rows_written = 0
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -104,17 +120,12 @@ class ShardWriter:
             return None
         table = pa.Table.from_pylist(self.rows, schema=self.schema)
         final = self.dir / f"part-{self.session}-{len(self.shards):05d}.parquet"
-        tmp = self.dir / f".{final.name}.tmp"
-        with open(tmp, "wb") as fh:
-            pq.write_table(
-                table, fh, row_group_size=self.cfg.row_group_rows, compression=self.cfg.compression,
-                use_dictionary=["scenario", "edit_id", "run_id", "model_id", "model_hash", "reasoning_kind"],
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(self.dir)
+        atomic_write(final, lambda fh: pq.write_table(
+            table, fh, row_group_size=self.cfg.row_group_rows, compression=self.cfg.compression,
+            use_dictionary=["scenario", "edit_id", "run_id", "model_id", "model_hash", "reasoning_kind",
+                            "error_stage"]), self.before_rename)
         self.shards.append(final)
+        self.rows_written += len(self.rows)
         self.rows, self.buffered_bytes = [], 0
         return final
 
@@ -122,28 +133,21 @@ class ShardWriter:
 class DatasetWriter:
     """The dataset's shards plus the rejected-row record: where each finished row goes."""
 
-    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None):
-        from .schema import without_images
+    def __init__(self, out: Path, cfg: OutputConfig, metadata: dict | None = None, before_rename=None):
+        self.data = ShardWriter(out, cfg, metadata, DATA, before_rename)
+        self.rejected = ShardWriter(out, cfg, metadata, REJECTED, before_rename)
 
-        self._slim = without_images
-        self.data = ShardWriter(out, cfg, metadata, DATA)
-        self.rejected = ShardWriter(out, cfg, metadata, REJECTED)
+    @property
+    def rows_in_shards(self) -> int:
+        """Rows this writer has made visible in complete shards."""
+        return self.data.rows_written + self.rejected.rows_written
 
     def add(self, row: dict, write_rejected: bool) -> None:
         if not row["keep"] and not row["error"] and not write_rejected:
-            self.rejected.add(self._slim(row))
+            self.rejected.add(without_images(row))
         else:
             self.data.add(row)
 
     def flush(self) -> None:
         self.data.flush()
         self.rejected.flush()
-
-
-def read_manifest(out: Path) -> dict | None:
-    path = Path(out) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def write_manifest(out: Path, manifest: dict) -> None:
-    atomic_write_bytes(Path(out) / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())

@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from ..errors import MissingWeightsError
 from .tiny import TINY_MARKER
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -24,10 +25,6 @@ _CONFIG_FILES = {
     "image_processor": ("preprocessor_config.json",),
 }
 REQUIRED_COMPONENTS = ("tokenizer", "text_encoder", "image_encoder", "image_processor", "transformer", "vae", "scheduler")
-
-
-class MissingWeightsError(RuntimeError):
-    """The weights (or a part of them) are not on this machine."""
 
 
 def _how_to_get(path: str) -> str:

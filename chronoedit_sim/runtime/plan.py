@@ -11,19 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import Config, ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig, to_dict
-from ..scenario import Scenario, expand_edit, load_scenario
+from ..config import Config, ConfigError, ConfigLoader, to_dict
+from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario
+from ..sources.base import FrameRef
 from ..sources.dispatch import list_input
-from ..sources.frames import FrameRef
-
-
-@dataclass
-class EditSettings:
-    """Effective per-edit settings after the scenario and edit layers (keyed "scenario/edit_id")."""
-
-    generation: GenerationConfig
-    trajectory: TrajectoryConfig
-    filter: FilterConfig
 
 
 @dataclass
@@ -44,17 +35,13 @@ class RunPlan:
         return self.planned - self.skipped
 
 
-def settings_key(scenario: str, edit_id: str) -> str:
-    return f"{scenario}/{edit_id}"
-
-
 def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
-    """Config minus runtime/output knobs (they change speed and layout, not rows) plus scenario texts.
+    """Config minus runtime/encode/output knobs (they change speed and layout, not rows) plus scenario texts.
 
     The input path is part of it (resolved): source ids are relative to it, so a second input
     folder resumed into the same output would otherwise be taken for frames already done.
     """
-    content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "output")}
+    content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "encode", "output")}
     content["input"]["path"] = str(Path(cfg.input.path).expanduser().resolve())
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -66,11 +53,7 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ConfigError(f"scenarios: the same scenario name appears twice: {names}")
-    settings = {}
-    for scenario in scenarios:
-        for edit in scenario.edits:
-            built = loader.build(scenario.config_layers(edit))
-            settings[settings_key(scenario.name, edit.id)] = EditSettings(built.generation, built.trajectory, built.filter)
+    settings = edit_settings(loader, scenarios)
     frames = list_input(cfg.input)
     plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
                    config_hash=content_hash(cfg, scenarios))

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import ClipConfig
 from ..engine.tiny import TINY_MARKER
-from ..engine.weights import MissingWeightsError
+from ..errors import MissingWeightsError
 
 log = logging.getLogger(__name__)
 LOCAL_DIR = "local-dir:"

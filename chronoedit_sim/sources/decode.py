@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import UserError
+
 DEFAULT_MAX_PIXELS = 50_000_000  # decompression-bomb guard, checked from the header before decoding
 DEFAULT_MAX_ASPECT = 8.0
 
@@ -24,7 +26,7 @@ _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
-class FrameError(ValueError):
+class FrameError(UserError):
     """A frame that cannot be used; the message says what failed (and where, if the caller gave a uri)."""
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..config import InputConfig
 from .decode import DecodedImage, FrameError
-from .frames import FrameRef, InputError, list_frames, read_frames
+from .base import FrameRef, InputError
+from .frames import list_frames, read_frames
 
 
 def detect(cfg: InputConfig) -> str:

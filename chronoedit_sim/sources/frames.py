@@ -10,12 +10,12 @@ import fnmatch
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 
 from chronoedit_sim.config import InputConfig
+from chronoedit_sim.sources.base import FrameRef, InputError, has_ext, walk
 from chronoedit_sim.sources.decode import DecodedImage, FrameError, decode_image, normalize_array
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -28,51 +28,6 @@ _PYAV_CODECS = ("av01",)
 # Jumping further ahead than this seeks; nearer frames are grabbed sequentially,
 # which is cheap (no pixel conversion) and always frame-exact, unlike seeking.
 _SEEK_THRESHOLD = 30
-
-
-class InputError(ValueError):
-    """The input as a whole is unusable (missing path, empty source): raised before Ray starts."""
-
-
-@dataclass(frozen=True)
-class FrameRef:
-    """One frame of any source: what the driver lists and a read task decodes. Small and picklable."""
-
-    source_id: str  # stable: relative POSIX path, or "<video>@<frame:06d>"; never absolute or read order
-    source_uri: str  # absolute path; for videos f"{abs_path}#frame={index}"
-    path: str  # absolute file path (image, video, or Parquet file)
-    frame_index: int  # image: -1; video: frame position in the file; parquet: row index in the file
-    timestamp_s: float | None  # video: position / fps; None for images
-    # how read_frames decodes it: "image" (a file), "video" (a frame of path), "parquet" (a row of path)
-    kind: str = "image"
-    # source metadata kept in the row's source_meta (camera, episode, task, row key ...)
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
-    # a caption the input itself provides (Parquet caption column, LeRobot task): fills source_caption
-    caption: str | None = None
-
-
-def _has_ext(name: str, exts: tuple[str, ...]) -> bool:
-    return name.lower().endswith(exts)
-
-
-def _walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order."""
-    found = []
-
-    def unreadable(e: OSError) -> None:
-        # os.walk skips unreadable folders silently by default: that would drop their frames unseen.
-        raise InputError(f"input.path: cannot list {e.filename}: {e.strerror or e}")
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-        # Sorting in place fixes the descent order; os.walk's order is the filesystem's.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or not _has_ext(name, exts):
-                continue
-            full = os.path.join(dirpath, name)
-            # Zero-byte/corrupt files are kept on purpose: they become error rows, not silent gaps.
-            found.append((full, Path(os.path.relpath(full, root)).as_posix()))
-    return found
 
 
 def _selected(rel: str, include: list[str], exclude: list[str]) -> bool:
@@ -135,19 +90,19 @@ def list_frames(cfg: InputConfig) -> list[FrameRef]:
     name = os.path.basename(root)
     kind = cfg.type
     if kind == "auto":
-        if is_dir or _has_ext(name, IMAGE_EXTENSIONS):
+        if is_dir or has_ext(name, IMAGE_EXTENSIONS):
             kind = "images"
-        elif _has_ext(name, VIDEO_EXTENSIONS):
+        elif has_ext(name, VIDEO_EXTENSIONS):
             kind = "video"
         else:
             raise InputError(f"input.path: {shown}: unsupported file type ({supported})")
 
     exts, plural, single = _KINDS[kind]
     if is_dir:
-        files = _walk(root, exts)
+        files = walk(root, exts)
         if not files:
             raise InputError(f"input.path: {shown}: no {plural} ({', '.join(exts)}) found")
-    elif _has_ext(name, exts):
+    elif has_ext(name, exts):
         files = [(root, name)]
     else:
         raise InputError(f"input.path: {shown}: input.type={kind} needs a folder or {single} ({supported})")

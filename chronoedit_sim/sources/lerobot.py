@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from chronoedit_sim.config import InputConfig
-from chronoedit_sim.sources.frames import FrameRef, InputError
+from chronoedit_sim.sources.base import FrameRef, InputError
 
 # lerobot's defaults, used only when info.json leaves a template out
 DEFAULT_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.decode import DecodedImage, FrameError, decode_image
-from chronoedit_sim.sources.frames import FrameRef, InputError, _walk
+from chronoedit_sim.sources.base import FrameRef, InputError, walk
 
 
 def _columns_ok(pf: pq.ParquetFile, rel: str, cfg: InputConfig) -> None:
@@ -44,7 +44,7 @@ def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
     if root.is_dir():
-        files = _walk(str(root), (".parquet",))
+        files = walk(str(root), (".parquet",))
         if not files:
             raise InputError(f"input.path: {root}: no Parquet files (*.parquet) found")
     elif root.is_file():

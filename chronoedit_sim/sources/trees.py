@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from chronoedit_sim.config import InputConfig
-from chronoedit_sim.sources.frames import IMAGE_EXTENSIONS, FrameRef, InputError, _walk
+from chronoedit_sim.sources.base import FrameRef, InputError, walk
+from chronoedit_sim.sources.frames import IMAGE_EXTENSIONS
 
 KITTI_CAMERAS = ("image_2", "image_3", "image_02", "image_03")
 
@@ -63,7 +64,7 @@ def _pick(cfg: InputConfig, available: list[str], what: str, root: str) -> set[s
 
 def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[FrameRef]:
     refs = []
-    for full, rel in _walk(cam_dir, IMAGE_EXTENSIONS)[:: cfg.stride]:
+    for full, rel in walk(cam_dir, IMAGE_EXTENSIONS)[:: cfg.stride]:
         rid = Path(os.path.relpath(full, root)).as_posix()
         refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": Path(rel).stem}))
     return refs

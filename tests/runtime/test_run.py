@@ -54,6 +54,10 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     # the score stage ran: CLIP and weight-free scores on every row, keep exactly when no bound failed
     assert all(r["scores"][k] is not None for r in rows for k in ("clip_text", "clip_image", "clip_direction", "ssim"))
     assert all(r["keep"] == (r["reject_reasons"] == []) for r in rows)
+    # each rejection is structured and its text agrees with its numbers
+    reasons = [x for r in rows for x in r["reject_reasons"]]
+    assert reasons and all(x["text"].startswith(x["score"]) and x["bound"] in ("min", "max") for x in reasons)
+    assert all(json.loads(r["nodes"]).keys() == {"read", "edit", "encode", "score"} for r in rows)
     assert all(json.loads(r["scorer"])["random_weights"] is True for r in rows)
     kept = sum(r["keep"] for r in rows)
     import datasets
@@ -67,9 +71,10 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     counts = dict(duckdb.sql(f"select scenario, count(*) from '{out}/data/*.parquet' group by 1").fetchall())
     assert counts == {"rain": 6, "change_lighting": 8}
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["counts"] == {"planned": 14, "written": 14, "kept": kept, "rejected": 14 - kept, "failed": 0}
+    assert manifest["counts"] == {"planned": 14, "written": 14, "kept": kept, "rejected": 14 - kept, "failed": 0,
+                                  "failed_by_stage": {}}
     stats = manifest["filter_stats"]["rain/steady_rain"]
-    assert stats["rows"] == 4 and stats["kept"] + stats["rejected"] == 4
+    assert stats["written"] == 4 and stats["kept"] + stats["rejected"] == 4
     assert stats["scores"]["clip_image"]["n"] == 4 and set(stats["scores"]["ssim"]) >= {"p05", "p50", "p95"}
     assert {s["name"] for s in manifest["scenarios"]} == {"rain", "change_lighting"}
     assert manifest["packages"]["diffusers"] and "generation:" in manifest["config_yaml"]
@@ -96,6 +101,7 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
     rows = {r["source_id"]: r for r in read_rows(out).to_pylist()}
     assert set(rows) == {"frame_000.png", "frame_001.png", "empty.png", "text.png", "truncated.jpg"}
     assert "empty file (0 bytes)" in rows["empty.png"]["error"]
+    assert {rows[k]["error_stage"] for k in ("empty.png", "text.png", "truncated.jpg")} == {"read"}
     assert "not a recognised image" in rows["text.png"]["error"]
     assert "corrupt or truncated" in rows["truncated.jpg"]["error"]
     assert all(rows[k]["keep"] is False for k in ("empty.png", "text.png", "truncated.jpg"))
@@ -121,7 +127,7 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
 def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
     frames = make_images(tmp_path / "frames", 4)
     out = tmp_path / "out"
-    assert run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, "runtime.fault_kill_at_job=2"],
+    assert run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, "runtime.faults.kill_actor_at_job=2"],
                quiet=True, echo=lambda *_: None) == 0
     assert (out / "_state" / "fault-injected").exists()  # the actor really died
     table = read_rows(out)
@@ -201,11 +207,12 @@ def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tin
     frames = make_images(tmp_path / "frames", 3)
     out = tmp_path / "out"
     code = run([str(one_edit_scenario)], str(frames), str(out),
-               [*tiny_overrides, "runtime.fault_kill_source=frame_001.png", "runtime.max_restarts=1",
+               [*tiny_overrides, "runtime.faults.kill_actor_on_source=frame_001.png", "runtime.max_restarts=1",
                 "runtime.max_failed_fraction=0.5"], quiet=True, echo=lambda *_: None)
     assert code == 0
     rows = {r["source_id"]: r for r in read_rows(out).to_pylist()}
     assert sorted(rows) == ["frame_000.png", "frame_001.png", "frame_002.png"]
     assert rows["frame_001.png"]["error"].startswith("edit: the worker process died on this job 2 time(s)")
+    assert rows["frame_001.png"]["error_stage"] == "edit"
     assert rows["frame_001.png"]["keep"] is False
     assert rows["frame_000.png"]["error"] is None and rows["frame_002.png"]["error"] is None

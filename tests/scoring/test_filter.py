@@ -1,4 +1,4 @@
-"""Tests for chronoedit_sim.scoring.filter: bounds, reasons, reason keys, per-edit statistics.
+"""Tests for chronoedit_sim.scoring.filter: bounds and their structured rejections.
 
 Pure Python: nothing here loads a model.
 """
@@ -10,7 +10,7 @@ import pytest
 from chronoedit_sim.config import SCORES, ConfigLoader, FilterConfig
 from chronoedit_sim.scenario import parse_scenario
 from chronoedit_sim.scoring import metrics
-from chronoedit_sim.scoring.filter import apply_filter, filter_stats, reason_key
+from chronoedit_sim.scoring import filter as filter_module
 
 NO_BOUNDS = {f"{name}_{side}": None for name in SCORES for side in ("min", "max")}
 
@@ -22,6 +22,24 @@ def bounds(**active) -> FilterConfig:
 
 def scores(**values) -> dict:
     return {**dict.fromkeys(SCORES, 0.5), **values}
+
+
+def apply_filter(*args):
+    """(keep, the rejections' texts): most tests pin the texts; test_rejections_are_structured the rest."""
+    keep, rejections = filter_module.apply_filter(*args)
+    return keep, [r["text"] for r in rejections]
+
+
+def test_rejections_are_structured():
+    cfg = bounds(clip_image_min=0.7, ssim_max=0.9, psnr_min=20.0)
+    keep, rejections = filter_module.apply_filter(scores(clip_image=0.52, ssim=0.95, psnr=None), cfg)
+    assert keep is False
+    assert rejections == [
+        {"score": "clip_image", "bound": "min", "value": 0.52, "limit": 0.7, "text": "clip_image 0.52 < 0.70"},
+        {"score": "ssim", "bound": "max", "value": 0.95, "limit": 0.9, "text": "ssim 0.95 > 0.90"},
+        {"score": "psnr", "bound": "min", "value": None, "limit": 20.0,
+         "text": "psnr unavailable (bound psnr_min 20.00)"},
+    ]
 
 
 # ---- single bounds ------------------------------------------------------------
@@ -197,114 +215,6 @@ def test_apply_filter_does_not_mutate_its_inputs():
     before_values, before_notes = dict(values), dict(notes)
     apply_filter(values, FilterConfig(), notes)
     assert values == before_values and notes == before_notes
-
-
-# ---- reason_key -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("reason, key", [
-    ("clip_image 0.52 < 0.70", "clip_image_min"),
-    ("ssim 0.99 > 0.98", "ssim_max"),
-    ("clip_direction -0.30 < -0.10", "clip_direction_min"),
-    ("psnr 100.00 > 60.00", "psnr_max"),
-    ("clip_text unavailable (bound clip_text_min 0.20)", "clip_text_unavailable"),
-    ("clip_direction undefined: zero image change", "clip_direction_undefined"),
-    ("clip_direction undefined: identical captions", "clip_direction_undefined"),
-])
-def test_reason_key(reason, key):
-    assert reason_key(reason) == key
-
-
-def test_reason_key_of_every_reason_apply_filter_produces():
-    """Round trip: each reason form apply_filter writes maps back to the bound (or kind) it came from."""
-    for name in SCORES:
-        (_, [low]) = apply_filter(scores(**{name: 0.1}), bounds(**{f"{name}_min": 0.5}))
-        (_, [high]) = apply_filter(scores(**{name: 0.9}), bounds(**{f"{name}_max": 0.5}))
-        (_, [missing]) = apply_filter(scores(**{name: None}), bounds(**{f"{name}_min": 0.5}))
-        assert (reason_key(low), reason_key(high), reason_key(missing)) == (
-            f"{name}_min", f"{name}_max", f"{name}_unavailable")
-
-
-# ---- filter_stats ------------------------------------------------------------------
-
-
-def _row(scenario, edit, keep=False, error=None, reasons=(), **score_values):
-    return {"scenario": scenario, "edit_id": edit, "keep": keep, "error": error,
-            "reject_reasons": list(reasons),
-            "scores": None if error else {**dict.fromkeys(SCORES), **score_values}}
-
-
-def test_filter_stats_counts_per_scenario_edit():
-    rows = [
-        _row("rain", "steady", keep=True, clip_image=0.9),
-        _row("rain", "steady", keep=True, clip_image=0.8),
-        _row("rain", "steady", reasons=["clip_image 0.52 < 0.70"], clip_image=0.52),
-        _row("rain", "steady", reasons=["clip_image 0.10 < 0.70", "clip_text unavailable (bound clip_text_min 0.20)"],
-             clip_image=0.1),
-        _row("rain", "steady", error="edit: RuntimeError: boom"),
-        _row("fog", "day", reasons=["clip_direction undefined: zero image change", "ssim 0.99 > 0.98"],
-             clip_direction=0.0, ssim=0.99),
-    ]
-    stats = filter_stats(rows)
-    assert list(stats) == ["fog/day", "rain/steady"]  # sorted keys
-    rain, fog = stats["rain/steady"], stats["fog/day"]
-    assert {k: rain[k] for k in ("rows", "kept", "rejected", "failed", "rejected_by")} == {
-        "rows": 5, "kept": 2, "rejected": 2, "failed": 1,
-        "rejected_by": {"clip_image_min": 2, "clip_text_unavailable": 1},
-    }
-    assert {k: fog[k] for k in ("rows", "kept", "rejected", "failed", "rejected_by")} == {
-        "rows": 1, "kept": 0, "rejected": 1, "failed": 0,
-        "rejected_by": {"clip_direction_undefined": 1, "ssim_max": 1},
-    }
-    assert list(rain["rejected_by"]) == sorted(rain["rejected_by"])
-    # scores=None (the failed row) and None values are excluded: only clip_image has values in rain
-    assert list(rain["scores"]) == ["clip_image"]
-    assert rain["scores"]["clip_image"]["n"] == 4
-    assert list(fog["scores"]) == ["clip_direction", "ssim"]
-    assert fog["scores"]["ssim"] == {"n": 1, "mean": 0.99, "p05": 0.99, "p25": 0.99, "p50": 0.99, "p75": 0.99,
-                                     "p95": 0.99}
-
-
-def test_filter_stats_quantiles_exact():
-    rows = [_row("s", "e", keep=True, clip_image=v, psnr=p) for v, p in
-            zip([0.5, 0.1, 0.4, 0.2, 0.3], [10.0, 20.0, 30.0, 40.0, 100.0])]
-    rows.append(_row("s", "e", reasons=["clip_image unavailable (bound clip_image_min 0.70)"], psnr=None))
-    stats = filter_stats(rows)["s/e"]
-    assert (stats["rows"], stats["kept"], stats["rejected"], stats["failed"]) == (6, 5, 1, 0)
-    assert stats["rejected_by"] == {"clip_image_unavailable": 1}
-    # numpy's linear interpolation over 0.1..0.5: p05 = 0.1 + 0.05 * 4 * 0.1
-    assert stats["scores"]["clip_image"] == {"n": 5, "mean": 0.3, "p05": 0.12, "p25": 0.2, "p50": 0.3, "p75": 0.4,
-                                             "p95": 0.48}
-    assert stats["scores"]["psnr"] == {"n": 5, "mean": 40.0, "p05": 12.0, "p25": 20.0, "p50": 30.0, "p75": 40.0,
-                                       "p95": 88.0}
-    assert set(stats["scores"]) == {"clip_image", "psnr"}
-
-
-def test_filter_stats_rounds_to_four_digits():
-    rows = [_row("s", "e", keep=True, ssim=v) for v in (1 / 3, 2 / 3)]
-    assert filter_stats(rows)["s/e"]["scores"]["ssim"] == {
-        "n": 2, "mean": 0.5, "p05": 0.35, "p25": 0.4167, "p50": 0.5, "p75": 0.5833, "p95": 0.65}
-
-
-def test_filter_stats_only_failed_rows():
-    stats = filter_stats([_row("s", "e", error="read: x"), _row("s", "e", error="score: ValueError: y")])
-    assert stats == {"s/e": {"rows": 2, "kept": 0, "failed": 2, "rejected": 0, "rejected_by": {}, "scores": {}}}
-
-
-def test_filter_stats_empty():
-    assert filter_stats([]) == {}
-
-
-def test_filter_stats_tolerates_reject_reasons_none():
-    row = _row("s", "e", keep=True, ssim=0.5)
-    row["reject_reasons"] = None
-    assert filter_stats([row])["s/e"]["rejected_by"] == {}
-
-
-def test_filter_stats_separates_edits_with_the_same_id_in_different_scenarios():
-    stats = filter_stats([_row("a", "x", keep=True), _row("b", "x"), _row("a", "y")])
-    assert {k: (v["rows"], v["kept"], v["rejected"]) for k, v in stats.items()} == {
-        "a/x": (1, 1, 0), "a/y": (1, 0, 1), "b/x": (1, 0, 1)}
 
 
 # ---- scenario and edit overrides -------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from chronoedit_sim.runtime.run import OutputConflict, run
-from chronoedit_sim.scoring.rescore import rescore
+from chronoedit_sim.runtime.rescore import rescore
 
 pytestmark = pytest.mark.ray
 QUIET = {"quiet": True, "echo": lambda *_: None}
@@ -55,7 +55,8 @@ def test_stricter_thresholds_reject_more_with_reasons(dataset, tmp_path):
     rows = pq.ParquetDataset(str(tmp_path / "strict" / "data")).read().to_pylist()
     rejected = [r for r in rows if not r["keep"]]
     assert len(rejected) >= 2 and sum(keep_column(tmp_path / "strict").values()) <= sum(keep_column(dataset).values())
-    assert all(any(reason.startswith("ssim ") and f"< {middle:.2f}" in reason for reason in r["reject_reasons"])
+    assert all(any(x["text"] == f"ssim {r['scores']['ssim']:.2f} < {middle:.2f}" and x["limit"] == pytest.approx(middle)
+                   for x in r["reject_reasons"])
                for r in rejected if r["scores"]["ssim"] < middle)
 
 

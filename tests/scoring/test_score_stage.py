@@ -1,4 +1,4 @@
-"""Tests for chronoedit_sim.scoring.stage: compute_scores, the source-embedding cache and ScoreStage (no Ray).
+"""Tests for chronoedit_sim.scoring.scores and stages.score: compute_scores, the source-embedding cache and ScoreStage (no Ray).
 
 A tiny random CLIP is written once per module; its scores mean nothing, so the tests check
 structure, exact values where they are defined (identical images) and the keep/reject logic.
@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from chronoedit_sim.config import SCORES, ClipConfig, FilterConfig, load_config
-from chronoedit_sim.dataset.schema import COLUMNS, base_row
-from chronoedit_sim.runtime.plan import EditSettings
-from chronoedit_sim.runtime.stage import Resources
+from chronoedit_sim.dataset.schema import COLUMNS, base_row, fail_row, finish_row
+from chronoedit_sim.scenario import EditSettings
+from chronoedit_sim.stages.base import Resources
 from chronoedit_sim.scoring import metrics
 from chronoedit_sim.scoring.clip import ClipEmbedder
 from chronoedit_sim.scoring.filter import apply_filter
-from chronoedit_sim.scoring.stage import NO_CLIP, CachedEmbedder, ScoreStage, compute_scores
+from chronoedit_sim.scoring.scores import NO_CLIP, CachedEmbedder, compute_scores
+from chronoedit_sim.stages.score import ScoreStage
 
 TRAJECTORY = ("trajectory_min_adjacent", "trajectory_monotonic")
 CLIP_SCORES = ("clip_text", "clip_text_source", "clip_image", "clip_direction")
@@ -209,7 +210,7 @@ class CountingClip:
 
 
 def test_source_cache_is_bounded(frame):
-    from chronoedit_sim.scoring import stage
+    from chronoedit_sim.scoring import scores as stage
 
     clip = CountingClip()
     cache = CachedEmbedder(clip)
@@ -255,6 +256,15 @@ def make_stage(base_cfg, clip_cfg, filter_cfg, **extra_settings):
     return stage
 
 
+def score(stage, rows):
+    """The stage's rows as the sink gets them when score is the last stage (finished by the adapter)."""
+    return [finish_row(r) for r in stage.process_batch(rows)]
+
+
+def texts(row):
+    return [r["text"] for r in row["reject_reasons"]]
+
+
 def assert_finished(row):
     assert tuple(row) == COLUMNS
     assert not any(k.startswith("_") for k in row)
@@ -267,27 +277,27 @@ def assert_finished(row):
 def test_score_stage_keep_and_reject_follow_the_filter(base_cfg, clip_cfg, frame):
     edited = edited_of(frame)
     probe = make_stage(base_cfg, clip_cfg, FilterConfig(**NO_BOUNDS))
-    [free] = probe.process_batch([stage_row(frame, edited, reasoning_of(frame, edited))])
+    [free] = score(probe, [stage_row(frame, edited, reasoning_of(frame, edited))])
     assert_finished(free)
-    assert (free["keep"], free["reject_reasons"]) == (True, [])
+    assert (free["keep"], texts(free)) == (True, [])
     clip_image = free["scores"]["clip_image"]
     assert -1.0 < clip_image < 0.999  # the edit changed the image
     # a bound just above the measured value rejects with the exact reason, one just below keeps
     above, below = clip_image + 0.005, clip_image - 0.005
     strict = make_stage(base_cfg, clip_cfg, FilterConfig(**{**NO_BOUNDS, "clip_image_min": above}))
-    [row] = strict.process_batch([stage_row(frame, edited, reasoning_of(frame, edited))])
+    [row] = score(strict, [stage_row(frame, edited, reasoning_of(frame, edited))])
     assert_finished(row)
-    assert (row["keep"], row["reject_reasons"]) == (False, [f"clip_image {clip_image:.2f} < {above:.2f}"])
+    assert (row["keep"], texts(row)) == (False, [f"clip_image {clip_image:.2f} < {above:.2f}"])
     assert row["scores"] == free["scores"]
     assert row["error"] is None
     loose = make_stage(base_cfg, clip_cfg, FilterConfig(**{**NO_BOUNDS, "clip_image_min": below, "ssim_max": 1.0}))
-    [row] = loose.process_batch([stage_row(frame, edited, reasoning_of(frame, edited))])
-    assert (row["keep"], row["reject_reasons"]) == (True, [])
+    [row] = score(loose, [stage_row(frame, edited, reasoning_of(frame, edited))])
+    assert (row["keep"], texts(row)) == (True, [])
     # upper bounds too: the edit changed the frame, so ssim < 1 and psnr < cap
     capped = make_stage(base_cfg, clip_cfg, FilterConfig(**{**NO_BOUNDS, "ssim_max": 0.5, "psnr_min": 40.0}))
-    [row] = capped.process_batch([stage_row(frame, edited)])
+    [row] = score(capped, [stage_row(frame, edited)])
     ssim, psnr = row["scores"]["ssim"], row["scores"]["psnr"]
-    assert (row["keep"], row["reject_reasons"]) == (False, [f"ssim {ssim:.2f} > 0.50", f"psnr {psnr:.2f} < 40.00"])
+    assert (row["keep"], texts(row)) == (False, [f"ssim {ssim:.2f} > 0.50", f"psnr {psnr:.2f} < 40.00"])
 
 
 def test_score_stage_row_contents(base_cfg, clip_cfg, tiny_clip_dir, frame):
@@ -295,7 +305,7 @@ def test_score_stage_row_contents(base_cfg, clip_cfg, tiny_clip_dir, frame):
     edited = edited_of(frame)
     row = stage_row(frame, edited, reasoning_of(frame, edited))
     expected_scores, expected_notes = compute_scores(dict(row), CachedEmbedder(ClipEmbedder(clip_cfg)))
-    [out] = stage.process_batch([row])
+    [out] = score(stage, [row])
     assert_finished(out)
     scorer = json.loads(out["scorer"])
     assert scorer == {"model": f"local-dir:{tiny_clip_dir}", "pretrained": None, "random_weights": True}
@@ -304,6 +314,7 @@ def test_score_stage_row_contents(base_cfg, clip_cfg, tiny_clip_dir, frame):
     for name in SCORES:
         assert out["scores"][name] == pytest.approx(expected_scores[name], abs=1e-6), name
     assert (out["keep"], out["reject_reasons"]) == apply_filter(out["scores"], FilterConfig(), expected_notes)
+    assert out["error_stage"] is None
     # the job fields come through untouched
     assert (out["job_id"], out["run_id"], out["scenario"], out["edit_id"]) == ("job-frame_0000-0", "run1", "s", "e")
     assert json.loads(out["labels"]) == {"inserted": "car"}
@@ -312,15 +323,15 @@ def test_score_stage_row_contents(base_cfg, clip_cfg, tiny_clip_dir, frame):
 
 def test_score_stage_identical_edit_gets_the_zero_change_note(base_cfg, clip_cfg, frame):
     stage = make_stage(base_cfg, clip_cfg, FilterConfig())
-    rows = stage.process_batch([
+    rows = score(stage, [
         stage_row(frame, frame.copy()),
         stage_row(frame, frame.copy(), reasoning_of(frame, frame), sample_index=1),
     ])
     for out in rows:
         assert_finished(out)
         assert out["keep"] is False
-        assert "clip_direction undefined: zero image change" in out["reject_reasons"]
-        assert not any(r.startswith("clip_direction 0.00") for r in out["reject_reasons"])
+        assert "clip_direction undefined: zero image change" in texts(out)
+        assert not any(r.startswith("clip_direction 0.00") for r in texts(out))
         assert out["scores"]["clip_direction"] == 0.0
         assert (out["scores"]["ssim"], out["scores"]["psnr"]) == (1.0, metrics.PSNR_CAP)
         assert not any(isinstance(v, float) and math.isnan(v) for v in out["scores"].values())
@@ -332,11 +343,11 @@ def test_score_stage_identical_edit_gets_the_zero_change_note(base_cfg, clip_cfg
 def test_score_stage_errored_row_passes_through(base_cfg, clip_cfg, tiny_clip_dir, frame):
     stage = make_stage(base_cfg, clip_cfg, FilterConfig())
     row = base_row(job(), "run1")
-    row["error"] = "read: x"
-    [out] = stage.process_batch([row])
+    fail_row(row, "read", "x")
+    [out] = score(stage, [row])
     assert_finished(out)
     assert (out["keep"], out["scores"], out["reject_reasons"], out["error"]) == (False, None, [], "read: x")
-    assert json.loads(out["scorer"])["random_weights"] is True
+    assert (out["scorer"], out["error_stage"]) == (None, "read")  # the score stage never saw it
     assert stage.embedder.source_encodes == 0
 
 
@@ -347,9 +358,10 @@ def test_score_stage_scoring_failure_becomes_an_error_row(base_cfg, clip_cfg, fr
     single = stage_row(frame, edited_of(frame), edited_of(frame)[None], sample_index=1)
     mismatched = stage_row(frame, edited_of(frame), sample_index=2)
     mismatched["_reasoning_rgb"] = [frame, np.ascontiguousarray(frame[:32])]
-    out, ok, bad = stage.process_batch([row, single, mismatched])
+    out, ok, bad = score(stage, [row, single, mismatched])
     assert_finished(out)
     assert (out["keep"], out["scores"], out["error"]) == (False, None, "score: KeyError: '_edited_rgb'")
+    assert out["error_stage"] == "score"
     assert ok["error"] is None and ok["scores"] is not None
     assert bad["scores"] is None and bad["keep"] is False
     assert bad["error"].startswith("score: ValueError: flow_warp_error: image shapes differ")
@@ -360,10 +372,10 @@ def test_score_stage_batch_mixes_rows_and_settings(base_cfg, clip_cfg, frame):
     stage = make_stage(base_cfg, clip_cfg, FilterConfig(**{**NO_BOUNDS, "psnr_max": 50.0}), **{"t/f": other})
     rows = [stage_row(frame, frame.copy()), stage_row(frame, frame.copy(), scenario="t", edit_id="f"),
             stage_row(frame, edited_of(frame), sample_index=1)]
-    a, b, c = stage.process_batch(rows)
-    assert (a["keep"], a["reject_reasons"]) == (False, ["psnr 100.00 > 50.00"])
-    assert (b["keep"], b["reject_reasons"]) == (True, [])
-    assert (c["keep"], c["reject_reasons"]) == (True, [])
+    a, b, c = score(stage, rows)
+    assert (a["keep"], texts(a)) == (False, ["psnr 100.00 > 50.00"])
+    assert (b["keep"], texts(b)) == (True, [])
+    assert (c["keep"], texts(c)) == (True, [])
     assert [r["job_id"] for r in (a, b, c)] == ["job-frame_0000-0", "job-frame_0000-0", "job-frame_0000-1"]
     # one source frame, one embedding, across all three rows
     assert stage.embedder.source_encodes == 1
@@ -373,22 +385,22 @@ def test_score_stage_without_clip(base_cfg, frame):
     stage = make_stage(base_cfg, ClipConfig(enabled=False), FilterConfig())
     assert stage.embedder is None
     edited = edited_of(frame)
-    [out] = stage.process_batch([stage_row(frame, edited, reasoning_of(frame, edited))])
+    [out] = score(stage, [stage_row(frame, edited, reasoning_of(frame, edited))])
     assert_finished(out)
     assert out["scorer"] == NO_CLIP
     assert json.loads(out["scorer"]) == {"model": None, "clip": "disabled"}
     assert {k: out["scores"][k] for k in (*CLIP_SCORES, *TRAJECTORY)} == dict.fromkeys((*CLIP_SCORES, *TRAJECTORY))
-    assert (out["keep"], out["reject_reasons"]) == (False, [
+    assert (out["keep"], texts(out)) == (False, [
         "clip_text unavailable (bound clip_text_min 0.20)",
         "clip_image unavailable (bound clip_image_min 0.70)",
         "clip_direction unavailable (bound clip_direction_min 0.20)",
     ])
     weight_free = make_stage(base_cfg, ClipConfig(enabled=False), FilterConfig(**{**NO_BOUNDS, "ssim_min": 0.2}))
-    [out] = weight_free.process_batch([stage_row(frame, edited)])
-    assert (out["keep"], out["reject_reasons"]) == (True, [])
+    [out] = score(weight_free, [stage_row(frame, edited)])
+    assert (out["keep"], texts(out)) == (True, [])
 
 
-def test_score_stage_unknown_settings_key_raises(base_cfg, clip_cfg, frame):
+def test_score_stage_unknown_settings_key_fails_the_row(base_cfg, clip_cfg, frame):
     stage = make_stage(base_cfg, clip_cfg, FilterConfig())
-    with pytest.raises(KeyError, match="nope/e"):
-        stage.process_batch([stage_row(frame, edited_of(frame), scenario="nope")])
+    [out] = score(stage, [stage_row(frame, edited_of(frame), scenario="nope")])
+    assert (out["error"], out["error_stage"]) == ("score: KeyError: 'nope/e'", "score")

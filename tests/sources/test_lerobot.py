@@ -16,7 +16,8 @@ from helpers import CAMS, FPS, H, TASKS, TOP, W, WRIST, code, decode_frame, make
 
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.decode import DecodedImage
-from chronoedit_sim.sources.frames import InputError, read_frames
+from chronoedit_sim.sources.base import InputError
+from chronoedit_sim.sources.frames import read_frames
 from chronoedit_sim.sources.lerobot import is_lerobot, list_lerobot
 
 @pytest.fixture

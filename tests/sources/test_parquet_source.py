@@ -13,7 +13,7 @@ from PIL import Image
 
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.decode import DecodedImage, FrameError
-from chronoedit_sim.sources.frames import InputError
+from chronoedit_sim.sources.base import InputError
 from chronoedit_sim.sources.parquet import list_parquet, read_parquet
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

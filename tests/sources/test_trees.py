@@ -9,7 +9,8 @@ from PIL import Image
 
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.decode import DecodedImage
-from chronoedit_sim.sources.frames import InputError, read_frames
+from chronoedit_sim.sources.base import InputError
+from chronoedit_sim.sources.frames import read_frames
 from chronoedit_sim.sources.trees import is_kitti, is_nuscenes, list_kitti, list_nuscenes
 
 

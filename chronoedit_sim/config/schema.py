@@ -1,23 +1,18 @@
-"""The one config schema (dataclasses) and the layered loader.
+"""The one config schema: dataclasses with a comment above every field.
 
-Layers, lowest first: configs/default.yaml < configs/model/<preset>.yaml < user
-files (--config) < scenario < scenario edit < command-line dotlist. Every layer
-is merged into the structured schema one at a time, so an unknown key, a wrong
-type or a missing value fails with the key *and the layer it came from*, before
-any model is loaded.
+OmegaConf merges every layer into `Config` (see loader.py), so these types are also
+the validation: an unknown key or a wrong type fails with the key and its layer.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 IMAGE_FORMATS = ("png", "webp", "jpeg")
+TRAJECTORY_STORAGE = ("frames", "video")
 INPUT_TYPES = ("auto", "images", "video", "parquet", "lerobot", "kitti", "nuscenes")
 DTYPES = ("bfloat16", "float16", "float32")
 SCORES = (
@@ -31,10 +26,6 @@ SCORES = (
     "psnr",
     "flow_warp_error",
 )
-
-
-class ConfigError(ValueError):
-    """A configuration or scenario problem, reported before any model loads."""
 
 
 @dataclass
@@ -103,6 +94,13 @@ class TrajectoryConfig:
     max_side: int = 0
     # storage format of the edited frame; png keeps it lossless
     edited_format: str = "png"
+    # reasoning frames as "frames" (one image each, in reasoning_frames) or "video" (one H.264 MP4 per
+    # row, in reasoning_video: about 10x smaller and 10x cheaper to encode than webp frames)
+    storage: str = "frames"
+    # video storage: x264 constant rate factor (0-51, lower is better and larger; 18 is visually lossless)
+    video_crf: int = 18
+    # video storage: exact RGB (libx264rgb, qp 0), several times larger than crf 18
+    video_lossless: bool = False
 
 
 @dataclass
@@ -170,6 +168,28 @@ class InputConfig:
 
 
 @dataclass
+class FaultConfig:
+    # the edit actor kills its process on its Nth job, once per output folder (0 = off)
+    kill_actor_at_job: int = 0
+    # the edit actor kills its process on every job of this source_id (a job that never succeeds)
+    kill_actor_on_source: str = ""
+    # the driver SIGKILLs itself once this many rows are in complete shards (0 = off)
+    kill_driver_after_rows: int = 0
+    # the driver SIGKILLs itself after writing its Nth shard's temporary file, before the rename (0 = off)
+    kill_driver_before_rename: int = 0
+
+
+@dataclass
+class EncodeConfig:
+    # CPUs per encode task; null = a share of what the actors leave (never all of it)
+    cpus: Optional[float] = None
+    # encode actors; 0 runs the stage as Ray tasks, which Ray Data scales to the free CPUs
+    num_actors: int = 0
+    # rows per encode call
+    batch_size: int = 1
+
+
+@dataclass
 class RuntimeConfig:
     # Ray cluster to join ("auto", "ray://host:port", "host:port"); empty starts a private local instance
     address: str = ""
@@ -185,10 +205,13 @@ class RuntimeConfig:
     max_failed_fraction: float = 0.1
     # jobs handed to an actor at once (ChronoEdit edits one frame per call)
     batch_size: int = 1
-    # fault injection for tests: the edit actor kills its process on its Nth job, once (0 = off)
-    fault_kill_at_job: int = 0
-    # fault injection for tests: the edit actor kills its process on every job of this source_id
-    fault_kill_source: str = ""
+    # jobs queued at each edit actor beyond the one it works on, so its next input is always decoded
+    # and waiting (Ray Data's max_tasks_in_flight_per_actor = 1 + this)
+    queue_per_actor: int = 2
+    # place edit actors on different nodes first (Ray's SPREAD), so no node idles while another queues
+    spread_actors: bool = True
+    # deterministic fault injection for tests and drills; all off by default
+    faults: FaultConfig = field(default_factory=FaultConfig)
 
 
 @dataclass
@@ -249,196 +272,9 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     # Ray resources and failure handling
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # the CPU stage that turns raw frames into stored bytes (images, video), beside the editors
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
     # dataset shard layout
     output: OutputConfig = field(default_factory=OutputConfig)
     # consistency scoring (CLIP and weight-free metrics)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-
-
-def configs_dir() -> Path:
-    """The shipped configs/ folder (override with CHRONOEDIT_SIM_CONFIGS)."""
-    env = os.environ.get("CHRONOEDIT_SIM_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except Exception as exc:  # yaml scanner/parser errors
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def _preset_path(name: str) -> Path:
-    if name.endswith((".yaml", ".yml")):
-        return Path(name)
-    path = configs_dir() / "model" / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml"))
-        raise ConfigError(f"model={name}: unknown model preset (known: {', '.join(known)})")
-    return path
-
-
-def _dotlist(overrides: list[str]) -> tuple[Optional[str], dict]:
-    """Split `model=<preset>` from the dotlist and parse the rest into a nested dict."""
-    preset, rest = None, []
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"command line: override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        if key == "model":
-            preset = value
-        else:
-            rest.append(item)
-    try:
-        data = OmegaConf.to_container(OmegaConf.from_dotlist(rest), resolve=False)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"command line: {exc}") from None
-    return preset, data
-
-
-def _merge(base: DictConfig, data: dict, source: str) -> DictConfig:
-    try:
-        return OmegaConf.merge(base, data)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: {key}: {msg}") from None
-
-
-def _check_values(cfg: DictConfig, source_of) -> None:
-    """Checks the type system cannot express; each names the key and its layer."""
-
-    def bad(key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{source_of(key)}: {key}: {msg}")
-
-    if OmegaConf.is_missing(cfg.model, "path"):
-        raise bad("model.path", "missing required value (set it in the model preset or as model.path=...)")
-    for i, lora in enumerate(cfg.model.loras):
-        if OmegaConf.is_missing(lora, "path"):
-            raise bad(f"model.loras.{i}.path", "missing required value")
-    for key, allowed in (
-        ("trajectory.image_format", IMAGE_FORMATS),
-        ("trajectory.edited_format", IMAGE_FORMATS),
-        ("model.dtype", DTYPES),
-        ("output.source_format", IMAGE_FORMATS),
-        ("input.type", INPUT_TYPES),
-    ):
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise bad(key, f"{value!r} is not one of {', '.join(allowed)}")
-    gen = cfg.generation
-    if gen.num_inference_steps < 1:
-        raise bad("generation.num_inference_steps", "must be >= 1")
-    if gen.reasoning_steps < 0:
-        raise bad("generation.reasoning_steps", "must be >= 0")
-    if (gen.num_frames - 1) % 4 != 0 or gen.num_frames < 5:
-        raise bad("generation.num_frames", f"{gen.num_frames} must be 1 + 4k with k >= 1 (the VAE's 4x time compression)")
-    if (gen.height is None) != (gen.width is None):
-        raise bad("generation.height" if gen.width is None else "generation.width", "height and width must be set together")
-    for key in ("height", "width"):
-        value = gen[key]
-        if value is not None and (value < 16 or value % 16):
-            raise bad(f"generation.{key}", f"{value} must be a positive multiple of 16")
-    if gen.max_area < 256:
-        raise bad("generation.max_area", "must be at least 256 (16x16)")
-    for key in ("input.stride", "input.read_batch_size", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
-                "scoring.clip.batch_size", "scoring.num_actors"):
-        if OmegaConf.select(cfg, key) < 1:
-            raise bad(key, "must be >= 1")
-    for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors"):
-        if OmegaConf.select(cfg, key) < 0:
-            raise bad(key, "must be >= 0")
-    for score in SCORES:
-        low, high = cfg.filter[f"{score}_min"], cfg.filter[f"{score}_max"]
-        if low is not None and high is not None and low > high:
-            raise bad(f"filter.{score}_min", f"{low} is above filter.{score}_max {high}")
-    if not 1 <= cfg.trajectory.quality <= 100:
-        raise bad("trajectory.quality", "must be within 1..100")
-
-
-def _has_path(data, parts: list[str]) -> bool:
-    for part in parts:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return False
-    return True
-
-
-class ConfigLoader:
-    """Holds the base layers and the command line; builds configs with extra layers in between."""
-
-    def __init__(self, overrides: list[str] = (), config_files: list[str] = (), layers: list[tuple[str, dict]] = ()):
-        """`layers` sit with the --config files, above the preset (e.g. a dataset's recorded config)."""
-        preset, self._cli = _dotlist(list(overrides))
-        default_path = configs_dir() / "default.yaml"
-        default = _read_yaml(default_path)
-        preset = preset or (default.get("model") or {}).get("preset") or ModelConfig.preset
-        preset_path = _preset_path(preset)
-        self._base: list[tuple[str, dict]] = [(str(default_path), default), (str(preset_path), _read_yaml(preset_path))]
-        self._base += [*layers, *((str(f), _read_yaml(Path(f))) for f in config_files)]
-
-    def build(self, layers: list[tuple[str, dict]] = ()) -> Config:
-        return OmegaConf.to_object(self.build_dict(layers))
-
-    def build_dict(self, layers: list[tuple[str, dict]] = ()) -> DictConfig:
-        cfg = OmegaConf.structured(Config)
-        sources: list[tuple[str, dict]] = [*self._base, *layers, ("command line", self._cli)]
-        for name, data in sources:
-            cfg = _merge(cfg, data, name)
-
-        def source_of(key: str) -> str:
-            # the last layer that set the key, or else its nearest parent (a list entry, a section)
-            parts = key.split(".")
-            for depth in range(len(parts), 0, -1):
-                for name, data in reversed(sources):
-                    if _has_path(data, parts[:depth]):
-                        return name
-            return sources[0][0]
-
-        try:
-            OmegaConf.resolve(cfg)
-        except OmegaConfBaseException as exc:  # e.g. an unresolvable ${...} interpolation
-            key = getattr(exc, "full_key", None) or "?"
-            raise ConfigError(f"{source_of(key)}: {key}: {str(exc).splitlines()[0]}") from None
-        _check_values(cfg, source_of)
-        return cfg
-
-
-def load_config(overrides: list[str] = (), layers: list[tuple[str, dict]] = (), config_files: list[str] = ()) -> Config:
-    """The effective config for the given command-line dotlist and extra layers."""
-    return ConfigLoader(overrides, config_files).build(layers)
-
-
-def to_yaml(cfg: Config | DictConfig) -> str:
-    """The effective config as plain YAML (written into manifests)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg) if not isinstance(cfg, DictConfig) else cfg)
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg))
-
-
-__all__ = [
-    "Config",
-    "ConfigError",
-    "ConfigLoader",
-    "FilterConfig",
-    "GenerationConfig",
-    "LoraConfig",
-    "ModelConfig",
-    "SCORES",
-    "TrajectoryConfig",
-    "load_config",
-    "to_dict",
-    "to_yaml",
-]

@@ -1,51 +1,63 @@
 """`chronoedit-sim score DIR --output NEW_DIR`: new scores and keep/reject for an existing dataset.
 
 The edit model is never loaded: rows are read back from DIR's complete shards, their frames
-decoded once, scored by the same ScoreStage as a run, and written to NEW_DIR with the run's
-rules (atomic shards, resume by job_id, refusal of a different config). DIR is only read.
-Rows DIR kept out of data/ (filter.write_rejected=false) have no images and cannot be rescored.
+decoded once, scored by the same score stage as a run, and written to NEW_DIR with the run's
+rules (atomic shards, resume by job_id, refusal of a different config) through the same
+output, settings and manifest code. DIR is only read. Rows DIR kept out of data/
+(filter.write_rejected=false) have no images and cannot be rescored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 
-from ..config import ConfigError, ConfigLoader, to_dict
+from ..config import ConfigLoader, to_dict
 from ..dataset.encode import decode_rgb
-from ..dataset.sink import DatasetWriter, complete_shards, read_manifest, resume_index
-from ..runtime.plan import EditSettings, settings_key
-from ..runtime.progress import Progress
-from ..runtime.ray_runner import RunCounts
-from ..runtime.run import OutputConflict, finish_manifest, start_manifest
-from ..runtime.stage import Resources
-from ..scenario import parse_scenario
-from .stage import ScoreStage
+from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
+from ..dataset.schema import SCHEMA_VERSION, finish_row
+from ..dataset.sink import DatasetWriter, complete_shards, resume_index
+from ..dataset.stats import RunCounts
+from ..errors import UserError
+from ..scenario import edit_settings, parse_scenario, settings_key
+from ..stages.base import Resources
+from ..stages.score import ScoreStage
+from . import output
+from .output import OutputConflict
+from .progress import Progress
 
 
-def _with_frames(row: dict) -> dict:
-    """The transient decoded frames the score stage reads, from the row's stored images."""
+def with_frames(row: dict) -> dict:
+    """The transient decoded frames the score stage reads, from the row's stored images or video."""
+    import numpy as np
+
     if row["error"] is None:
         row["_source_rgb"] = decode_rgb(row["source_image"]["bytes"])
         row["_edited_rgb"] = decode_rgb(row["edited_image"]["bytes"])
-        frames = [decode_rgb(f["bytes"]) for f in row["reasoning_frames"] or []]
-        row["_reasoning_rgb"] = np.stack(frames) if frames else None
+        if row.get("reasoning_video"):
+            from ..dataset.video import decode_video
+
+            row["_reasoning_rgb"] = decode_video(row["reasoning_video"]["bytes"])
+        else:
+            frames = [decode_rgb(f["bytes"]) for f in row["reasoning_frames"] or []]
+            row["_reasoning_rgb"] = np.stack(frames) if frames else None
     return row
 
 
-def rescore(source: str, output: str, overrides: list[str], *, config_files=(), overwrite: bool = False,
+def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=(), overwrite: bool = False,
             quiet: bool = False, echo=print) -> int:
-    src, out = Path(source), Path(output)
+    src, out = Path(source), Path(output_dir)
     recorded = read_manifest(src)
     if recorded is None:
-        raise ConfigError(f"{src}: no run.json: not a chronoedit-sim dataset")
+        raise UserError(f"{src}: no run.json: not a chronoedit-sim dataset")
+    if recorded.get("schema_version", "1") != SCHEMA_VERSION:
+        raise UserError(f"{src}: written with dataset schema {recorded.get('schema_version', '1')}; this version "
+                        f"reads schema {SCHEMA_VERSION}: rerun the scenarios into a new output")
     if out.resolve() == src.resolve():
         raise OutputConflict(f"{out}: rescoring writes a new dataset; --output must differ from {src}")
     # the run's recorded config and command line, then the new command line (thresholds, CLIP, ...):
@@ -54,27 +66,17 @@ def rescore(source: str, output: str, overrides: list[str], *, config_files=(), 
                           layers=[(f"{src / 'run.json'}", recorded["config"])])
     cfg = loader.build()
     scenarios = [parse_scenario(s["text"], s["path"]) for s in recorded["scenarios"]]
-    settings = {}
-    for scenario in scenarios:
-        for edit in scenario.edits:
-            built = loader.build(scenario.config_layers(edit))
-            settings[settings_key(scenario.name, edit.id)] = EditSettings(built.generation, built.trajectory, built.filter)
-    effective = to_dict(cfg)
-    content = {"scoring": effective["scoring"], "source": recorded["config_hash"],
+    settings = edit_settings(loader, scenarios)
+    content = {"scoring": to_dict(cfg)["scoring"], "source": recorded["config_hash"],
                "filters": {k: asdict(v.filter) for k, v in sorted(settings.items())}}
     config_hash = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    previous = None if overwrite else read_manifest(out)
-    if out.exists() and any(out.iterdir()) and read_manifest(out) is None:
-        raise OutputConflict(f"{out}: exists, is not empty and has no run.json: not a chronoedit-sim dataset")
-    if previous and previous.get("config_hash") != config_hash:
-        raise OutputConflict(f"{out}: holds a rescoring with other thresholds or CLIP; use another --output or --overwrite")
+    previous = output.previous_manifest(out, overwrite)
+    output.check_compatible(out, previous, config_hash, "other thresholds or CLIP")
     if cfg.scoring.clip.enabled:
-        from .clip import resolve_clip_weights
+        from ..scoring.clip import resolve_clip_weights
 
         resolve_clip_weights(cfg.scoring.clip)
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    output.prepare(out, overwrite)
     done = resume_index(out) if previous else set()
     shards = complete_shards(src)
     total = sum(pq.read_metadata(s).num_rows for s in shards)
@@ -89,13 +91,13 @@ def rescore(source: str, output: str, overrides: list[str], *, config_files=(), 
     t0 = time.perf_counter()
     for shard in shards:
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=cfg.output.row_group_rows):
-            rows = [_with_frames(r) for r in batch.to_pylist() if r["job_id"] not in done]
-            for row in stage.process_batch(rows):
+            rows = [with_frames(r) for r in batch.to_pylist() if r["job_id"] not in done]
+            for row in map(finish_row, stage.process_batch(rows)):
                 writer.add(row, settings[settings_key(row["scenario"], row["edit_id"])].filter.write_rejected)
                 counts.add(row)
                 progress.update(failed=counts.failed)
     writer.flush()
     progress.close()
     wall = time.perf_counter() - t0
-    manifest["runs"][-1]["rows_per_s"] = round(counts.written / wall, 3) if wall else None
-    return finish_manifest(out, manifest, counts, wall, cfg.runtime.max_failed_fraction, echo)
+    return finish_manifest(out, manifest, counts, wall, cfg.runtime.max_failed_fraction, echo,
+                           rows_per_s=round(counts.rows.counts["written"] / wall, 3) if wall else None)

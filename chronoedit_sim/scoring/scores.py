@@ -1,22 +1,16 @@
-"""The score stage: CLIP and weight-free scores per row, then keep/reject with reasons.
+"""Every score of one edited row: CLIP (through a per-actor cache of source embeddings) and weight-free.
 
-One ClipEmbedder per actor (loaded once in setup). Rows arrive with the decoded frames in
-transient fields (`_source_rgb`, `_edited_rgb`, `_reasoning_rgb`), from the edit stage or from
-`chronoedit-sim score` re-reading a dataset, so nothing is decoded twice.
+Rows carry decoded frames in transient fields (`_source_rgb`, `_edited_rgb`, `_reasoning_rgb`),
+from the edit and encode stages or from a rescoring that decodes a dataset's images once.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import OrderedDict
 
-from ..config import SCORES, ClipConfig
-from ..runtime.plan import settings_key
-from ..runtime.stage import Resources, Stage
-from ..runtime.stages import finish_row
+from ..config import SCORES
 from . import metrics
-from .filter import apply_filter
 
 NO_CLIP = json.dumps({"model": None, "clip": "disabled"})
 _SOURCE_CACHE = 64
@@ -73,39 +67,3 @@ class CachedEmbedder:
 
     def captions(self, texts):
         return self.clip.captions(texts)
-
-
-class ScoreStage(Stage):
-    name = "score"
-
-    def __init__(self, settings: dict, clip_cfg: ClipConfig, resources: Resources, batch_size: int = 1):
-        self.settings, self.clip_cfg = settings, clip_cfg
-        self.resources, self.batch_size = resources, batch_size
-        self.embedder = None
-
-    def setup(self) -> None:
-        if self.clip_cfg.enabled:
-            from .clip import ClipEmbedder
-
-            self.embedder = CachedEmbedder(ClipEmbedder(self.clip_cfg))
-
-    def process_batch(self, rows: list[dict]) -> list[dict]:
-        return [self._score(row) for row in rows]
-
-    def _score(self, row: dict) -> dict:
-        row["scorer"] = self.embedder.clip.identity if self.embedder else NO_CLIP
-        row["reject_reasons"] = []
-        if row["error"]:
-            row["scores"], row["keep"] = None, False
-            return finish_row(row)
-        t0 = time.perf_counter()
-        try:
-            scores, notes = compute_scores(row, self.embedder)
-        except Exception as exc:  # a scoring failure is a row, never a crashed run
-            row.update(scores=None, keep=False, error=f"score: {type(exc).__name__}: {exc}")
-            return finish_row(row)
-        row["timings_ms"] = {**(row["timings_ms"] or {}), "score_ms": (time.perf_counter() - t0) * 1000}
-        bounds = self.settings[settings_key(row["scenario"], row["edit_id"])].filter
-        row["scores"] = scores
-        row["keep"], row["reject_reasons"] = apply_filter(scores, bounds, notes)
-        return finish_row(row)

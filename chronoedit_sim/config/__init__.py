@@ -1,0 +1,30 @@
+"""Configuration: the dataclass schema (schema.py) and the layered OmegaConf loader (loader.py)."""
+
+from .loader import ConfigError, ConfigLoader, configs_dir, load_config, to_dict, to_yaml
+from .schema import (
+    DTYPES,
+    IMAGE_FORMATS,
+    INPUT_TYPES,
+    SCORES,
+    TRAJECTORY_STORAGE,
+    ClipConfig,
+    Config,
+    EncodeConfig,
+    FaultConfig,
+    FilterConfig,
+    GenerationConfig,
+    InputConfig,
+    LoraConfig,
+    ModelConfig,
+    OutputConfig,
+    RuntimeConfig,
+    ScoringConfig,
+    TrajectoryConfig,
+)
+
+__all__ = [
+    "DTYPES", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "ClipConfig", "Config", "ConfigError",
+    "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LoraConfig",
+    "ModelConfig", "OutputConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
+    "load_config", "to_dict", "to_yaml",
+]

@@ -1,0 +1,201 @@
+"""The layered config loader.
+
+Layers, lowest first: configs/default.yaml < configs/model/<preset>.yaml < user
+files (--config) < scenario < scenario edit < command-line dotlist. Every layer
+is merged into the structured schema one at a time, so an unknown key, a wrong
+type or a missing value fails with the key *and the layer it came from*, before
+any model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..errors import UserError
+from .schema import DTYPES, IMAGE_FORMATS, INPUT_TYPES, SCORES, TRAJECTORY_STORAGE, Config, ModelConfig
+
+
+class ConfigError(UserError):
+    """A configuration or scenario problem, reported before any model loads."""
+
+
+def configs_dir() -> Path:
+    """The shipped configs/ folder (override with CHRONOEDIT_SIM_CONFIGS)."""
+    env = os.environ.get("CHRONOEDIT_SIM_CONFIGS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except Exception as exc:  # yaml scanner/parser errors
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _preset_path(name: str) -> Path:
+    if name.endswith((".yaml", ".yml")):
+        return Path(name)
+    path = configs_dir() / "model" / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml"))
+        raise ConfigError(f"model={name}: unknown model preset (known: {', '.join(known)})")
+    return path
+
+
+def _dotlist(overrides: list[str]) -> tuple[Optional[str], dict]:
+    """Split `model=<preset>` from the dotlist and parse the rest into a nested dict."""
+    preset, rest = None, []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command line: override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        if key == "model":
+            preset = value
+        else:
+            rest.append(item)
+    try:
+        data = OmegaConf.to_container(OmegaConf.from_dotlist(rest), resolve=False)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"command line: {exc}") from None
+    return preset, data
+
+
+def _merge(base: DictConfig, data: dict, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, data)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: {key}: {msg}") from None
+
+
+def _check_values(cfg: DictConfig, source_of) -> None:
+    """Checks the type system cannot express; each names the key and its layer."""
+
+    def bad(key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{source_of(key)}: {key}: {msg}")
+
+    if OmegaConf.is_missing(cfg.model, "path"):
+        raise bad("model.path", "missing required value (set it in the model preset or as model.path=...)")
+    for i, lora in enumerate(cfg.model.loras):
+        if OmegaConf.is_missing(lora, "path"):
+            raise bad(f"model.loras.{i}.path", "missing required value")
+    for key, allowed in (
+        ("trajectory.image_format", IMAGE_FORMATS),
+        ("trajectory.edited_format", IMAGE_FORMATS),
+        ("model.dtype", DTYPES),
+        ("output.source_format", IMAGE_FORMATS),
+        ("input.type", INPUT_TYPES),
+        ("trajectory.storage", TRAJECTORY_STORAGE),
+    ):
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise bad(key, f"{value!r} is not one of {', '.join(allowed)}")
+    gen = cfg.generation
+    if gen.num_inference_steps < 1:
+        raise bad("generation.num_inference_steps", "must be >= 1")
+    if gen.reasoning_steps < 0:
+        raise bad("generation.reasoning_steps", "must be >= 0")
+    if (gen.num_frames - 1) % 4 != 0 or gen.num_frames < 5:
+        raise bad("generation.num_frames", f"{gen.num_frames} must be 1 + 4k with k >= 1 (the VAE's 4x time compression)")
+    if (gen.height is None) != (gen.width is None):
+        raise bad("generation.height" if gen.width is None else "generation.width", "height and width must be set together")
+    for key in ("height", "width"):
+        value = gen[key]
+        if value is not None and (value < 16 or value % 16):
+            raise bad(f"generation.{key}", f"{value} must be a positive multiple of 16")
+    if gen.max_area < 256:
+        raise bad("generation.max_area", "must be at least 256 (16x16)")
+    for key in ("input.stride", "input.read_batch_size", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
+                "scoring.clip.batch_size", "scoring.num_actors", "encode.batch_size"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise bad(key, "must be >= 1")
+    for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors",
+                "runtime.queue_per_actor", "encode.num_actors"):
+        if OmegaConf.select(cfg, key) < 0:
+            raise bad(key, "must be >= 0")
+    for score in SCORES:
+        low, high = cfg.filter[f"{score}_min"], cfg.filter[f"{score}_max"]
+        if low is not None and high is not None and low > high:
+            raise bad(f"filter.{score}_min", f"{low} is above filter.{score}_max {high}")
+    if not 1 <= cfg.trajectory.quality <= 100:
+        raise bad("trajectory.quality", "must be within 1..100")
+    if not 0 <= cfg.trajectory.video_crf <= 51:
+        raise bad("trajectory.video_crf", "must be within 0..51 (x264's range)")
+
+
+def _has_path(data, parts: list[str]) -> bool:
+    for part in parts:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return False
+    return True
+
+
+class ConfigLoader:
+    """Holds the base layers and the command line; builds configs with extra layers in between."""
+
+    def __init__(self, overrides: list[str] = (), config_files: list[str] = (), layers: list[tuple[str, dict]] = ()):
+        """`layers` sit with the --config files, above the preset (e.g. a dataset's recorded config)."""
+        preset, self._cli = _dotlist(list(overrides))
+        default_path = configs_dir() / "default.yaml"
+        default = _read_yaml(default_path)
+        preset = preset or (default.get("model") or {}).get("preset") or ModelConfig.preset
+        preset_path = _preset_path(preset)
+        self._base: list[tuple[str, dict]] = [(str(default_path), default), (str(preset_path), _read_yaml(preset_path))]
+        self._base += [*layers, *((str(f), _read_yaml(Path(f))) for f in config_files)]
+
+    def build(self, layers: list[tuple[str, dict]] = ()) -> Config:
+        return OmegaConf.to_object(self.build_dict(layers))
+
+    def build_dict(self, layers: list[tuple[str, dict]] = ()) -> DictConfig:
+        cfg = OmegaConf.structured(Config)
+        sources: list[tuple[str, dict]] = [*self._base, *layers, ("command line", self._cli)]
+        for name, data in sources:
+            cfg = _merge(cfg, data, name)
+
+        def source_of(key: str) -> str:
+            # the last layer that set the key, or else its nearest parent (a list entry, a section)
+            parts = key.split(".")
+            for depth in range(len(parts), 0, -1):
+                for name, data in reversed(sources):
+                    if _has_path(data, parts[:depth]):
+                        return name
+            return sources[0][0]
+
+        try:
+            OmegaConf.resolve(cfg)
+        except OmegaConfBaseException as exc:  # e.g. an unresolvable ${...} interpolation
+            key = getattr(exc, "full_key", None) or "?"
+            raise ConfigError(f"{source_of(key)}: {key}: {str(exc).splitlines()[0]}") from None
+        _check_values(cfg, source_of)
+        return cfg
+
+
+def load_config(overrides: list[str] = (), layers: list[tuple[str, dict]] = (), config_files: list[str] = ()) -> Config:
+    """The effective config for the given command-line dotlist and extra layers."""
+    return ConfigLoader(overrides, config_files).build(layers)
+
+
+def to_yaml(cfg: Config | DictConfig) -> str:
+    """The effective config as plain YAML (written into manifests)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg) if not isinstance(cfg, DictConfig) else cfg)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))

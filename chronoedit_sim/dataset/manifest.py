@@ -1,0 +1,89 @@
+"""OUT/run.json: what made the dataset (config, scenarios, packages, models) and what it holds.
+
+Written at the start of a run (status "running") and at its end (counts, statistics,
+throughput); earlier runs into the same output stay in `runs`, so a resumed dataset keeps
+its history. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..config import to_dict, to_yaml
+from .schema import SCHEMA_VERSION
+from .sink import atomic_write_bytes, remove_partial_shards
+from .stats import RunCounts, tally_dataset
+
+MANIFEST = "run.json"
+FORMAT = "chronoedit-sim/run@1"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in ("chronoedit-sim", "torch", "diffusers", "transformers", "ray", "pyarrow", "open_clip_torch", "av"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = Path(out) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    atomic_write_bytes(Path(out) / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scenarios, run_id: str, **extra) -> dict:
+    """run.json at the start of a run (status running), keeping earlier runs' history."""
+    manifest = {
+        "schema": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "config_hash": config_hash,
+        "config": to_dict(cfg),
+        "config_yaml": to_yaml(cfg),
+        "scenarios": [{"name": s.name, "path": s.path, "sha256": s.sha256, "text": s.text} for s in scenarios],
+        "packages": package_versions(),
+        "model": {"id": cfg.model.path, "preset": cfg.model.preset},
+        "scorer": {"clip": cfg.scoring.clip.model if cfg.scoring.clip.enabled else None,
+                   "pretrained": cfg.scoring.clip.pretrained},
+        **extra,
+        "runs": (previous or {}).get("runs", []) + [{"run_id": run_id, "started_at": now_iso(), "status": "running",
+                                                     "partial_shards_removed": remove_partial_shards(out)}],
+    }
+    write_manifest(out, manifest)
+    return manifest
+
+
+def finish_manifest(out: Path, manifest: dict, counts: RunCounts, wall: float, max_failed_fraction: float, echo,
+                    **run_extra) -> int:
+    """Totals, statistics and throughput into run.json, the summary line, and the exit code."""
+    tally = tally_dataset(out)
+    totals = tally.counts
+    manifest["filter_stats"] = tally.per_edit()
+    manifest["runs"][-1].update(status="finished", ended_at=now_iso(), wall_s=round(wall, 3), counts=counts.as_dict(),
+                                jobs_per_s=round(counts.rows.counts["written"] / wall, 4) if wall else None,
+                                **run_extra)
+    manifest["counts"] = {"planned": counts.planned, **totals, "failed_by_stage": tally.failed_by_stage}
+    write_manifest(out, manifest)
+    mine = counts.rows.counts
+    echo(f"planned {counts.planned}, written {mine['written']} this run ({counts.resumed_skipped} resumed-skipped), "
+         f"kept {mine['kept']}, rejected {mine['rejected']}, failed {mine['failed']}; "
+         f"{out}: {totals['written']} rows in all; {wall:.1f}s")
+    if totals["failed"]:
+        echo(f"failed rows by stage: {tally.failed_by_stage}; see the `error` column")
+    failed_fraction = totals["failed"] / totals["written"] if totals["written"] else 0.0
+    if failed_fraction > max_failed_fraction:
+        echo(f"error: {failed_fraction:.1%} of rows failed, above runtime.max_failed_fraction={max_failed_fraction}")
+        return 3
+    return 0

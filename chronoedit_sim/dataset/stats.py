@@ -1,0 +1,122 @@
+"""The one place that counts rows: written, kept, rejected, failed, per stage, per edit, per bound.
+
+`Tally` takes rows one at a time (the run's own rows as they arrive) or a whole dataset
+(`tally_dataset`), so `run.json`, `inspect` and the report read the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SCORES
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+# the columns a Tally reads; everything else in a row is ignored
+COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores")
+
+
+def outcome(row: dict) -> str:
+    """"failed", "kept" or "rejected"."""
+    if row["error_stage"]:
+        return "failed"
+    return "kept" if row["keep"] else "rejected"
+
+
+class _Group:
+    def __init__(self):
+        self.counts = {"written": 0, "kept": 0, "rejected": 0, "failed": 0}
+        self.failed_by_stage: dict[str, int] = {}
+        self.rejected_by: dict[str, int] = {}
+        self.values: dict[str, list[float]] = {name: [] for name in SCORES}
+
+    def add(self, row: dict, with_scores: bool) -> None:
+        kind = outcome(row)
+        self.counts["written"] += 1
+        self.counts[kind] += 1
+        if kind == "failed":
+            stage = row["error_stage"]
+            self.failed_by_stage[stage] = self.failed_by_stage.get(stage, 0) + 1
+        for bound in {f"{r['score']}_{r['bound']}" for r in row["reject_reasons"] or []}:
+            self.rejected_by[bound] = self.rejected_by.get(bound, 0) + 1
+        if with_scores and row["scores"]:
+            for name in SCORES:
+                if row["scores"].get(name) is not None:
+                    self.values[name].append(float(row["scores"][name]))
+
+    def summary(self) -> dict:
+        distributions = {}
+        for name, values in self.values.items():
+            if values:
+                arr = np.asarray(values)
+                qs = np.quantile(arr, QUANTILES)
+                distributions[name] = {"n": int(arr.size), "mean": round(float(arr.mean()), 4),
+                                       **{f"p{int(q * 100):02d}": round(float(v), 4) for q, v in zip(QUANTILES, qs)}}
+        return {**self.counts, "failed_by_stage": dict(sorted(self.failed_by_stage.items())),
+                "rejected_by": dict(sorted(self.rejected_by.items())), "scores": distributions}
+
+
+class Tally:
+    """Counts over rows; per "scenario/edit" groups with score quantiles when `with_scores`."""
+
+    def __init__(self, with_scores: bool = True):
+        self.with_scores = with_scores
+        self.total = _Group()
+        self.groups: dict[str, _Group] = {}
+
+    def add(self, row: dict) -> str:
+        """Count one row; returns its outcome."""
+        self.total.add(row, self.with_scores)
+        self.groups.setdefault(f"{row['scenario']}/{row['edit_id']}", _Group()).add(row, self.with_scores)
+        return outcome(row)
+
+    @property
+    def counts(self) -> dict:
+        """{written, kept, rejected, failed} over every row added."""
+        return dict(self.total.counts)
+
+    @property
+    def failed_by_stage(self) -> dict:
+        return dict(sorted(self.total.failed_by_stage.items()))
+
+    def per_edit(self) -> dict:
+        return {key: group.summary() for key, group in sorted(self.groups.items())}
+
+    def overall(self) -> dict:
+        return self.total.summary()
+
+
+def tally_dataset(out: Path) -> Tally:
+    """A Tally of every complete shard of a dataset (data/ and rejected/), read column by column."""
+    import pyarrow.dataset as pads
+
+    from .sink import all_shards
+
+    tally = Tally()
+    shards = all_shards(out)
+    if shards:
+        table = pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=list(COLUMNS))
+        for batch in table.to_batches(max_chunksize=4096):
+            for row in batch.to_pylist():
+                tally.add(row)
+    return tally
+
+
+class RunCounts:
+    """One run's (or rescoring's) plan size and a Tally of the rows it wrote."""
+
+    def __init__(self, planned: int, resumed_skipped: int = 0):
+        self.planned, self.resumed_skipped = planned, resumed_skipped
+        self.rows = Tally(with_scores=False)
+
+    def add(self, row: dict) -> str:
+        return self.rows.add(row)
+
+    @property
+    def failed(self) -> int:
+        return self.rows.counts["failed"]
+
+    def as_dict(self) -> dict:
+        return {"planned": self.planned, "resumed_skipped": self.resumed_skipped, **self.rows.counts,
+                "failed_by_stage": self.rows.failed_by_stage}

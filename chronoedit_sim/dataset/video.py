@@ -1,0 +1,121 @@
+"""A reasoning trajectory as one in-memory MP4 (H.264 through PyAV's bundled libx264).
+
+`trajectory.storage: video` stores each row's reasoning frames as one MP4 in its own
+column, an Arrow struct {bytes: binary, path: string} like the image columns. Decode a row:
+
+    frames = decode_video(row["reasoning_video"]["bytes"])      # (F, H, W, 3) uint8 RGB
+
+and without this package, with PyAV alone (`pip install av`, no system FFmpeg needed):
+
+    frames = np.stack([f.to_ndarray(format="rgb24") for f in av.open(io.BytesIO(data)).decode(video=0)])
+
+Two kinds of stream:
+
+- lossy (default): libx264, yuv420p, BT.709 limited range (tagged in the stream), `crf`
+  0-51 (lower is better; 18 is close to visually lossless, 23 is x264's default). 4:2:0
+  needs an even width and height; odd sizes raise ValueError (use lossless, or crop).
+  Plays everywhere (browsers included).
+- lossless (`lossless=True`): libx264rgb, rgb24, qp 0: H.264 "High 4:4:4 Predictive" on
+  the RGB planes themselves, with no colour conversion, so the frames decode back bit
+  for bit (any size). FFmpeg-based decoders (PyAV, torchcodec, decord) read it; browsers
+  and most hardware players do not.
+
+The bytes are deterministic for the same frames, settings, `threads` and library
+versions (x264 itself is deterministic; the MP4 muxer writes no timestamps). A
+different `threads` changes how x264 splits its work, so it gives different (equally
+valid) bytes; the default is one thread, as one Ray CPU gives.
+
+Hugging Face features: the column is declared as a plain struct (HF_FEATURE), not as
+`datasets.Video`. datasets 5.x's Video decodes only through torchcodec, which needs a
+system FFmpeg (libavutil.so.56-61) that PyAV's wheel does not provide; with Video
+declared, every `ds[i]` raises on a machine without it. With the struct, `load_dataset`
+gives {"bytes", "path"} dicts that decode_video reads; where torchcodec works, a user
+opts in with `ds = ds.cast_column("reasoning_video", datasets.Video())`.
+Note VIDEO == schema.IMAGE as Arrow types, so a features writer must not infer the
+feature from the Arrow type alone (it would declare the MP4 an Image).
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+import pyarrow as pa
+
+# the column's Arrow type: same struct as the image columns (and as HF datasets' Video feature)
+VIDEO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+# the column's `huggingface` features entry: bytes + path, decoded by us (see the module docstring)
+HF_FEATURE = {"bytes": {"dtype": "binary", "_type": "Value"}, "path": {"dtype": "string", "_type": "Value"}}
+
+LOSSY_CODEC = "libx264"
+LOSSLESS_CODEC = "libx264rgb"
+# AVCOL_SPC / AVCOL_PRI / AVCOL_TRC_BT709 = 1, AVCOL_RANGE_MPEG = 1
+_BT709 = 1
+_RANGE_MPEG = 1
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"frames must be a numpy array (F, H, W, 3) uint8, got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got dtype {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (F, H, W, 3), got {frames.shape}")
+    if 0 in frames.shape[:3]:
+        raise ValueError(f"frames must hold at least one frame of at least 1x1, got shape {frames.shape}")
+    return np.ascontiguousarray(frames)
+
+
+def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, fps: int = 8,
+                 preset: str = "medium", threads: int = 1) -> bytes:
+    """(F, H, W, 3) uint8 RGB frames to the bytes of one H.264 MP4 (see the module docstring)."""
+    import av
+    from av.video.reformatter import ColorRange, Colorspace
+
+    frames = _check_frames(frames)
+    if not 0 <= int(crf) <= 51:
+        raise ValueError(f"crf must be in 0..51, got {crf}")
+    if int(fps) < 1:
+        raise ValueError(f"fps must be a positive integer, got {fps}")
+    _, height, width, _ = frames.shape
+    if not lossless and (height % 2 or width % 2):
+        raise ValueError(f"lossy H.264 (yuv420p) needs an even width and height, got {width}x{height}; "
+                         "crop or pad the frames, or use lossless=True (RGB, any size)")
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream(LOSSLESS_CODEC if lossless else LOSSY_CODEC, rate=int(fps))
+        stream.width, stream.height = width, height
+        stream.time_base = Fraction(1, int(fps))
+        ctx = stream.codec_context
+        ctx.thread_count = int(threads)
+        if lossless:
+            stream.pix_fmt = "rgb24"
+            stream.options = {"qp": "0", "preset": preset}
+        else:
+            stream.pix_fmt = "yuv420p"
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
+            ctx.color_range = _RANGE_MPEG
+            stream.options = {"crf": str(int(crf)), "preset": preset}
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if not lossless:
+                frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709,
+                                       dst_color_range=ColorRange.MPEG)
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return buf.getvalue()
+
+
+def decode_video(data: bytes) -> np.ndarray:
+    """Bytes written by encode_video (or any video PyAV reads) back to (F, H, W, 3) uint8 RGB."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError("the video holds no frames")
+    return np.stack(frames)

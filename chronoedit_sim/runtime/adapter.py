@@ -1,0 +1,95 @@
+"""The one generic Ray adapter for every stage, and the payload rows travel in.
+
+Rows travel between stages as pickled blobs in a single binary column, so Ray Data never
+has to infer an Arrow schema from rows whose fields differ (an error row has no images).
+The adapter adds what the runtime owns and stages must not know: the in-flight ledger, the
+Ray node each actor stage ran on, deterministic fault injection, and finishing rows at the
+last stage (so decoded frames never travel to the driver).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+
+from ..config import FaultConfig
+from ..dataset.schema import finish_row
+from ..stages.base import Stage
+from .ledger import Ledger
+
+PAYLOAD = "payload"
+
+
+def to_payload(rows: list[dict]) -> dict:
+    blobs = np.empty(len(rows), dtype=object)
+    blobs[:] = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in rows]
+    return {PAYLOAD: blobs}
+
+
+def from_payload(batch: dict) -> list[dict]:
+    return [pickle.loads(b) for b in batch[PAYLOAD]]
+
+
+class ActorFaults:
+    """Kill the worker process like an OOM kill would: on its Nth job once per output, or on a source."""
+
+    def __init__(self, cfg: FaultConfig, state_dir: str):
+        self.cfg = cfg
+        self.marker = os.path.join(state_dir, "fault-injected")
+        self.seen = 0
+
+    def before(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.seen += 1
+            if self.cfg.kill_actor_on_source and row["source_id"] == self.cfg.kill_actor_on_source:
+                os._exit(137)
+            if self.cfg.kill_actor_at_job and self.seen == self.cfg.kill_actor_at_job and not os.path.exists(self.marker):
+                with open(self.marker, "w") as fh:
+                    fh.write(str(os.getpid()))
+                os._exit(137)
+
+
+class StageAdapter:
+    """What Ray Data runs: an actor (setup once in __init__) or, through run_stage_task, a task."""
+
+    def __init__(self, stage: Stage, state_dir: str = "", last: bool = False, faults: FaultConfig | None = None):
+        self.stage, self.last = stage, last
+        self.ledger = Ledger(state_dir, stage.name) if state_dir else None
+        self.faults = ActorFaults(faults, state_dir) if faults else None
+        self.node = _node_id()
+        stage.setup()
+
+    def process(self, rows: list[dict]) -> list[dict]:
+        live = [r["job_id"] for r in rows if not r["error"]] if self.ledger else []
+        if live:
+            self.ledger.mark(live)
+        if self.faults:
+            self.faults.before(rows)
+        out = self.stage.process_batch(rows)
+        for row in out:
+            row.setdefault("_nodes", {})[self.stage.name] = self.node
+        if live:
+            self.ledger.done()
+        return [finish_row(r) for r in out] if self.last else out
+
+    def __call__(self, batch: dict) -> dict:
+        return to_payload(self.process(from_payload(batch)))
+
+
+def run_stage_task(batch: dict, stage: Stage, last: bool = False):
+    """Task form for stateless stages: setup is cheap and runs per batch.
+
+    Yields one row at a time: with the runner's one-row blocks, a read task that fans a batch of
+    frames out into many jobs still feeds the editors (and the sink) one job at a time.
+    """
+    adapter = StageAdapter(stage, last=last)
+    for row in adapter.process(from_payload(batch)):
+        yield to_payload([row])
+
+
+def _node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

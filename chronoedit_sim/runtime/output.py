@@ -1,0 +1,40 @@
+"""The output folder of a run or a rescoring: what may be resumed, refused, or replaced.
+
+Checked before any model loads. A folder that is not a chronoedit-sim dataset is never
+resumed into or deleted; a dataset made with another config is never mixed with; with
+--overwrite the old dataset is ignored at once and deleted only once the new plan is valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..dataset.manifest import read_manifest
+from ..errors import UserError
+
+
+class OutputConflict(UserError):
+    """The output directory holds something this run must not mix with or delete."""
+
+
+def previous_manifest(out: Path, overwrite: bool) -> dict | None:
+    """The manifest to resume from (None: start fresh), or OutputConflict for a foreign folder."""
+    if out.exists() and any(out.iterdir()) and read_manifest(out) is None:
+        raise OutputConflict(f"{out}: exists, is not empty and has no run.json: not a chronoedit-sim dataset; "
+                             "choose another --output")
+    return None if overwrite else read_manifest(out)
+
+
+def check_compatible(out: Path, previous: dict | None, config_hash: str, what: str) -> None:
+    """Refuse to resume a dataset made with `what` (e.g. "a different config"), told by its config hash."""
+    if previous and previous.get("config_hash") != config_hash:
+        raise OutputConflict(f"{out}: the output was made with {what} (config hash "
+                             f"{previous.get('config_hash')} != {config_hash}); use another --output or --overwrite")
+
+
+def prepare(out: Path, overwrite: bool) -> None:
+    """Delete the old dataset (--overwrite; previous_manifest vouched it is one) and create OUT."""
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,94 @@
+"""The run's stages, in order. Adding a stage is its module, its config section and one entry here.
+
+Each entry builds one stage from the plan and the cluster's advertised resources (what Ray
+reports, never a probe of the driver's own hardware). Task stages that leave `cpus` unset get
+a share of what the actor stages leave, never all of it: an actor pool that holds every CPU
+starves Ray Data's own tasks and the stream hangs without an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..stages.base import Resources, Stage
+from ..stages.edit import EditStage
+from ..stages.encode import EncodeStage
+from ..stages.read import ReadStage
+from ..stages.score import ScoreStage
+from .plan import RunPlan
+
+
+@dataclass(frozen=True)
+class Cluster:
+    # what Ray advertises for the whole cluster
+    cpus: float
+    gpus: float
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    plan: RunPlan
+    run_id: str
+    cluster: Cluster
+
+
+def _score_gpus(ctx: BuildContext) -> float:
+    # on GPU clusters the scorer takes a quarter of one GPU beside an editor; CLIP needs little
+    sc = ctx.plan.cfg.scoring
+    return sc.gpus_per_actor if sc.gpus_per_actor is not None else (0.25 if ctx.cluster.gpus else 0.0)
+
+
+def read_stage(ctx: BuildContext) -> Stage:
+    cfg = ctx.plan.cfg
+    return ReadStage(cfg.input, cfg.output, ctx.run_id, Resources(cpus=None))
+
+
+def edit_stage(ctx: BuildContext) -> Stage:
+    """One editor per GPU by default, each taking what the scorer leaves of its GPU (Ray's fractions
+    are accounting: the editor still sees the whole device)."""
+    rt, gpus_in_cluster = ctx.plan.cfg.runtime, ctx.cluster.gpus
+    if rt.gpus_per_actor is not None:
+        gpus = rt.gpus_per_actor
+        actors = rt.num_actors or (max(1, int(gpus_in_cluster // gpus)) if gpus else 1)
+    else:
+        gpus = (1.0 - _score_gpus(ctx)) if gpus_in_cluster else 0.0
+        actors = rt.num_actors or max(1, int(gpus_in_cluster))
+    res = Resources(cpus=rt.cpus_per_actor, gpus=gpus, actors=actors, queue=rt.queue_per_actor,
+                    spread=rt.spread_actors)
+    return EditStage(ctx.plan.cfg.model, ctx.plan.settings, res, rt.batch_size)
+
+
+def encode_stage(ctx: BuildContext) -> Stage:
+    enc = ctx.plan.cfg.encode
+    return EncodeStage(ctx.plan.settings, Resources(cpus=enc.cpus, actors=enc.num_actors), enc.batch_size)
+
+
+def score_stage(ctx: BuildContext) -> Stage:
+    sc = ctx.plan.cfg.scoring
+    res = Resources(cpus=sc.cpus_per_actor, gpus=_score_gpus(ctx), actors=sc.num_actors)
+    # rows leave as they come: a larger batch would hold finished edits back from the sink
+    return ScoreStage(ctx.plan.settings, sc.clip, res, batch_size=ctx.plan.cfg.runtime.batch_size)
+
+
+PIPELINE = [read_stage, edit_stage, encode_stage, score_stage]
+
+
+def build_stages(ctx: BuildContext) -> list[Stage]:
+    stages = [make(ctx) for make in PIPELINE]
+    held = sum(s.resources.cpus * s.resources.actors for s in stages if s.resources.actors)
+    share = max(min(max(ctx.cluster.cpus - held, 0.5) / 4, 1.0), 0.1)
+    for stage in stages:
+        if stage.resources.cpus is None:
+            stage.resources = replace(stage.resources, cpus=share)
+    return stages
+
+
+def describe_actors(stages: list[Stage]) -> str:
+    """E.g. "edit 1 x (cpus=1.0, gpus=0.0) -> CPU; score 1 x (...)": said out loud, since a run without
+    GPUs edits on CPU, about 1000x slower for the real model."""
+    parts = []
+    for s in stages:
+        r = s.resources
+        if r.actors:
+            parts.append(f"{s.name} {r.actors} x (cpus={r.cpus:g}, gpus={r.gpus:g}) -> {'GPU' if r.gpus else 'CPU'}")
+    return "; ".join(parts)

@@ -1,0 +1,54 @@
+"""What every source shares: the frame reference, the input error, and a deterministic directory walk."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+
+
+class InputError(UserError):
+    """The input as a whole is unusable (missing path, empty source): raised before Ray starts."""
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """One frame of any source: what the driver lists and a read task decodes. Small and picklable."""
+
+    source_id: str  # stable: relative POSIX path, or "<video>@<frame:06d>"; never absolute or read order
+    source_uri: str  # absolute path; for videos f"{abs_path}#frame={index}"
+    path: str  # absolute file path (image, video, or Parquet file)
+    frame_index: int  # image: -1; video: frame position in the file; parquet: row index in the file
+    timestamp_s: float | None  # video: position / fps; None for images
+    # how read_frames decodes it: "image" (a file), "video" (a frame of path), "parquet" (a row of path)
+    kind: str = "image"
+    # source metadata kept in the row's source_meta (camera, episode, task, row key ...)
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    # a caption the input itself provides (Parquet caption column, LeRobot task): fills source_caption
+    caption: str | None = None
+
+
+def has_ext(name: str, exts: tuple[str, ...]) -> bool:
+    return name.lower().endswith(exts)
+
+
+def walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order."""
+    found = []
+
+    def unreadable(e: OSError) -> None:
+        # os.walk skips unreadable folders silently by default: that would drop their frames unseen.
+        raise InputError(f"input.path: cannot list {e.filename}: {e.strerror or e}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        # Sorting in place fixes the descent order; os.walk's order is the filesystem's.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not has_ext(name, exts):
+                continue
+            full = os.path.join(dirpath, name)
+            # Zero-byte/corrupt files are kept on purpose: they become error rows, not silent gaps.
+            found.append((full, Path(os.path.relpath(full, root)).as_posix()))
+    return found

@@ -1,0 +1,1 @@
+"""The pipeline's stages, one module each. A stage knows rows, models and config, never the runtime."""

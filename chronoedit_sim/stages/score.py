@@ -1,0 +1,41 @@
+"""score: CLIP and weight-free scores per row, then keep/reject with structured reasons.
+
+One ClipEmbedder per actor, loaded once in setup. The same stage serves a run and a
+rescoring (`chronoedit-sim score`), so both score and filter alike.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..config import ClipConfig
+from ..scenario import EditSettings, settings_key
+from ..scoring.filter import apply_filter
+from ..scoring.scores import NO_CLIP, CachedEmbedder, compute_scores
+from .base import Resources, Stage
+
+
+class ScoreStage(Stage):
+    name = "score"
+
+    def __init__(self, settings: dict[str, EditSettings], clip_cfg: ClipConfig, resources: Resources,
+                 batch_size: int = 1):
+        self.settings, self.clip_cfg = settings, clip_cfg
+        self.resources, self.batch_size = resources, batch_size
+        self.embedder = None
+
+    def setup(self) -> None:
+        if self.clip_cfg.enabled:
+            from ..scoring.clip import ClipEmbedder
+
+            self.embedder = CachedEmbedder(ClipEmbedder(self.clip_cfg))
+
+    def process_row(self, row: dict) -> dict:
+        t0 = time.perf_counter()
+        row["scorer"] = self.embedder.clip.identity if self.embedder else NO_CLIP
+        scores, notes = compute_scores(row, self.embedder)
+        row["timings_ms"] = {**(row["timings_ms"] or {}), "score_ms": (time.perf_counter() - t0) * 1000}
+        bounds = self.settings[settings_key(row["scenario"], row["edit_id"])].filter
+        row["scores"] = scores
+        row["keep"], row["reject_reasons"] = apply_filter(scores, bounds, notes)
+        return row
