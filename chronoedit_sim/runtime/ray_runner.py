@@ -143,7 +143,7 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
     When the pipeline itself fails (an actor died on a job more often than runtime.max_restarts
     allows), the rows received so far are flushed, the jobs that killed their workers become error
     rows (found through the in-flight ledger), and the rest run again in a fresh pipeline.
-    `on_row(rows_written_this_run)` is called after each row (tests inject faults with it).
+    `on_row(row)` is called after each row is handed to the writer (tests inject faults with it).
     """
     import ray
     from ray.exceptions import RayError
@@ -157,6 +157,7 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
     progress = Progress(total=plan.remaining, quiet=quiet)
     rt = plan.cfg.runtime
     max_deaths = rt.max_restarts + 1
+    fresh_starts = rt.max_restarts
     kill_after = rt.faults.kill_driver_after_rows
 
     def emit(row: dict) -> None:
@@ -166,7 +167,7 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
         if kill_after and writer.rows_in_shards >= kill_after:
             _kill_self()
         if on_row:
-            on_row(counts.rows.counts["written"])
+            on_row(row)
 
     with ray_session(rt.address, verbose):
         resources = ray.cluster_resources()
@@ -180,16 +181,22 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
                         if pending.pop(row["job_id"], None) is not None:  # a retried block may repeat a row
                             emit(row)
                 break
-            except RayError:
+            except RayError as exc:
                 writer.flush()  # what arrived is safe whatever happens next
                 poisoned = {j: stage for j, (n, stage) in ledger.deaths_per_job(state).items()
                             if j in pending and n >= max_deaths}
-                if not poisoned:
-                    raise
                 for job_id, stage in poisoned.items():
                     task, job = pending.pop(job_id)
                     emit(lost_row(task, job, run_id, stage, f"the worker process died on this job {max_deaths} time(s) "
                                   f"(runtime.max_restarts={max_deaths - 1}): OOM or a native crash"))
+                if not poisoned:
+                    # no job to blame (a node lost with its actors and objects): the jobs not yet back
+                    # run again in a fresh pipeline, a bounded number of times
+                    if not fresh_starts:
+                        raise
+                    fresh_starts -= 1
+                    log.warning("the pipeline failed (%s: %s); running the %d unfinished job(s) again",
+                                type(exc).__name__, str(exc).splitlines()[0][:200], len(pending))
                 ledger.clear(state)
     for task, job in pending.values():  # finished stream without them: error rows, not gaps
         emit(lost_row(task, job, run_id, "pipeline", "the job never came back from the pipeline"))

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ from PIL import Image
 
 from chronoedit_sim.dataset.schema import SCHEMA
 from chronoedit_sim.runtime.run import OutputConflict, run
+from chronoedit_sim.stages.base import Resources, Stage
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -177,29 +177,39 @@ def test_dry_run_loads_no_model_and_writes_nothing(tiny_overrides, one_edit_scen
     assert any(line.startswith("ray: ") for line in lines) and not out.exists()
 
 
-def test_sigkill_mid_run_then_rerun_gives_every_job_exactly_once(tiny_overrides, one_edit_scenario, tmp_path):
-    """A separate process with its own Ray, killed with SIGKILL after its first shard; the rerun completes."""
+def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_once(tiny_overrides,
+                                                                                   one_edit_scenario, tmp_path):
+    """Deterministic kills of a separate driver process (its own private Ray), through the fault hooks:
+    first between a shard's complete temporary file and its rename, then after rows of a resumed run."""
     frames = make_images(tmp_path / "frames", 6)
     out = tmp_path / "out"
-    # more steps make each job slow enough (~1 s) for the kill to land between shards
     cmd = [sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input", str(frames),
-           "--output", str(out), "-q", *tiny_overrides, "output.shard_max_rows=1",
-           "generation.num_inference_steps=30"]
+           "--output", str(out), "-q", *tiny_overrides, "output.shard_max_rows=1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline and not list((out / "data").glob("*.parquet")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    written = len(list((out / "data").glob("*.parquet")))
-    assert 1 <= written < 6, "the kill should land mid-run"
-    # only complete shards are visible to a reader at any time
-    assert all(pq.read_metadata(p).num_rows == 1 for p in (out / "data").glob("*.parquet"))
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+
+    def run_cli(*extra):
+        return subprocess.run([*cmd, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=300)
+
+    def shards():
+        return sorted(p.name for p in (out / "data").iterdir())
+
+    killed = run_cli("runtime.faults.kill_driver_before_rename=3")
+    assert killed.returncode == -signal.SIGKILL
+    names = shards()
+    # two complete shards, and the third written in full but never renamed: invisible to readers
+    assert len(names) == 3 and names[0].startswith(".part-") and names[0].endswith(".tmp")
+    assert [pq.read_metadata(out / "data" / n).num_rows for n in names[1:]] == [1, 1]
+    assert pq.ParquetDataset(str(out / "data")).read().num_rows == 2
+    killed = run_cli("runtime.faults.kill_driver_after_rows=2")  # the resumed run dies after 2 more rows
+    assert killed.returncode == -signal.SIGKILL
+    assert not any(n.startswith(".") for n in shards()) and len(shards()) == 4  # the .tmp is gone
+    runs = json.loads((out / "run.json").read_text())["runs"]
+    assert [r["partial_shards_removed"] for r in runs] == [0, 1]
+    assert run_cli().returncode == 0
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(6)]
-    assert len(set(table["job_id"].to_pylist())) == 6
+    assert len(set(table["job_id"].to_pylist())) == 6 and len(shards()) == 6
 
 
 def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tiny_overrides, one_edit_scenario,
@@ -216,3 +226,42 @@ def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tin
     assert rows["frame_001.png"]["error_stage"] == "edit"
     assert rows["frame_001.png"]["keep"] is False
     assert rows["frame_000.png"]["error"] is None and rows["frame_002.png"]["error"] is None
+
+
+class Tagger(Stage):
+    """A small extra stage between edit and encode: it sees the edit's raw frames and no stored bytes yet."""
+
+    name = "tag"
+
+    def __init__(self):
+        self.resources = Resources(cpus=0.25)  # no actors: Ray tasks
+
+    def process_row(self, row):
+        row["prompt"] += f" [tag: {row['_edited_rgb'].shape}, encoded={row['edited_image'] is not None}]"
+        return row
+
+
+def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, tiny_overrides, one_edit_scenario, tmp_path,
+                                                           monkeypatch):
+    import ray.cloudpickle
+
+    from chronoedit_sim.dataset.video import decode_video
+    from chronoedit_sim.runtime import pipeline
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
+    stages = list(pipeline.PIPELINE)
+    monkeypatch.setattr(pipeline, "PIPELINE", [*stages[:2], lambda ctx: Tagger(), *stages[2:]])
+    frames = make_images(tmp_path / "frames", 2)
+    out = tmp_path / "out"
+    assert run([str(one_edit_scenario)], str(frames), str(out),
+               [*tiny_overrides, "generation.temporal_reasoning=true", "trajectory.storage=video"],
+               quiet=True, echo=lambda *_: None) == 0
+    rows = read_rows(out).to_pylist()
+    assert len(rows) == 2
+    for r in rows:
+        assert r["prompt"].endswith(" [tag: (96, 160, 3), encoded=False]")  # after edit, before encode
+        assert list(json.loads(r["nodes"])) == ["edit", "encode", "read", "score", "tag"]
+        assert r["reasoning_frames"] == [] and r["reasoning_video"]["path"] == "reasoning.mp4"
+        video = decode_video(r["reasoning_video"]["bytes"])
+        assert video.shape == (9, 96, 160, 3)
+        assert r["scores"]["flow_warp_error"] is not None  # scored from the raw frames, not the video
