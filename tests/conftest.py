@@ -93,3 +93,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu`-marked tests, saying why, where torch sees no CUDA device."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+    skip = pytest.mark.skip(reason=f"gpu test: torch.cuda.is_available() is False (torch {torch.__version__}, "
+                                   f"{build}); run on a machine with an NVIDIA GPU")
+    for item in gpu_items:
+        item.add_marker(skip)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 from PIL import Image
 
 from chronoedit_sim.cli import main
+
+# absolute, so the tests pass whichever folder pytest runs from
+REPO = Path(__file__).resolve().parents[1]
+RAIN = REPO / "scenarios" / "driving" / "rain.yaml"
 
 
 def test_make_tiny_model_then_edit_with_reasoning(tmp_path, capsys, frame):
@@ -40,16 +46,17 @@ def test_edit_reports_missing_weights_and_bad_images_without_a_traceback(tmp_pat
 
 
 def test_edit_config_error_names_the_key(tmp_path, capsys):
-    assert main(["edit", "x.png", "--prompt", "x", "--output", "o.png", "generation.bogus=1"]) == 2
+    assert main(["edit", str(tmp_path / "x.png"), "--prompt", "x", "--output", str(tmp_path / "o.png"),
+                 "generation.bogus=1"]) == 2
     assert "command line: generation.bogus" in capsys.readouterr().err
 
 
 def test_validate_prints_jobs_and_fails_on_bad_files(tmp_path, capsys):
-    assert main(["validate", "scenarios/driving/rain.yaml", "seed=5", "--source-id", "cam/0001.png"]) == 0
+    assert main(["validate", str(RAIN), "seed=5", "--source-id", "cam/0001.png"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("OK scenarios/driving/rain.yaml: scenario rain (driving)")
+    assert out.startswith(f"OK {RAIN}: scenario rain (driving)")
     assert out.count(" sample ") >= 2 and "prompt: Make it rain" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\ndomain: driving\ndescription: d\nedits:\n  - {id: a, prompt: '{x}', target_caption: t, source_caption: s}\n")
-    assert main(["validate", "scenarios/driving/rain.yaml", str(bad)]) == 1
+    assert main(["validate", str(RAIN), str(bad)]) == 1
     assert f"ERROR {bad}: edits[0].prompt: template variable {{x}} has no choices in vars" in capsys.readouterr().out

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from chronoedit_sim.dataset.encode import encode_image
+from chronoedit_sim.engine import editor as editor_module
 from chronoedit_sim.engine.editor import fit_resolution
-from chronoedit_sim.engine.trajectory import to_uint8
+from chronoedit_sim.engine.trajectory import decode_latents, to_uint8
 
 PROMPT = "add a red car on the road ahead"
 
@@ -68,6 +69,101 @@ def test_partial_reasoning_captures_x0_without_changing_the_edit(editor, tiny_cf
     np.testing.assert_array_equal(result.edited, plain[-1])
     # the clean estimate is a real trajectory, not copies of one frame
     assert np.abs(result.reasoning_frames[0].astype(int) - result.reasoning_frames[4]).mean() > 0
+
+
+class PipeSpy:
+    """Stands in for `editor.pipe`: forwards everything, and runs `observe(pipe, i, t, kwargs)` after
+    Editor's own step callback (the TrajectoryRecorder), so the test sees the scheduler independently."""
+
+    def __init__(self, pipe, observe):
+        object.__setattr__(self, "_pipe", pipe)
+        object.__setattr__(self, "_observe", observe)
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._pipe, name, value)
+
+    def __call__(self, **kwargs):
+        recorder = kwargs["callback_on_step_end"]
+
+        def both(pipe, i, t, callback_kwargs):
+            out = recorder(pipe, i, t, callback_kwargs)
+            self._observe(pipe, i, t, callback_kwargs)
+            return out
+
+        output = self._pipe(**{**kwargs, "callback_on_step_end": both})
+        object.__setattr__(self, "output_frames", to_uint8(output.frames[0]))
+        return output
+
+
+def spy_on(editor, monkeypatch):
+    """Per step: the latents after the step, the scheduler's newest x0 estimate and the sigma it was made at."""
+    steps = {}
+
+    def observe(pipe, i, t, callback_kwargs):
+        scheduler = pipe.scheduler
+        steps[i] = {
+            "latents": callback_kwargs["latents"].detach().clone(),
+            "x0": scheduler.model_outputs[-1].detach().clone(),
+            # the step has run: step_index already points at the next one
+            "sigma": float(scheduler.sigmas[scheduler.step_index - 1]),
+            "t": float(t),
+        }
+
+    spy = PipeSpy(editor.pipe, observe)
+    monkeypatch.setattr(editor, "pipe", spy)
+    return spy, steps
+
+
+@pytest.mark.parametrize("reasoning", [True, False], ids=["full_reasoning", "no_reasoning"])
+def test_decode_latents_matches_the_pipelines_own_decode(editor, tiny_cfg, frame, monkeypatch, reasoning):
+    """decode_latents (used for the x0 trajectory and previews) must be exactly the pipeline's decode:
+    full reasoning decodes 3 latent frames in two parts, no reasoning 2 latent frames in one."""
+    steps_n = tiny_cfg.generation.num_inference_steps
+    g = gen(tiny_cfg, temporal_reasoning=reasoning, reasoning_steps=steps_n)
+    spy, steps = spy_on(editor, monkeypatch)
+    result = editor.edit(frame, PROMPT, seed=9, gen=g)
+    final = steps[steps_n - 1]["latents"]
+    assert final.shape[2] == (3 if reasoning else 2)
+    decoded = decode_latents(editor.pipe, final)
+    assert decoded.shape == spy.output_frames.shape == ((9 if reasoning else 5), 96, 160, 3)
+    np.testing.assert_array_equal(decoded, spy.output_frames)
+    np.testing.assert_array_equal(decoded[-1], result.edited)
+    if reasoning:
+        np.testing.assert_array_equal(decoded, result.reasoning_frames)
+
+
+def test_partial_reasoning_keeps_the_schedulers_x0_and_sigma_at_step_k(editor, tiny_cfg, frame, monkeypatch):
+    k, n = 2, 4
+    g = gen(tiny_cfg, temporal_reasoning=True, reasoning_steps=k, num_inference_steps=n)
+    recorded = {}
+    real_recorder = editor_module.TrajectoryRecorder
+
+    def keep_recorder(*args, **kwargs):
+        recorded["recorder"] = real_recorder(*args, **kwargs)
+        return recorded["recorder"]
+
+    monkeypatch.setattr(editor_module, "TrajectoryRecorder", keep_recorder)
+    spy, steps = spy_on(editor, monkeypatch)
+    result = editor.edit(frame, PROMPT, seed=11, gen=g)
+    recorder = recorded["recorder"]
+    at_k = steps[k - 1]
+    # the last step before the cut still sees all 3 latent frames; the step after sees only [input, edit]
+    assert at_k["x0"].shape[2] == 3 and steps[k]["x0"].shape[2] == 2
+    # the kept tensor is the scheduler's x0 estimate at step k-1, not the noisy latents
+    torch.testing.assert_close(recorder.x0, at_k["x0"], rtol=0, atol=0)
+    assert not torch.equal(at_k["x0"], at_k["latents"])
+    # its noise level: the scheduler's sigma at that step (= timestep / 1000 for flow sigmas)
+    assert recorder.x0_sigma == at_k["sigma"]
+    assert result.reasoning_sigma == recorder.x0_sigma
+    assert at_k["sigma"] == pytest.approx(at_k["t"] / editor.pipe.scheduler.config.num_train_timesteps, abs=1e-3)
+    assert at_k["sigma"] != steps[k]["sigma"] and at_k["sigma"] != steps[k - 2]["sigma"]
+    # what Editor.edit returns as the trajectory is that estimate, decoded
+    np.testing.assert_array_equal(result.reasoning_frames, decode_latents(editor.pipe, at_k["x0"]))
+    # and the edit itself is the pipeline's own last frame
+    np.testing.assert_array_equal(result.edited, spy.output_frames[-1])
 
 
 def test_without_reasoning_there_are_no_reasoning_frames(editor, tiny_cfg, frame):

@@ -73,13 +73,16 @@ def test_normalize_lora_keys():
 
 
 def test_stacked_diffsynth_loras_load_and_change_the_edit(tiny_model_dir, tmp_path, editor, frame):
+    import shutil
+
     base_cfg = load_config(["model=tiny", f"model.path={tiny_model_dir}"])
-    # a relative path resolves against the model root, as the distill preset's does
-    lora_dir = tiny_model_dir / "lora"
-    lora_dir.mkdir(exist_ok=True)
-    _diffsynth_lora(lora_dir / "style.safetensors", 1)
+    # a relative path resolves against the model root, as the distill preset's does; the LoRA goes
+    # into a copy of the checkpoint, never the session's shared one (model_hash covers every file there)
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "tiny-chronoedit")
+    (model_dir / "lora").mkdir()
+    _diffsynth_lora(model_dir / "lora" / "style.safetensors", 1)
     second = _diffsynth_lora(tmp_path / "second.safetensors", 2)
-    cfg = load_config(["model=tiny", f"model.path={tiny_model_dir}",
+    cfg = load_config(["model=tiny", f"model.path={model_dir}",
                        f"model.loras=[{{path: lora/style.safetensors, scale: 1.0}}, {{path: {second}, scale: 0.5, name: b}}]"])
     with_lora = Editor(cfg.model)
     assert with_lora.pipe.get_active_adapters() == ["style", "b"]
@@ -88,5 +91,4 @@ def test_stacked_diffsynth_loras_load_and_change_the_edit(tiny_model_dir, tmp_pa
     a = with_lora.edit(frame, "add a car", seed=1, gen=cfg.generation)
     b = editor.edit(frame, "add a car", seed=1, gen=base_cfg.generation)
     assert np.abs(a.edited.astype(int) - b.edited).mean() > 1.0
-    (lora_dir / "style.safetensors").unlink()
-    lora_dir.rmdir()
+    assert not (tiny_model_dir / "lora").exists()

@@ -41,16 +41,32 @@ def digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def middle_ssim(folder):
+    """A bound between the 2nd and 3rd lowest SSIM: it rejects two rows of four and keeps two."""
+    ssims = sorted(r["scores"]["ssim"] for r in pq.ParquetDataset(str(folder / "data")).read().to_pylist())
+    assert ssims[1] < ssims[2], ssims
+    return (ssims[1] + ssims[2]) / 2
+
+
 def test_same_thresholds_reproduce_the_keep_column_and_leave_the_source_alone(dataset, tmp_path):
-    before = digest(dataset)
-    assert rescore(str(dataset), str(tmp_path / "same"), [], **QUIET) == 0
-    assert keep_column(tmp_path / "same") == keep_column(dataset)
-    assert digest(dataset) == before
+    # under an active bound: the first rescore sets it, the second inherits it from run.json unchanged
+    middle = middle_ssim(dataset)
+    bounded = tmp_path / "bounded"
+    source_before = digest(dataset)
+    assert rescore(str(dataset), str(bounded), [f"filter.ssim_min={middle}"], **QUIET) == 0
+    assert digest(dataset) == source_before
+    keep = keep_column(bounded)
+    assert set(keep.values()) == {True, False}  # the bound splits the rows
+    rows = pq.ParquetDataset(str(bounded / "data")).read().to_pylist()
+    assert all(r["keep"] == (r["scores"]["ssim"] >= middle) for r in rows)
+    before = digest(bounded)
+    assert rescore(str(bounded), str(tmp_path / "same"), [], **QUIET) == 0
+    assert keep_column(tmp_path / "same") == keep
+    assert digest(bounded) == before
 
 
 def test_stricter_thresholds_reject_more_with_reasons(dataset, tmp_path):
-    ssims = sorted(r["scores"]["ssim"] for r in pq.ParquetDataset(str(dataset / "data")).read().to_pylist())
-    middle = (ssims[1] + ssims[2]) / 2
+    middle = middle_ssim(dataset)
     assert rescore(str(dataset), str(tmp_path / "strict"), [f"filter.ssim_min={middle}"], **QUIET) == 0
     rows = pq.ParquetDataset(str(tmp_path / "strict" / "data")).read().to_pylist()
     rejected = [r for r in rows if not r["keep"]]
