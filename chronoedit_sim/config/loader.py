@@ -123,7 +123,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         if OmegaConf.select(cfg, key) < 1:
             raise bad(key, "must be >= 1")
     for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors",
-                "runtime.queue_per_actor", "encode.num_actors"):
+                "runtime.queue_per_actor", "encode.num_actors", "scoring.flow_max_side"):
         if OmegaConf.select(cfg, key) < 0:
             raise bad(key, "must be >= 0")
     for score in SCORES:

@@ -254,6 +254,9 @@ class ScoringConfig:
     cpus_per_actor: float = 0.5
     # score actors in the pool
     num_actors: int = 1
+    # flow_warp_error computes optical flow on frames shrunk to this longest side (0 = full size):
+    # at 832x480 full-size Farneback over 29 frames costs about 4 CPU seconds per row
+    flow_max_side: int = 256
 
 
 @dataclass

@@ -67,7 +67,8 @@ def score_stage(ctx: BuildContext) -> Stage:
     sc = ctx.plan.cfg.scoring
     res = Resources(cpus=sc.cpus_per_actor, gpus=_score_gpus(ctx), actors=sc.num_actors)
     # rows leave as they come: a larger batch would hold finished edits back from the sink
-    return ScoreStage(ctx.plan.settings, sc.clip, res, batch_size=ctx.plan.cfg.runtime.batch_size)
+    return ScoreStage(ctx.plan.settings, sc.clip, res, batch_size=ctx.plan.cfg.runtime.batch_size,
+                      flow_max_side=sc.flow_max_side)
 
 
 PIPELINE = [read_stage, edit_stage, encode_stage, score_stage]

@@ -84,7 +84,7 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
     manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id,
                               rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]})
     counts = RunCounts(planned=total, resumed_skipped=len(done))
-    stage = ScoreStage(settings, cfg.scoring.clip, Resources())
+    stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side)
     stage.setup()
     writer = DatasetWriter(out, cfg.output, {"run_id": run_id, "config_hash": config_hash})
     progress = Progress(total=total - len(done), quiet=quiet)

@@ -16,7 +16,7 @@ NO_CLIP = json.dumps({"model": None, "clip": "disabled"})
 _SOURCE_CACHE = 64
 
 
-def compute_scores(row: dict, embedder) -> tuple[dict, dict]:
+def compute_scores(row: dict, embedder, flow_max_side: int = 0) -> tuple[dict, dict]:
     """(scores, notes) for one edited row; notes say why a score is undefined."""
     edited = row["_edited_rgb"]
     source = metrics.resize_to(row["_source_rgb"], edited.shape[:2])  # compare at the edited resolution
@@ -27,7 +27,7 @@ def compute_scores(row: dict, embedder) -> tuple[dict, dict]:
     scores["ssim"] = metrics.ssim(source, edited)
     scores["psnr"] = metrics.psnr(source, edited)
     if has_reasoning:
-        scores["flow_warp_error"] = metrics.flow_warp_error(reasoning)
+        scores["flow_warp_error"] = metrics.flow_warp_error(reasoning, flow_max_side)
     if embedder is not None:
         src_emb = embedder.source(row["source_id"], source)
         frames = [edited, *(reasoning if has_reasoning else [])]

@@ -19,8 +19,8 @@ class ScoreStage(Stage):
     name = "score"
 
     def __init__(self, settings: dict[str, EditSettings], clip_cfg: ClipConfig, resources: Resources,
-                 batch_size: int = 1):
-        self.settings, self.clip_cfg = settings, clip_cfg
+                 batch_size: int = 1, flow_max_side: int = 0):
+        self.settings, self.clip_cfg, self.flow_max_side = settings, clip_cfg, flow_max_side
         self.resources, self.batch_size = resources, batch_size
         self.embedder = None
 
@@ -33,7 +33,7 @@ class ScoreStage(Stage):
     def process_row(self, row: dict) -> dict:
         t0 = time.perf_counter()
         row["scorer"] = self.embedder.clip.identity if self.embedder else NO_CLIP
-        scores, notes = compute_scores(row, self.embedder)
+        scores, notes = compute_scores(row, self.embedder, self.flow_max_side)
         row["timings_ms"] = {**(row["timings_ms"] or {}), "score_ms": (time.perf_counter() - t0) * 1000}
         bounds = self.settings[settings_key(row["scenario"], row["edit_id"])].filter
         row["scores"] = scores

@@ -236,6 +236,19 @@ def test_flow_warp_error_smooth_vs_teleport():
     assert flow_warp_error([_square(0), _square(0), _square(48), _square(48)]) > 5 * sliding
 
 
+def test_flow_warp_error_max_side_shrinks_before_the_flow_and_keeps_the_verdict():
+    big_smooth = [cv2.resize(_square(x), (256, 256), interpolation=cv2.INTER_NEAREST) for x in range(4)]
+    big_jump = [cv2.resize(_square(x), (256, 256), interpolation=cv2.INTER_NEAREST) for x in (0, 48)]
+    small = flow_warp_error(big_smooth, max_side=64)
+    # at max_side=64 the 256 px frames are measured exactly as their 64 px versions would be
+    assert small == flow_warp_error([resize_to(f, (64, 64)) for f in big_smooth])
+    assert small != flow_warp_error(big_smooth)  # the full-size measurement differs
+    assert flow_warp_error(big_jump, max_side=64) > 5 * small
+    assert flow_warp_error(big_smooth, max_side=512) == flow_warp_error(big_smooth)  # never enlarges
+    with pytest.raises(ValueError, match="flow_warp_error: image shapes differ"):
+        flow_warp_error([big_smooth[0], big_smooth[1][:100]], max_side=64)
+
+
 # ---- resize_to ---------------------------------------------------------------------
 
 
