@@ -497,3 +497,13 @@ def test_to_dict_values():
     assert d["generation"]["num_inference_steps"] == 8
     assert d["generation"]["height"] is None
     assert "num_inference_steps: 8\n" in to_yaml(load_config(["model=chronoedit-14b-distill"]))
+
+
+def test_video_storage_settings_are_checked_before_any_model_loads():
+    cfg = load_config(["model=tiny", "model.path=/m", "trajectory.storage=video"])
+    assert (cfg.trajectory.storage, cfg.trajectory.video_crf, cfg.trajectory.video_preset) == ("video", 18, "veryfast")
+    for override, message in (("trajectory.storage=mp4", "'mp4' is not one of frames, video"),
+                              ("trajectory.video_preset=turbo", "'turbo' is not one of ultrafast"),
+                              ("trajectory.video_crf=60", "must be within 0..51")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(["model=tiny", "model.path=/m", override])

@@ -7,6 +7,7 @@ from .schema import (
     INPUT_TYPES,
     SCORES,
     TRAJECTORY_STORAGE,
+    X264_PRESETS,
     ClipConfig,
     Config,
     EncodeConfig,
@@ -23,7 +24,7 @@ from .schema import (
 )
 
 __all__ = [
-    "DTYPES", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "ClipConfig", "Config", "ConfigError",
+    "DTYPES", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LoraConfig",
     "ModelConfig", "OutputConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
-from .schema import DTYPES, IMAGE_FORMATS, INPUT_TYPES, SCORES, TRAJECTORY_STORAGE, Config, ModelConfig
+from .schema import DTYPES, IMAGE_FORMATS, INPUT_TYPES, SCORES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
 
 
 class ConfigError(UserError):
@@ -132,6 +132,8 @@ def _check_values(cfg: DictConfig, source_of) -> None:
             raise bad(f"filter.{score}_min", f"{low} is above filter.{score}_max {high}")
     if not 1 <= cfg.trajectory.quality <= 100:
         raise bad("trajectory.quality", "must be within 1..100")
+    if cfg.trajectory.video_preset not in X264_PRESETS:
+        raise bad("trajectory.video_preset", f"{cfg.trajectory.video_preset!r} is not one of {', '.join(X264_PRESETS)}")
     if not 0 <= cfg.trajectory.video_crf <= 51:
         raise bad("trajectory.video_crf", "must be within 0..51 (x264's range)")
 

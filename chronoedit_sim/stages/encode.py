@@ -36,7 +36,8 @@ class EncodeStage(Stage):
         if frames is not None and traj.storage == "video":
             from ..dataset.video import encode_video
 
-            data = encode_video(shrink_frames(frames, traj.max_side), crf=traj.video_crf, lossless=traj.video_lossless)
+            data = encode_video(shrink_frames(frames, traj.max_side), crf=traj.video_crf, lossless=traj.video_lossless,
+                                preset=traj.video_preset)
             row["reasoning_video"] = {"bytes": data, "path": "reasoning.mp4"}
         elif frames is not None:
             row["reasoning_frames"] = [stored(f, f"r{i:03d}") for i, f in enumerate(frames)]
