@@ -42,9 +42,9 @@ GENERATION = pa.struct(
     ]
 )
 SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
-# total_ms is the edit (prepare to decode); read_ms, encode_ms and score_ms are the other stages
-TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "encode_ms", "total_ms",
-                 "score_ms")
+# total_ms is the edit (prepare to the last decode); read_ms, encode_ms and score_ms are the other stages
+TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "preview_decode_ms",
+                 "encode_ms", "total_ms", "score_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
 # one failed filter bound: bound is "min" or "max"; value is null when the score could not be computed
 REJECTION = pa.struct([("score", pa.string()), ("bound", pa.string()), ("value", pa.float32()),
