@@ -17,15 +17,10 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-# this checkout's package, even where another checkout is the one installed
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402  (puts this checkout's package first on the path)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -42,7 +37,6 @@ from chronoedit_sim.dataset.video import decode_video, encode_video  # noqa: E40
 cv2.setNumThreads(1)
 
 FRAMES, HEIGHT, WIDTH = 29, 480, 832
-RESULTS = Path(__file__).resolve().parent / "results" / "storage.json"
 
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
@@ -190,20 +184,10 @@ def timed(fn, arg, reps: int):
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).strip()
-    except (OSError, AttributeError):
-        pass
     x264 = re.search(rb"x264 - core (\d+)", encode_video(np.zeros((1, 16, 16, 3), np.uint8)))
     return {
-        "cpu_model": cpu,
-        "cores_visible": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **common.machine(),
         "threads_used": 1,
-        "loadavg_1m_at_start": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "av": av.__version__,
         "libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
         "x264_core": x264.group(1).decode() if x264 else None,
         "pillow": PIL.__version__,
@@ -247,7 +231,6 @@ def main() -> None:
               f"{r['psnr_db']:>9.2f}")
     print(f"(wall and CPU seconds; load average {os.getloadavg()[0]:.2f} at the end)")
     print(f"the yuv420p conversion alone gives {ceiling} dB on this clip (webp, jpeg q90 and lossy video are all 4:2:0)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     info["loadavg_1m_at_end"] = os.getloadavg()[0]
     doc = {"frames": FRAMES, "height": HEIGHT, "width": WIDTH, "raw_bytes_per_row": raw, "repetitions": reps,
            "timing": "median seconds for the whole row (all frames), one thread: wall (*_s_per_row) and "
@@ -257,8 +240,7 @@ def main() -> None:
     # strict JSON has no inf: an exact (lossless) PSNR is written as the string "inf"
     for r in rows:
         r["psnr_db"] = "inf" if r["psnr_db"] == float("inf") else r["psnr_db"]
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    common.write_result("storage", doc)
 
 
 if __name__ == "__main__":
