@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..dataset.manifest import read_manifest
 from ..errors import UserError
+from .lock import STATE, lock_path
 
 
 class OutputConflict(UserError):
@@ -20,7 +21,8 @@ class OutputConflict(UserError):
 
 def previous_manifest(out: Path, overwrite: bool) -> dict | None:
     """The manifest to resume from (None: start fresh), or OutputConflict for a foreign folder."""
-    if out.exists() and any(out.iterdir()) and read_manifest(out) is None:
+    # a folder holding only _state is a dataset whose first writer has not written run.json yet
+    if out.exists() and any(p.name != STATE for p in out.iterdir()) and read_manifest(out) is None:
         raise OutputConflict(f"{out}: exists, is not empty and has no run.json: not a chronoedit-sim dataset; "
                              "choose another --output")
     return None if overwrite else read_manifest(out)
@@ -34,7 +36,17 @@ def check_compatible(out: Path, previous: dict | None, config_hash: str, what: s
 
 
 def prepare(out: Path, overwrite: bool) -> None:
-    """Delete the old dataset (--overwrite; previous_manifest vouched it is one) and create OUT."""
+    """Delete the old dataset (--overwrite; previous_manifest vouched it is one) and create OUT.
+
+    The lock file stays: a new file at its path would be a second lock that a second writer could take."""
     if overwrite and out.exists():
-        shutil.rmtree(out)
+        for path in out.iterdir():
+            if path.name == STATE:
+                for inner in path.iterdir():
+                    if inner != lock_path(out):
+                        shutil.rmtree(inner) if inner.is_dir() and not inner.is_symlink() else inner.unlink()
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     out.mkdir(parents=True, exist_ok=True)
