@@ -20,10 +20,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..dataset.sink import STATE
 from ..errors import UserError
 
-# OUT/_state: run-time bookkeeping, never part of the dataset
-STATE = "_state"
 LOCK = "lock"
 # flock errors that mean "this filesystem does not do locks", not "someone holds it"
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from ..dataset.manifest import read_manifest
+from ..dataset.sink import quarantine, readable_shards
 from ..errors import UserError
 from .lock import STATE, lock_path
 
@@ -50,3 +51,15 @@ def prepare(out: Path, overwrite: bool) -> None:
             else:
                 path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+def writer_shards(out: Path, echo) -> list[Path]:
+    """The writer's (lock held) listing of OUT's readable shards: a damaged one is moved to the
+    quarantine with a notice, so its jobs leave the resume index and are done again."""
+
+    def move(shard: Path, reason: str) -> None:
+        dest = quarantine(out, shard)
+        echo(f"notice: {shard.relative_to(out)} cannot be read ({reason}): moved to {dest.relative_to(out)}; "
+             "its jobs will be done again")
+
+    return readable_shards(out, on_damaged=move)

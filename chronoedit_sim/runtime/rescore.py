@@ -3,7 +3,8 @@
 The edit model is never loaded: rows are read back from DIR's complete shards, their frames
 decoded once, scored by the same score stage as a run, and written to NEW_DIR with the run's
 rules (atomic shards, resume by job_id, refusal of a different config, one writer per output)
-through the same output, settings and manifest code. DIR is only read. Rows DIR kept out of data/
+through the same output, settings and manifest code. DIR is only read: its damaged shards are
+named and skipped. Rows DIR kept out of data/
 (filter.write_rejected=false) have no images and cannot be rescored.
 """
 
@@ -21,7 +22,7 @@ from ..config import ConfigLoader, to_dict
 from ..dataset.encode import decode_rgb
 from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
 from ..dataset.schema import SCHEMA_VERSION, finish_row
-from ..dataset.sink import DatasetWriter, complete_shards, resume_index
+from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from ..errors import UserError
 from ..scenario import edit_settings, parse_scenario, settings_key
@@ -80,8 +81,10 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
 
             resolve_clip_weights(cfg.scoring.clip)
         output.prepare(out, overwrite)
-        done = resume_index(out) if previous else set()
-        shards = complete_shards(src)
+        done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
+        shards, notes = damage_notes(src)  # DIR is only read: damaged shards are named and skipped, never moved
+        for note in notes:
+            echo(f"{src}: {note}")
         total = sum(pq.read_metadata(s).num_rows for s in shards)
         run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
         manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id,

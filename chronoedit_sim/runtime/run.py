@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import ConfigLoader
 from ..dataset.manifest import finish_manifest, start_manifest
-from ..dataset.sink import DatasetWriter, resume_index
+from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from . import output
 from .lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
@@ -30,7 +30,7 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         return _dry_run(out, loader, scenario_files, overwrite, echo)
     with OutputLock(out, echo=echo):  # one writer per output
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
-        done = resume_index(out) if previous else set()
+        done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
         plan = make_plan(loader, scenario_files, done)
         output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
         if not plan.cfg.runtime.address:
@@ -57,11 +57,12 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
 
 
 def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwrite: bool, echo) -> int:
-    """The plan and the resources, with nothing written or locked."""
+    """The plan and the resources, with nothing written, locked or moved (a damaged shard is only named)."""
     previous = output.previous_manifest(out, overwrite)
-    plan = make_plan(loader, scenario_files, resume_index(out) if previous else set())
+    shards, notes = damage_notes(out)
+    plan = make_plan(loader, scenario_files, resume_index(out, shards) if previous else set())
     output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
-    for line in describe(plan):
+    for line in [*(notes if previous else []), *describe(plan)]:
         echo(line)
     rt = plan.cfg.runtime
     gpus = rt.gpus_per_actor if rt.gpus_per_actor is not None else "1 per GPU in the cluster (0 without GPUs)"
