@@ -86,8 +86,11 @@ def quarantine(out: Path, shard: Path) -> Path:
     dest, n = folder / shard.name, 1
     while dest.exists():
         dest, n = folder / f"{shard.stem}.{n}{shard.suffix}", n + 1
-    folder.mkdir(parents=True, exist_ok=True)
-    os.replace(shard, dest)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(shard, dest)
+    except OSError as exc:
+        raise _write_failed(folder, exc) from exc
     return dest
 
 
@@ -135,17 +138,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class SinkWriteError(OSError):
+    """Writing into the dataset folder failed (full disk, quota, I/O error); the temporary file is
+    gone, so nothing half-written is visible. `filename` is the folder."""
+
+
+def _write_failed(folder: Path, exc: OSError) -> SinkWriteError:
+    return SinkWriteError(exc.errno, exc.strerror or str(exc), str(folder))
+
+
 def atomic_write(path: Path, write, before_rename=None) -> None:
     """write(fh) into a hidden temporary file beside `path`, fsync, rename, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if before_rename:
-        before_rename(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if before_rename:
+            before_rename(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the next run removes it: hidden, never read
+        raise _write_failed(path.parent, exc) from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -172,7 +191,10 @@ class ShardWriter:
                  before_rename=None):
         self.before_rename = before_rename
         self.dir = data_dir(out, part)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_failed(self.dir, exc) from exc
         self.cfg = cfg
         self.schema = schema_with_metadata(metadata)
         # a session prefix keeps shard names unique across resumed runs without listing the folder

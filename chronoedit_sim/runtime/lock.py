@@ -20,7 +20,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..dataset.sink import STATE
+from ..dataset.sink import STATE, SinkWriteError
 from ..errors import UserError
 
 LOCK = "lock"
@@ -88,13 +88,19 @@ class OutputLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "OutputLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (O_CLOEXEC)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (O_CLOEXEC)
+        except OSError as exc:
+            raise SinkWriteError(exc.errno, exc.strerror or str(exc), str(self.path.parent)) from exc
         try:
             self._take(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(self.me) + "\n").encode(), 0)
             os.fsync(fd)
+        except OSError as exc:  # a full disk can refuse even these few bytes
+            os.close(fd)
+            raise SinkWriteError(exc.errno, exc.strerror or str(exc), str(self.path.parent)) from exc
         except BaseException:
             os.close(fd)
             raise

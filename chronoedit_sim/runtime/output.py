@@ -7,17 +7,27 @@ resumed into or deleted; a dataset made with another config is never mixed with;
 
 from __future__ import annotations
 
+import errno
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from ..dataset.manifest import read_manifest
-from ..dataset.sink import quarantine, readable_shards
+from ..dataset.sink import SinkWriteError, quarantine, readable_shards
 from ..errors import UserError
 from .lock import STATE, lock_path
 
 
 class OutputConflict(UserError):
     """The output directory holds something this run must not mix with or delete."""
+
+
+class OutputWriteFailed(UserError):
+    """Writing into the output failed (full disk, quota, I/O error); what is written stays and resumes."""
+
+    exit_code = 4
 
 
 def previous_manifest(out: Path, overwrite: bool) -> dict | None:
@@ -63,3 +73,17 @@ def writer_shards(out: Path, echo) -> list[Path]:
              "its jobs will be done again")
 
     return readable_shards(out, on_damaged=move)
+
+
+@contextmanager
+def write_errors(out: Path):
+    """A failed write into OUT ends the run with one line: the folder, what is safe, what to do (exit 4)."""
+    try:
+        yield
+    except SinkWriteError as exc:
+        shards = readable_shards(out, on_damaged=lambda *_: None)
+        rows = sum(pq.read_metadata(s).num_rows for s in shards)
+        when = "once there is room" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "once it can be written again"
+        raise OutputWriteFailed(f"cannot write to {exc.filename}: {exc.strerror}; {rows} row(s) are safe in "
+                                f"{len(shards)} complete shard(s) of {out} and nothing half-written was kept; rerun "
+                                f"the same command to resume {when}") from exc

@@ -73,7 +73,7 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
                "filters": {k: asdict(v.filter) for k, v in sorted(settings.items())}}
     config_hash = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
     output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
-    with OutputLock(out, echo=echo):  # one writer per output
+    with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
         output.check_compatible(out, previous, config_hash, "other thresholds or CLIP")
         if cfg.scoring.clip.enabled:

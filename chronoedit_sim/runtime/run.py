@@ -15,7 +15,7 @@ from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from . import output
 from .lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
-from .output import OutputConflict  # noqa: F401  (likewise)
+from .output import OutputConflict, OutputWriteFailed  # noqa: F401  (likewise)
 from .plan import describe, make_plan
 from .ray_runner import driver_faults, execute
 
@@ -28,7 +28,8 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
     output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
     if dry_run:
         return _dry_run(out, loader, scenario_files, overwrite, echo)
-    with OutputLock(out, echo=echo):  # one writer per output
+    # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
+    with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
         done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
         plan = make_plan(loader, scenario_files, done)

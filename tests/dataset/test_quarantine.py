@@ -5,37 +5,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from verify_helpers import truncate, write_dataset
 
-from chronoedit_sim.config import OutputConfig
 from chronoedit_sim.dataset.inspect import summarize
-from chronoedit_sim.dataset.schema import base_row, finish_row
-from chronoedit_sim.dataset.sink import DatasetWriter, all_shards, readable_shards, resume_index
+from chronoedit_sim.dataset.sink import all_shards, readable_shards, resume_index
 from chronoedit_sim.dataset.stats import tally_dataset
 from chronoedit_sim.runtime import output
-
-
-def fake_row(i: int, keep: bool = True) -> dict:
-    task = {"job_id": f"job{i}", "scenario": "s", "edit_id": "e", "sample_index": 0, "seed": i,
-            "source_id": f"f{i}.png", "source_uri": f"/in/f{i}.png", "prompt": "p", "negative_prompt": "",
-            "target_caption": "", "source_caption": "", "labels": {}, "choices": {}}
-    row = base_row(task, "run0")
-    row.update(keep=keep, random_weights=False, scorer="{}")
-    return finish_row(row)
-
-
-def write_dataset(out, n: int, per_shard: int = 1) -> list:
-    """n rows in shards of `per_shard` rows under OUT/data/; returns the shard paths in write order."""
-    writer = DatasetWriter(out, OutputConfig(shard_max_rows=per_shard))
-    for i in range(n):
-        writer.add(fake_row(i), write_rejected=True)
-    writer.flush()
-    return writer.data.shards
-
-
-def truncate(path, keep: float = 0.5) -> None:
-    """As a failed copy or a disk error leaves a file: its first part only."""
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
 
 
 @pytest.fixture
