@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ..dataset.lock import lock_path
 from ..dataset.manifest import read_manifest
-from ..dataset.sink import SinkWriteError, quarantine, readable_shards
+from ..dataset.sink import STATE, SinkWriteError, quarantine, readable_shards
 from ..errors import UserError
-from .lock import STATE, lock_path
 
 
 class OutputConflict(UserError):

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from ..config import ConfigLoader, to_dict
 from ..dataset.encode import decode_rgb
+from ..dataset.lock import OutputLock
 from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
 from ..dataset.schema import SCHEMA_VERSION, finish_row
 from ..dataset.sink import DatasetWriter, damage_notes, resume_index
@@ -29,7 +30,6 @@ from ..scenario import edit_settings, parse_scenario, settings_key
 from ..stages.base import Resources
 from ..stages.score import ScoreStage
 from . import output
-from .lock import OutputLock
 from .output import OutputConflict
 from .progress import Progress
 

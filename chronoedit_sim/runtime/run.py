@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 from ..config import ConfigLoader
+from ..dataset.lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
 from ..dataset.manifest import finish_manifest, start_manifest
 from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from . import output
-from .lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
 from .output import OutputConflict, OutputWriteFailed  # noqa: F401  (likewise)
 from .plan import describe, make_plan
 from .ray_runner import driver_faults, execute

@@ -1,4 +1,4 @@
-"""runtime.lock: one writer per output folder. Pure Python (a helper process at most), no Ray."""
+"""dataset.lock: one writer per output folder. Pure Python (a helper process at most), no Ray."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from chronoedit_sim.runtime import output
-from chronoedit_sim.runtime.lock import OutputLock, OutputLocked, lock_path, read_holder
+from chronoedit_sim.dataset.lock import OutputLock, OutputLocked, lock_path, read_holder
 
 
 def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
@@ -74,7 +74,7 @@ def test_a_lock_written_on_another_host_is_refused_with_what_to_do(tmp_path):
 
 HOLD = """
 import sys, time
-from chronoedit_sim.runtime.lock import OutputLock
+from chronoedit_sim.dataset.lock import OutputLock
 with OutputLock(sys.argv[1], command="holder"):
     print("held", flush=True)
     time.sleep(120)

@@ -20,7 +20,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..dataset.sink import STATE, SinkWriteError
+from .sink import STATE, SinkWriteError
 from ..errors import UserError
 
 LOCK = "lock"
