@@ -33,7 +33,7 @@ REJECTED = "rejected"
 STATE = "_state"
 QUARANTINE = "quarantine"
 # what pyarrow raises on a file that is not (or no longer) a Parquet file
-_READ_ERRORS = (OSError, ValueError, pa.ArrowException)
+READ_ERRORS = (OSError, ValueError, pa.ArrowException)
 
 
 def data_dir(out: Path, part: str = DATA) -> Path:
@@ -58,9 +58,15 @@ def shard_problem(path: Path) -> str | None:
     try:
         pq.read_metadata(path)
         pq.read_table(path, columns=["job_id"])
-    except _READ_ERRORS as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except READ_ERRORS as exc:
+        return read_error(exc)
     return None
+
+
+def read_error(exc: Exception) -> str:
+    """pyarrow's reason, first line only."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def readable_shards(out: Path, on_damaged=_warn_damaged) -> list[Path]:
