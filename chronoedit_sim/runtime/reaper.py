@@ -30,12 +30,12 @@ ROOT = "/tmp"
 MIN_AGE_S = 60.0
 
 
-def users(folder: str) -> list[int]:
-    """Processes other than this one whose command line names `folder` or that hold a file in it."""
+def users(folder: str, spare: int = 0) -> list[int]:
+    """Processes other than this one (and `spare`) whose command line names `folder` or that hold a file in it."""
     folder = folder.rstrip("/")
     found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), spare):
             continue
         try:
             with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
@@ -51,11 +51,11 @@ def users(folder: str) -> list[int]:
     return found
 
 
-def reap(folder: str, timeout_s: float = 20.0) -> None:
-    """SIGKILL every user of `folder` until there is none (bounded), then remove it."""
+def reap(folder: str, spare: int = 0, timeout_s: float = 20.0) -> None:
+    """SIGKILL every user of `folder` but `spare` until there is none (bounded), then remove it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = users(folder)
+        pids = users(folder, spare)
         if not pids:
             break
         for pid in pids:
@@ -112,7 +112,8 @@ def _main(driver: int, folder: str) -> None:
         readable, _, _ = select.select([sys.stdin], [], [], 0.5)
         if readable and not os.read(sys.stdin.fileno(), 4096):
             break
-    reap(folder)
+    # after a normal end the driver lives on, with Ray's log files still open: never kill it
+    reap(folder, spare=driver)
 
 
 if __name__ == "__main__":

@@ -102,11 +102,20 @@ def test_the_watchdog_ends_what_a_driver_killed_with_sigkill_leaves(tmp_path):
     assert wait_until(lambda: not alive(agent) and not Path(folder).exists()), "the agent outlived its driver"
 
 
-def test_a_normal_end_leaves_no_folder_and_no_watchdog(tmp_path):
-    private = reaper.watch(prefix="end-", root=str(tmp_path))
-    assert Path(private.folder).is_dir() and alive(private.proc.pid)
-    private.close()
-    assert not Path(private.folder).exists() and private.proc.returncode == 0
+NORMAL_END = """
+import os, sys
+from chronoedit_sim.runtime import reaper
+private = reaper.watch(prefix="end-", root=sys.argv[1])
+log = open(os.path.join(private.folder, "driver.log"), "w")  # as Ray's driver keeps its log files open
+private.close()
+print(private.proc.returncode, os.path.exists(private.folder), flush=True)
+"""
+
+
+def test_a_normal_end_spares_the_driver_and_leaves_no_folder_and_no_watchdog(tmp_path):
+    done = subprocess.run([sys.executable, "-c", NORMAL_END, str(tmp_path)], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["0", "False"], done.stderr[-1000:]
 
 
 @pytest.mark.ray
