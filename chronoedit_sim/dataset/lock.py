@@ -76,6 +76,14 @@ def live_holder(out: Path) -> dict | None:
     return holder
 
 
+def _command() -> str:
+    """This process's command line as the user typed it (`python -m chronoedit_sim.cli` reads as the CLI)."""
+    argv = list(sys.argv)
+    if argv and os.path.basename(argv[0]) in ("chronoedit-sim", "cli.py"):
+        argv[0] = "chronoedit-sim"
+    return shlex.join(argv)
+
+
 class OutputLock:
     """`with OutputLock(out, echo=print):` holds OUT/_state/lock or raises OutputLocked at once."""
 
@@ -84,7 +92,7 @@ class OutputLock:
         self.path = lock_path(out)
         self.me = {"host": socket.gethostname(), "pid": os.getpid(),
                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "command": command or shlex.join(sys.argv)}
+                   "command": command or _command()}
         self.fd: int | None = None
 
     def __enter__(self) -> "OutputLock":
