@@ -138,9 +138,10 @@ def test_a_run_killed_with_sigkill_leaves_no_ray_process(tiny_overrides, one_edi
         seen.update(descendants(driver.pid))
         time.sleep(0.2)
     assert driver.returncode == -signal.SIGKILL, "the fault hook should have killed the driver"
-    folders = {cmd.split(b"\0")[2].decode() for _, cmd in seen.values() if reaper.__file__.encode() in cmd}
+    folders = {cmd.split(b"\0")[3].decode() for _, cmd in seen.values() if reaper.__file__.encode() in cmd}
     assert len(seen) >= 4 and len(folders) == 1, "a private Ray instance with its watchdog should have run"
     folder = folders.pop()
+    assert Path(folder).parent == Path(reaper.ROOT) and Path(folder).name.startswith(reaper.PREFIX)
 
     def left() -> list[bytes]:
         return [cmd[:100] for p, (started, cmd) in seen.items() if alive(p, started)]
