@@ -120,8 +120,9 @@ class OutputLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             locked = True
         except BlockingIOError:
-            holder = read_holder(self.out) or {}
-            raise OutputLocked(f"{self.out}: another writer is using this output ({describe(holder)}); wait for it "
+            holder = read_holder(self.out)  # None: it holds the lock but has not written its name yet
+            who = describe(holder) if holder else "one that is just starting"
+            raise OutputLocked(f"{self.out}: another writer is using this output ({who}); wait for it "
                                "to end or choose another --output") from None
         except OSError as exc:
             if exc.errno not in _NO_LOCKS:
