@@ -10,6 +10,13 @@ from pathlib import Path
 from .errors import UserError
 
 log = logging.getLogger("chronoedit_sim")
+EXIT_CODES = """exit codes:
+  0  done (verify: the dataset is whole)
+  1  verify: the dataset is not whole; anything else with a traceback is a bug
+  2  a problem with what was asked: config, input, weights, an output in use by another writer
+  3  run/score finished, but more rows failed than runtime.max_failed_fraction allows
+  4  writing the output failed (full disk, I/O error): complete shards are safe; rerun the same
+     command to resume once there is room"""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -112,8 +119,18 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from .dataset.verify import verify
+
+    verdict = verify(Path(args.dir), images=args.images)
+    for line in verdict.lines():
+        print(line)
+    return 0 if verdict.whole else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__)
+    p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__, epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and progress bars")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -141,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     with_overrides(sp)
     sp.set_defaults(func=cmd_edit)
-    sp = sub.add_parser("run", help="scenario(s) x frames -> Parquet dataset, on Ray (resumable)")
+    sp = sub.add_parser("run", help="scenario(s) x frames -> Parquet dataset, on Ray (resumable)", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     sp.add_argument("--input", required=True, help="image folder (recursive) or video file")
     sp.add_argument("--output", required=True, help="dataset directory (data/*.parquet + run.json)")
@@ -162,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("inspect", help="summarise a dataset directory")
     sp.add_argument("dir")
     sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("verify", help="check that a dataset is whole: exit 0 when it is, 1 with a summary if not")
+    sp.add_argument("dir")
+    sp.add_argument("--images", action="store_true", help="also decode every image and video")
+    sp.set_defaults(func=cmd_verify)
     return p
 
 
@@ -187,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ from pathlib import Path
 import pyarrow.dataset as pads
 
 from .manifest import read_manifest
-from .sink import all_shards, complete_shards
+from .sink import DATA, damage_notes
 from .stats import tally_dataset
 
 
-def _random_weights(out: Path) -> tuple[bool, bool]:
+def _random_weights(shards: list[Path]) -> tuple[bool, bool]:
     """(edit model random, CLIP random) over every row."""
-    table = pads.dataset([str(s) for s in all_shards(out)], format="parquet").to_table(
+    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
         columns=["random_weights", "scorer"])
     edits = any(table["random_weights"].to_pylist())
     scores = any('"random_weights": true' in (s or "") for s in table["scorer"].to_pylist())
@@ -22,15 +22,16 @@ def _random_weights(out: Path) -> tuple[bool, bool]:
 
 def summarize(out: Path) -> list[str]:
     out = Path(out)
-    if not all_shards(out):
-        return [f"{out}: no complete shards under data/"]
-    shards = complete_shards(out)
+    readable, notes = damage_notes(out)  # damaged and quarantined shards are skipped, and said so
+    if not readable:
+        return [f"{out}: no complete shards under data/", *notes]
+    shards = [s for s in readable if s.parent.name == DATA]
     size = sum(s.stat().st_size for s in shards)
-    tally = tally_dataset(out)
+    tally = tally_dataset(out, readable)
     c = tally.counts
     lines = [f"{out}: {c['written']} rows ({len(shards)} dataset shard(s), {size / 2**20:.1f} MiB)",
              f"kept {c['kept']}, rejected {c['rejected']}, failed {c['failed']}"]
-    random_edits, random_scores = _random_weights(out)
+    random_edits, random_scores = _random_weights(readable)
     if random_edits:
         lines.append("NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise")
     if random_scores:
@@ -48,4 +49,4 @@ def summarize(out: Path) -> list[str]:
     if manifest:
         lines.append(f"runs: {len(manifest.get('runs', []))}; model {manifest['model']['id']} "
                      f"(preset {manifest['model']['preset']})")
-    return lines
+    return lines + notes

@@ -4,10 +4,15 @@ A shard is written to a hidden temporary name in the same directory, fsynced,
 then renamed: readers globbing data/*.parquet only ever see complete shards, and
 a crash leaves at most a hidden .tmp file that the next run removes. The set of
 job_ids in complete shards is the resume index.
+
+A shard with a complete name that cannot be read (truncated by a failed copy, a disk error)
+is left out by `readable_shards`, the one listing every reader uses; the writer, holding the
+output's lock, moves it to OUT/_state/quarantine/ so its jobs are done again. Nothing is deleted.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from datetime import datetime, timezone
@@ -19,10 +24,16 @@ import pyarrow.parquet as pq
 from ..config import OutputConfig
 from .schema import BULKY_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata, without_images
 
+log = logging.getLogger(__name__)
 DATA = "data"
 # rows the filter rejected when filter.write_rejected is false: kept out of the dataset, without
 # their images, so they are still counted and a rerun does not edit them again
 REJECTED = "rejected"
+# OUT/_state: run-time bookkeeping (lock, in-flight ledger, quarantine), never part of the dataset
+STATE = "_state"
+QUARANTINE = "quarantine"
+# what pyarrow raises on a file that is not (or no longer) a Parquet file
+READ_ERRORS = (OSError, ValueError, pa.ArrowException)
 
 
 def data_dir(out: Path, part: str = DATA) -> Path:
@@ -38,10 +49,81 @@ def all_shards(out: Path) -> list[Path]:
     return complete_shards(out, DATA) + complete_shards(out, REJECTED)
 
 
-def resume_index(out: Path) -> set[str]:
+def _warn_damaged(path: Path, reason: str) -> None:
+    log.warning("skipped damaged shard %s (%s)", path, reason)
+
+
+def shard_problem(path: Path) -> str | None:
+    """Why a shard cannot be read (its footer or its job_id column), or None when it reads."""
+    try:
+        pq.read_metadata(path)
+        pq.read_table(path, columns=["job_id"])
+    except READ_ERRORS as exc:
+        return read_error(exc)
+    return None
+
+
+def read_error(exc: Exception) -> str:
+    """pyarrow's reason, first line only."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def readable_shards(out: Path, on_damaged=_warn_damaged) -> list[Path]:
+    """Complete shards of data/ and rejected/ that read; each other one goes to on_damaged(path, reason)
+    and is left out. Every reader of a dataset lists its shards here."""
+    good = []
+    for shard in all_shards(out):
+        problem = shard_problem(shard)
+        if problem is None:
+            good.append(shard)
+        else:
+            on_damaged(shard, problem)
+    return good
+
+
+def quarantine_dir(out: Path) -> Path:
+    return Path(out) / STATE / QUARANTINE
+
+
+def quarantine(out: Path, shard: Path) -> Path:
+    """Move a damaged shard to OUT/_state/quarantine/<part>/ (only a writer holding the lock does this)."""
+    folder = quarantine_dir(out) / shard.parent.name
+    dest, n = folder / shard.name, 1
+    while dest.exists():
+        dest, n = folder / f"{shard.stem}.{n}{shard.suffix}", n + 1
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(shard, dest)
+    except OSError as exc:
+        raise _write_failed(folder, exc) from exc
+    return dest
+
+
+def damage_notes(out: Path) -> tuple[list[Path], list[str]]:
+    """For read-only commands: the readable shards, and one note per shard they skip (damaged, or
+    quarantined by a run) that says so."""
+    out, notes = Path(out), []
+
+    def damaged(path: Path, reason: str) -> None:
+        notes.append(f"NOTE: skipped damaged shard {path.relative_to(out)} ({reason}); the next run into this "
+                     "output moves it to _state/quarantine/ and does its jobs again")
+
+    shards = readable_shards(out, on_damaged=damaged)
+    for path in quarantined(out):
+        notes.append(f"NOTE: skipped quarantined shard {path.relative_to(out)} (unreadable; kept for inspection)")
+    return shards, notes
+
+
+def quarantined(out: Path) -> list[Path]:
+    folder = quarantine_dir(out)
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def resume_index(out: Path, shards: list[Path] | None = None) -> set[str]:
     """job_ids already in complete shards: a rerun skips them before any model work."""
     done: set[str] = set()
-    for shard in all_shards(out):
+    for shard in readable_shards(out) if shards is None else shards:
         done.update(pq.read_table(shard, columns=["job_id"]).column("job_id").to_pylist())
     return done
 
@@ -62,17 +144,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class SinkWriteError(OSError):
+    """Writing into the dataset folder failed (full disk, quota, I/O error); the temporary file is
+    gone, so nothing half-written is visible. `filename` is the folder."""
+
+
+def _write_failed(folder: Path, exc: OSError) -> SinkWriteError:
+    return SinkWriteError(exc.errno, exc.strerror or str(exc), str(folder))
+
+
 def atomic_write(path: Path, write, before_rename=None) -> None:
     """write(fh) into a hidden temporary file beside `path`, fsync, rename, fsync the folder."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if before_rename:
-        before_rename(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if before_rename:
+            before_rename(tmp)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the next run removes it: hidden, never read
+        raise _write_failed(path.parent, exc) from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -99,7 +197,10 @@ class ShardWriter:
                  before_rename=None):
         self.before_rename = before_rename
         self.dir = data_dir(out, part)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_failed(self.dir, exc) from exc
         self.cfg = cfg
         self.schema = schema_with_metadata(metadata)
         # a session prefix keeps shard names unique across resumed runs without listing the folder

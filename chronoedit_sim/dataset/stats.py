@@ -87,14 +87,14 @@ class Tally:
         return self.total.summary()
 
 
-def tally_dataset(out: Path) -> Tally:
-    """A Tally of every complete shard of a dataset (data/ and rejected/), read column by column."""
+def tally_dataset(out: Path, shards: list[Path] | None = None) -> Tally:
+    """A Tally of `shards` (default: every readable complete shard, data/ and rejected/), column by column."""
     import pyarrow.dataset as pads
 
-    from .sink import all_shards
+    from .sink import readable_shards
 
     tally = Tally()
-    shards = all_shards(out)
+    shards = readable_shards(out) if shards is None else shards
     if shards:
         table = pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=list(COLUMNS))
         for batch in table.to_batches(max_chunksize=4096):

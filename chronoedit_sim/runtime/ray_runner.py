@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -22,7 +20,7 @@ from ..dataset.sink import DatasetWriter
 from ..dataset.stats import RunCounts
 from ..scenario import settings_key
 from ..stages.base import Stage
-from . import ledger
+from . import ledger, reaper
 from .adapter import PAYLOAD, StageAdapter, from_payload, run_stage_task, to_payload
 from .pipeline import BuildContext, Cluster, build_stages, describe_actors
 from .plan import RunPlan
@@ -50,21 +48,22 @@ def ray_session(address: str, verbose: bool):
     if ray.is_initialized():
         yield
         return
-    temp_dir = None
+    private = None
     kwargs = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
                   include_dashboard=False, configure_logging=True)
     if address:
         ray.init(address=address, **kwargs)
     else:
-        # short private path: Ray's socket names must stay under the 107-byte limit
-        temp_dir = tempfile.mkdtemp(prefix="cesim-ray-", dir="/tmp")
-        ray.init(_temp_dir=temp_dir, **kwargs)
+        # short private path: Ray's socket names must stay under the 107-byte limit; its watchdog
+        # ends the instance's processes and removes the folder if this driver dies before `finally`
+        private = reaper.watch()
+        ray.init(_temp_dir=private.folder, **kwargs)
     try:
         yield
     finally:
         ray.shutdown()
-        if temp_dir:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        if private:
+            private.close()
 
 
 def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtime_cfg, verbose: bool = False):

@@ -2,8 +2,9 @@
 
 The edit model is never loaded: rows are read back from DIR's complete shards, their frames
 decoded once, scored by the same score stage as a run, and written to NEW_DIR with the run's
-rules (atomic shards, resume by job_id, refusal of a different config) through the same
-output, settings and manifest code. DIR is only read. Rows DIR kept out of data/
+rules (atomic shards, resume by job_id, refusal of a different config, one writer per output)
+through the same output, settings and manifest code. DIR is only read: its damaged shards are
+named and skipped. Rows DIR kept out of data/
 (filter.write_rejected=false) have no images and cannot be rescored.
 """
 
@@ -19,9 +20,10 @@ import pyarrow.parquet as pq
 
 from ..config import ConfigLoader, to_dict
 from ..dataset.encode import decode_rgb
+from ..dataset.lock import OutputLock
 from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
 from ..dataset.schema import SCHEMA_VERSION, finish_row
-from ..dataset.sink import DatasetWriter, complete_shards, resume_index
+from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from ..errors import UserError
 from ..scenario import edit_settings, parse_scenario, settings_key
@@ -70,34 +72,38 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
     content = {"scoring": to_dict(cfg)["scoring"], "source": recorded["config_hash"],
                "filters": {k: asdict(v.filter) for k, v in sorted(settings.items())}}
     config_hash = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    previous = output.previous_manifest(out, overwrite)
-    output.check_compatible(out, previous, config_hash, "other thresholds or CLIP")
-    if cfg.scoring.clip.enabled:
-        from ..scoring.clip import resolve_clip_weights
+    output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
+    with output.write_errors(out), OutputLock(out, echo=echo):
+        previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
+        output.check_compatible(out, previous, config_hash, "other thresholds or CLIP")
+        if cfg.scoring.clip.enabled:
+            from ..scoring.clip import resolve_clip_weights
 
-        resolve_clip_weights(cfg.scoring.clip)
-    output.prepare(out, overwrite)
-    done = resume_index(out) if previous else set()
-    shards = complete_shards(src)
-    total = sum(pq.read_metadata(s).num_rows for s in shards)
-    run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
-    manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id,
-                              rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]})
-    counts = RunCounts(planned=total, resumed_skipped=len(done))
-    stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side)
-    stage.setup()
-    writer = DatasetWriter(out, cfg.output, {"run_id": run_id, "config_hash": config_hash})
-    progress = Progress(total=total - len(done), quiet=quiet)
-    t0 = time.perf_counter()
-    for shard in shards:
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=cfg.output.row_group_rows):
-            rows = [with_frames(r) for r in batch.to_pylist() if r["job_id"] not in done]
-            for row in map(finish_row, stage.process_batch(rows)):
-                writer.add(row, settings[settings_key(row["scenario"], row["edit_id"])].filter.write_rejected)
-                counts.add(row)
-                progress.update(failed=counts.failed)
-    writer.flush()
-    progress.close()
-    wall = time.perf_counter() - t0
-    return finish_manifest(out, manifest, counts, wall, cfg.runtime.max_failed_fraction, echo,
-                           rows_per_s=round(counts.rows.counts["written"] / wall, 3) if wall else None)
+            resolve_clip_weights(cfg.scoring.clip)
+        output.prepare(out, overwrite)
+        done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
+        shards, notes = damage_notes(src)  # DIR is only read: damaged shards are named and skipped, never moved
+        for note in notes:
+            echo(f"{src}: {note}")
+        total = sum(pq.read_metadata(s).num_rows for s in shards)
+        run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
+        manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id,
+                                  rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]})
+        counts = RunCounts(planned=total, resumed_skipped=len(done))
+        stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side)
+        stage.setup()
+        writer = DatasetWriter(out, cfg.output, {"run_id": run_id, "config_hash": config_hash})
+        progress = Progress(total=total - len(done), quiet=quiet)
+        t0 = time.perf_counter()
+        for shard in shards:
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=cfg.output.row_group_rows):
+                rows = [with_frames(r) for r in batch.to_pylist() if r["job_id"] not in done]
+                for row in map(finish_row, stage.process_batch(rows)):
+                    writer.add(row, settings[settings_key(row["scenario"], row["edit_id"])].filter.write_rejected)
+                    counts.add(row)
+                    progress.update(failed=counts.failed)
+        writer.flush()
+        progress.close()
+        wall = time.perf_counter() - t0
+        return finish_manifest(out, manifest, counts, wall, cfg.runtime.max_failed_fraction, echo,
+                               rows_per_s=round(counts.rows.counts["written"] / wall, 3) if wall else None)

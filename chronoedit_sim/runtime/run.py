@@ -1,4 +1,8 @@
-"""`chronoedit-sim run`: plan, resume check, Ray execution, manifest and summary."""
+"""`chronoedit-sim run`: plan, resume check, Ray execution, manifest and summary.
+
+A run holds the output's lock from before it reads the resume index to its last write, so a
+second writer is refused at once and the index cannot change under it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import uuid
 from pathlib import Path
 
 from ..config import ConfigLoader
+from ..dataset.lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
 from ..dataset.manifest import finish_manifest, start_manifest
-from ..dataset.sink import DatasetWriter, resume_index
+from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from . import output
-from .output import OutputConflict  # noqa: F401  (raised by run(); callers catch it from here)
+from .output import OutputConflict, OutputWriteFailed  # noqa: F401  (likewise)
 from .plan import describe, make_plan
 from .ray_runner import driver_faults, execute
 
@@ -20,34 +25,48 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         on_row=None) -> int:
     out = Path(output_dir)
     loader = ConfigLoader([f"input.path={input_path}", *overrides], list(config_files))
-    previous = output.previous_manifest(out, overwrite)
-    plan = make_plan(loader, scenario_files, resume_index(out) if previous else set())
-    output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
+    output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
     if dry_run:
-        for line in describe(plan):
-            echo(line)
-        rt = plan.cfg.runtime
-        gpus = rt.gpus_per_actor if rt.gpus_per_actor is not None else "1 per GPU in the cluster (0 without GPUs)"
-        echo(f"ray: {rt.num_actors or 'one per GPU (1 without GPUs)'} edit actor(s), each cpus={rt.cpus_per_actor} "
-             f"gpus={gpus}; address={rt.address or 'local private instance'}")
-        return 0
-    if not plan.cfg.runtime.address:
-        # a local run can check both models' weights here, before Ray starts and any actor loads
-        # (on a cluster the workers, not the driver, must have them)
-        from ..engine.weights import resolve_model_root
-        from ..scoring.clip import resolve_clip_weights
+        return _dry_run(out, loader, scenario_files, overwrite, echo)
+    # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
+    with output.write_errors(out), OutputLock(out, echo=echo):
+        previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
+        done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
+        plan = make_plan(loader, scenario_files, done)
+        output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
+        if not plan.cfg.runtime.address:
+            # a local run can check both models' weights here, before Ray starts and any actor loads
+            # (on a cluster the workers, not the driver, must have them)
+            from ..engine.weights import resolve_model_root
+            from ..scoring.clip import resolve_clip_weights
 
-        resolve_model_root(plan.cfg.model.path, plan.cfg.model.revision, plan.cfg.model.allow_download)
-        if plan.cfg.scoring.clip.enabled:
-            resolve_clip_weights(plan.cfg.scoring.clip)
-    output.prepare(out, overwrite)
-    run_id = uuid.uuid4().hex[:12]
-    # the command line is kept as given: a rescoring re-applies it above the scenario layers
-    manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id,
-                              overrides=list(overrides), config_files=[str(f) for f in config_files])
-    counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped)
-    writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
-                           **driver_faults(plan.cfg.runtime))
-    wall, actors = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
-    echo(f"actors: {actors}")
-    return finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo, actors=actors)
+            resolve_model_root(plan.cfg.model.path, plan.cfg.model.revision, plan.cfg.model.allow_download)
+            if plan.cfg.scoring.clip.enabled:
+                resolve_clip_weights(plan.cfg.scoring.clip)
+        output.prepare(out, overwrite)
+        run_id = uuid.uuid4().hex[:12]
+        # the command line is kept as given: a rescoring re-applies it above the scenario layers
+        manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id,
+                                  overrides=list(overrides), config_files=[str(f) for f in config_files])
+        counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped)
+        writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
+                               **driver_faults(plan.cfg.runtime))
+        wall, actors = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
+        echo(f"actors: {actors}")
+        return finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo,
+                               actors=actors)
+
+
+def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwrite: bool, echo) -> int:
+    """The plan and the resources, with nothing written, locked or moved (a damaged shard is only named)."""
+    previous = output.previous_manifest(out, overwrite)
+    shards, notes = damage_notes(out)
+    plan = make_plan(loader, scenario_files, resume_index(out, shards) if previous else set())
+    output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
+    for line in [*(notes if previous else []), *describe(plan)]:
+        echo(line)
+    rt = plan.cfg.runtime
+    gpus = rt.gpus_per_actor if rt.gpus_per_actor is not None else "1 per GPU in the cluster (0 without GPUs)"
+    echo(f"ray: {rt.num_actors or 'one per GPU (1 without GPUs)'} edit actor(s), each cpus={rt.cpus_per_actor} "
+         f"gpus={gpus}; address={rt.address or 'local private instance'}")
+    return 0

@@ -1,0 +1,151 @@
+"""One writer per dataset: an exclusive lock on OUT/_state/lock for a run's or a rescoring's lifetime.
+
+The lock is flock(2) on a descriptor held open until the writer ends: the kernel drops it when
+the process ends, however it ends (kill -9 included), so a crashed writer never blocks the next
+one. The file's JSON content (host, pid, start time, command) only names the holder in messages.
+A clean release empties it, so content found under a lock that flock grants was left by a
+writer that died: on this host it is taken over with a notice; from another host it is refused,
+because on a shared filesystem flock may not reach across hosts (see the README).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shlex
+import socket
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .sink import STATE, SinkWriteError
+from ..errors import UserError
+
+LOCK = "lock"
+# flock errors that mean "this filesystem does not do locks", not "someone holds it"
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+
+
+class OutputLocked(UserError):
+    """Another writer (run, rescoring, --overwrite) holds the output folder."""
+
+
+def lock_path(out: Path) -> Path:
+    return Path(out) / STATE / LOCK
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def describe(holder: dict) -> str:
+    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')}: "
+            f"`{holder.get('command')}`")
+
+
+def read_holder(out: Path) -> dict | None:
+    """The lock file's content (None: no lock file, or released cleanly)."""
+    try:
+        text = lock_path(out).read_text()
+    except OSError:
+        return None
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        return {"pid": None, "host": None, "started_at": None, "command": f"(unreadable lock content {text[:60]!r})"}
+
+
+def live_holder(out: Path) -> dict | None:
+    """The holder when it is a live process on this host, or on another host (cannot be told): for
+    read-only commands, which never take the lock."""
+    holder = read_holder(out)
+    if holder is None:
+        return None
+    if holder.get("host") == socket.gethostname() and not (holder.get("pid") and _alive(int(holder["pid"]))):
+        return None
+    return holder
+
+
+def _command() -> str:
+    """This process's command line as the user typed it (`python -m chronoedit_sim.cli` reads as the CLI)."""
+    argv = list(sys.argv)
+    if argv and os.path.basename(argv[0]) in ("chronoedit-sim", "cli.py"):
+        argv[0] = "chronoedit-sim"
+    return shlex.join(argv)
+
+
+class OutputLock:
+    """`with OutputLock(out, echo=print):` holds OUT/_state/lock or raises OutputLocked at once."""
+
+    def __init__(self, out: Path, command: str | None = None, echo=print):
+        self.out, self.echo = Path(out), echo
+        self.path = lock_path(out)
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(),
+                   "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "command": command or _command()}
+        self.fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (O_CLOEXEC)
+        except OSError as exc:
+            raise SinkWriteError(exc.errno, exc.strerror or str(exc), str(self.path.parent)) from exc
+        try:
+            self._take(fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(self.me) + "\n").encode(), 0)
+            os.fsync(fd)
+        except OSError as exc:  # a full disk can refuse even these few bytes
+            os.close(fd)
+            raise SinkWriteError(exc.errno, exc.strerror or str(exc), str(self.path.parent)) from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return self
+
+    def _take(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+        except BlockingIOError:
+            holder = read_holder(self.out)  # None: it holds the lock but has not written its name yet
+            who = describe(holder) if holder else "one that is just starting"
+            raise OutputLocked(f"{self.out}: another writer is using this output ({who}); wait for it "
+                               "to end or choose another --output") from None
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            locked = False
+        holder = read_holder(self.out)
+        if holder is not None:
+            if holder.get("host") != self.me["host"] or (not locked and _alive(int(holder.get("pid") or 0))):
+                raise OutputLocked(
+                    f"{self.out}: locked by {describe(holder)}; this host cannot tell whether that writer still runs "
+                    f"(file locks may not reach across hosts on a shared filesystem): if it does not, delete "
+                    f"{self.path} and rerun")
+            self.echo(f"notice: {self.out}: the previous writer ({describe(holder)}) is gone; taking over its lock")
+        if not locked:
+            self.echo(f"notice: {self.out}: this filesystem does not support file locks; nothing stops a second "
+                      "writer here, so run one writer per output at a time (see the README: shared filesystems)")
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)  # empty = released cleanly (content under a granted lock = a dead writer)
+        except OSError:
+            pass
+        os.close(self.fd)  # drops the flock
+        self.fd = None

@@ -1,0 +1,69 @@
+"""Damaged shards: readers skip them and say so; only the writer moves them to the quarantine. Pure Python."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from verify_helpers import truncate, write_dataset
+
+from chronoedit_sim.dataset.inspect import summarize
+from chronoedit_sim.dataset.sink import all_shards, readable_shards, resume_index
+from chronoedit_sim.dataset.stats import tally_dataset
+from chronoedit_sim.runtime import output
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    out = tmp_path / "out"
+    shards = write_dataset(out, 3)
+    truncate(shards[1])
+    return out, shards[1]
+
+
+def test_readers_skip_a_damaged_shard_and_name_it(damaged):
+    out, bad = damaged
+    seen = []
+    good = readable_shards(out, on_damaged=lambda path, why: seen.append((path, why)))
+    assert bad not in good and len(good) == 2
+    assert seen == [(bad, seen[0][1])] and "magic bytes not found" in seen[0][1]
+    assert resume_index(out, good) == {"job0", "job2"}  # its job is done again by the next run
+    assert tally_dataset(out).counts["written"] == 2  # no pyarrow traceback
+    assert bad.exists()  # a reader never moves it
+
+
+def test_the_writer_moves_a_damaged_shard_to_the_quarantine_with_a_notice(damaged):
+    out, bad = damaged
+    before = hashlib.sha256(bad.read_bytes()).hexdigest()
+    notices = []
+    good = output.writer_shards(out, notices.append)
+    moved = out / "_state" / "quarantine" / "data" / bad.name
+    assert len(good) == 2 and not bad.exists()
+    assert hashlib.sha256(moved.read_bytes()).hexdigest() == before  # moved, never deleted or rewritten
+    assert notices == [f"notice: data/{bad.name} cannot be read (Parquet magic bytes not found in footer. Either "
+                       "the file is corrupted or this is not a parquet file.): moved to "
+                       f"_state/quarantine/data/{bad.name}; its jobs will be done again"]
+    assert set(all_shards(out)) == set(good)  # the glob readers use no longer sees it
+
+
+def test_inspect_skips_damaged_and_quarantined_shards_and_says_so(damaged):
+    out, bad = damaged
+    lines = summarize(out)
+    assert lines[0].startswith(f"{out}: 2 rows (2 dataset shard(s)")
+    assert any(line.startswith(f"NOTE: skipped damaged shard data/{bad.name} (Parquet magic bytes") and
+               "the next run into this output moves it to _state/quarantine/" in line for line in lines)
+    output.writer_shards(out, lambda *_: None)
+    lines = summarize(out)
+    assert lines[0].startswith(f"{out}: 2 rows")
+    assert f"NOTE: skipped quarantined shard _state/quarantine/data/{bad.name} (unreadable; kept for inspection)" \
+        in lines
+
+
+def test_a_second_damaged_shard_of_the_same_name_does_not_overwrite_the_first(damaged):
+    out, bad = damaged
+    copy = bad.read_bytes()
+    output.writer_shards(out, lambda *_: None)
+    bad.write_bytes(copy)  # the same damaged file comes back (a second failed copy)
+    output.writer_shards(out, lambda *_: None)
+    names = sorted(p.name for p in (out / "_state" / "quarantine" / "data").iterdir())
+    assert names == sorted([bad.name, f"{bad.stem}.1.parquet"])
