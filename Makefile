@@ -6,7 +6,7 @@ STAMP := $(VENV)/.chronoedit-sim-installed
 DEMO_DIR ?= .demo
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install test demo clean
+.PHONY: install test test-slow demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 
 test: install
 	$(PY) -m pytest -q
+
+# the slow tests (a two-node Ray cluster losing a node mid-run), kept out of `make test`
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 # The tiny models have RANDOM weights: the demo proves the plumbing, not edit or score quality.
 # Bounds on scores from a random CLIP mean nothing, and the random editor's output is noise that

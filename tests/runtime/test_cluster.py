@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from verify_helpers import assert_whole
+
 pytestmark = pytest.mark.ray
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
@@ -59,8 +61,10 @@ def test_run_joins_an_existing_cluster(head_node, tiny_overrides, one_edit_scena
     assert len(rows) == 2 and "planned 2, written 2 this run" in done.stdout
     # every stage of every row ran on that cluster's only node, not on a private instance
     assert {node for r in rows for node in json.loads(r["nodes"]).values()} == {head_id}
+    assert_whole(out)
 
 
+@pytest.mark.slow  # about 2 minutes alone on 2 cores; once hung past the 300 s timeout inside the full suite
 def test_a_node_lost_mid_run_loses_and_duplicates_nothing(tiny_overrides, one_edit_scenario, tmp_path):
     frames = frames_dir(tmp_path / "frames", 8)
     out = tmp_path / "out"
@@ -81,3 +85,4 @@ def test_a_node_lost_mid_run_loses_and_duplicates_nothing(tiny_overrides, one_ed
     assert all(r["error"] is None for r in rows)
     edited_on = [json.loads(r["nodes"])["edit"] for r in rows]
     assert summary["worker"] in edited_on and summary["head"] in edited_on  # both nodes edited
+    assert_whole(out)

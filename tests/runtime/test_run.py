@@ -19,6 +19,7 @@ from PIL import Image
 from chronoedit_sim.dataset.schema import SCHEMA
 from chronoedit_sim.runtime.run import OutputConflict, run
 from chronoedit_sim.stages.base import Resources, Stage
+from verify_helpers import assert_whole
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +86,7 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     assert "NOTE: scores from a RANDOM-WEIGHT CLIP: they mean nothing" in summary
     assert any(line.split()[:3] == ["rain/steady_rain", "4", str(stats["kept"])] for line in summary)
     assert any(line.startswith("clip_image ") for line in summary)  # quantile table
+    assert_whole(out)
 
 
 def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
@@ -133,6 +135,7 @@ def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, tiny_overr
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(4)]
     assert table["error"].null_count == 4
+    assert_whole(out)
 
 
 def test_rerun_resumes_and_refuses_a_different_config(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
@@ -210,6 +213,7 @@ def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_o
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(6)]
     assert len(set(table["job_id"].to_pylist())) == 6 and len(shards()) == 6
+    assert_whole(out)
 
 
 def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tiny_overrides, one_edit_scenario,
@@ -226,6 +230,7 @@ def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tin
     assert rows["frame_001.png"]["error_stage"] == "edit"
     assert rows["frame_001.png"]["keep"] is False
     assert rows["frame_000.png"]["error"] is None and rows["frame_002.png"]["error"] is None
+    assert_whole(out)
 
 
 class Tagger(Stage):
@@ -265,3 +270,4 @@ def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, tiny_ove
         video = decode_video(r["reasoning_video"]["bytes"])
         assert video.shape == (9, 96, 160, 3)
         assert r["scores"]["flow_warp_error"] is not None  # scored from the raw frames, not the video
+    assert_whole(out)  # with --images: every video decodes
