@@ -38,22 +38,30 @@ def plain_loop(model_dir: str, frames_dir: Path, out: Path, reasoning: str, n: i
     from diffusers import ChronoEditPipeline, UniPCMultistepScheduler
     from PIL import Image
 
+    from chronoedit_sim.config import load_config
+    from chronoedit_sim.engine.editor import MAX_SEQUENCE_LENGTH, fit_resolution
+
+    # the same settings the toolkit uses: the tiny preset's generation section, fitted the same way
+    gen = load_config(["model=tiny", f"model.path={model_dir}", *REASONING[reasoning]]).generation
+    full = gen.temporal_reasoning
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     pipe = ChronoEditPipeline.from_pretrained(model_dir, dtype=torch.float32)
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, prediction_type="flow_prediction",
-                                                         use_flow_sigmas=True, flow_shift=3.0)
+                                                         use_flow_sigmas=True, flow_shift=gen.flow_shift)
     pipe.set_progress_bar_config(disable=True)
     load_s = time.perf_counter() - t0
-    full = reasoning == "full"
     out.mkdir(parents=True, exist_ok=True)
     ends = []
     for i, path in enumerate(sorted(frames_dir.glob("*.png"))[:n]):
-        image = Image.open(path).convert("RGB").resize((160, 96), Image.Resampling.BICUBIC)
-        result = pipe(image=image, prompt="Add a red car. Keep the camera unchanged.", height=96, width=160,
-                      num_frames=9 if full else 5, num_inference_steps=4, guidance_scale=5.0,
-                      generator=torch.Generator().manual_seed(i), output_type="np", max_sequence_length=512,
-                      enable_temporal_reasoning=full, num_temporal_reasoning_steps=4 if full else 0)
+        image = Image.open(path).convert("RGB")
+        width, height = fit_resolution(*image.size, gen.max_area)
+        result = pipe(image=image.resize((width, height), Image.Resampling.BICUBIC),
+                      prompt="Add a red car. Keep the camera unchanged.", height=height, width=width,
+                      num_frames=gen.num_frames if full else 5, num_inference_steps=gen.num_inference_steps,
+                      guidance_scale=gen.guidance_scale, generator=torch.Generator().manual_seed(i), output_type="np",
+                      max_sequence_length=MAX_SEQUENCE_LENGTH, enable_temporal_reasoning=full,
+                      num_temporal_reasoning_steps=gen.reasoning_steps if full else 0)
         frames = (result.frames[0] * 255).round().clip(0, 255).astype(np.uint8)
         for k, frame in enumerate(frames if full else frames[-1:]):
             Image.fromarray(frame).save(out / f"{i:05d}_{k:02d}.png")

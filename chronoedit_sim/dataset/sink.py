@@ -54,10 +54,14 @@ def _warn_damaged(path: Path, reason: str) -> None:
 
 
 def shard_problem(path: Path) -> str | None:
-    """Why a shard cannot be read (its footer or its job_id column), or None when it reads."""
+    """Why a shard cannot be read, or None when its footer reads.
+
+    The footer only, no column data: every reader reads the columns it needs right after, and
+    reading job_id here too read every shard's ids twice per run. A shard only becomes visible
+    complete (tmp + rename), so what damages one later (a failed copy, a truncation) takes its
+    footer; `verify` reads every column in full."""
     try:
         pq.read_metadata(path)
-        pq.read_table(path, columns=["job_id"])
     except READ_ERRORS as exc:
         return read_error(exc)
     return None
