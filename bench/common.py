@@ -26,11 +26,17 @@ def machine() -> dict:
         cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).strip()
     except (OSError, AttributeError):
         pass
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:  # the GPU machine has no ray or av
+            return None
 
     return {"cpu_model": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
-            **{name: version(name) for name in ("torch", "diffusers", "ray", "av")},
+            **{name: installed(name) for name in ("torch", "diffusers", "transformers", "ray", "av")},
             "date": time.strftime("%Y-%m-%d")}
 
 

@@ -65,31 +65,38 @@ class EditResult:
 class Editor:
     """One loaded ChronoEdit model. Construct once per process (or Ray actor); call edit() per job."""
 
-    def __init__(self, model: ModelConfig):
+    def __init__(self, model: ModelConfig, pipeline=None):
+        """`pipeline`: an already built ChronoEditPipeline to use instead of loading `model.path`
+        (bench/gpu.py builds the true-size architecture in memory); its weights count as random."""
         import torch
 
         self.cfg = model
         self.device = self._pick_device(model.device)
-        self.root = resolve_model_root(model.path, model.revision, model.allow_download)
-        lora_files = [(resolve_lora_path(l.path, self.root), l.scale, l.name) for l in model.loras]
         on_gpu = self.device.startswith("cuda")
         # reference dtypes: transformer / text encoder low precision on GPU, VAE and CLIP fp32; CPU all fp32
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
-        self.pipe = self._load(self.dtype)
-        names = load_loras(self.pipe, lora_files)
+        if pipeline is None:
+            self.root = resolve_model_root(model.path, model.revision, model.allow_download)
+            lora_files = [(resolve_lora_path(l.path, self.root), l.scale, l.name) for l in model.loras]
+            self.pipe = self._load(self.dtype)
+            names = load_loras(self.pipe, lora_files)
+            self.identity = ModelIdentity(
+                model_id=model.path,
+                model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files]),
+                preset=model.preset,
+                random_weights=is_random_tiny(self.root),
+                loras=[f"{n}:{s:g}" for n, (_, s, _) in zip(names, lora_files)],
+            )
+        else:
+            self.root, self.pipe = None, pipeline
+            self.identity = ModelIdentity(model_id=model.path, model_hash="in-memory", preset=model.preset,
+                                          random_weights=True, loras=[])
         if model.cpu_offload:
             self.pipe.enable_model_cpu_offload(device=self.device)
         else:
             self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self._scheduler_config = dict(self.pipe.scheduler.config)
-        self.identity = ModelIdentity(
-            model_id=model.path,
-            model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files]),
-            preset=model.preset,
-            random_weights=is_random_tiny(self.root),
-            loras=[f"{n}:{s:g}" for n, (_, s, _) in zip(names, lora_files)],
-        )
         if self.identity.random_weights:
             log.warning("model %s has RANDOM weights (tiny test checkpoint): edits are noise", model.path)
 

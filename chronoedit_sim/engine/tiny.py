@@ -28,7 +28,7 @@ _WORDS = (
 ).split()
 
 
-def _tokenizer():
+def tiny_tokenizer():
     from transformers import T5Tokenizer
 
     # Unigram vocabulary: the three T5 specials, single characters so any text
@@ -51,7 +51,7 @@ def build_tiny_pipeline(seed: int = 0):
     )
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
-    tokenizer = _tokenizer()
+    tokenizer = tiny_tokenizer()
     text_dim, clip_dim, heads, head_dim = 32, 16, 2, 12
 
     torch.manual_seed(seed)

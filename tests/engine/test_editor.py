@@ -212,3 +212,16 @@ def test_fit_resolution_keeps_aspect_and_multiples_of_16(size, area, expected):
 def test_explicit_height_width_bypass_max_area(editor, tiny_cfg, frame):
     result = editor.edit(frame, PROMPT, seed=3, gen=gen(tiny_cfg, height=64, width=64))
     assert result.edited.shape == (64, 64, 3)
+
+
+def test_an_in_memory_pipeline_edits_as_the_loaded_one_and_counts_as_random(editor, tiny_cfg, frame):
+    """bench/gpu.py hands the Editor a pipeline built in memory (the true-size architecture):
+    the same weights must give the same edit as the checkpoint on disk, marked random."""
+    from chronoedit_sim.engine.editor import Editor
+    from chronoedit_sim.engine.tiny import build_tiny_pipeline
+
+    in_memory = Editor(tiny_cfg.model, pipeline=build_tiny_pipeline(seed=0))
+    assert in_memory.identity.random_weights and in_memory.identity.model_hash == "in-memory"
+    a = in_memory.edit(frame, PROMPT, seed=3, gen=tiny_cfg.generation)
+    b = editor.edit(frame, PROMPT, seed=3, gen=tiny_cfg.generation)
+    np.testing.assert_array_equal(a.edited, b.edited)
