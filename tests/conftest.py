@@ -33,6 +33,14 @@ def tiny_overrides(tiny_model_dir, tiny_clip_dir):
 
 
 @pytest.fixture(scope="session")
+def run_overrides(tiny_overrides):
+    """For Ray runs whose subject is not CLIP: without it the score stage runs as Ray tasks, so a run
+    starts one actor (the editor) instead of two, each a process that imports torch (seconds on 2
+    cores). The weight-free scores (ssim, psnr, flow) are still computed."""
+    return [*tiny_overrides, "scoring.clip.enabled=false"]
+
+
+@pytest.fixture(scope="session")
 def tiny_cfg(tiny_overrides):
     from chronoedit_sim.config import load_config
 
@@ -57,7 +65,8 @@ def frame():
 
 @pytest.fixture(scope="session")
 def ray_session(tmp_path_factory):
-    """One local Ray instance for every in-process run in the test session (the runner reuses it)."""
+    """One local Ray instance for every run in the test session: in-process runs reuse it, and a
+    command-line run in a subprocess joins it with runtime.address=<the address this yields>."""
     import shutil
     import tempfile
 
@@ -65,7 +74,7 @@ def ray_session(tmp_path_factory):
 
     temp_dir = tempfile.mkdtemp(prefix="cesim-test-ray-", dir="/tmp")
     ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
-    yield
+    yield ray.get_runtime_context().gcs_address
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
 

@@ -35,6 +35,8 @@ class BuildContext:
 def _score_gpus(ctx: BuildContext) -> float:
     # on GPU clusters the scorer takes a quarter of one GPU beside an editor; CLIP needs little
     sc = ctx.plan.cfg.scoring
+    if not sc.clip.enabled:
+        return 0.0
     return sc.gpus_per_actor if sc.gpus_per_actor is not None else (0.25 if ctx.cluster.gpus else 0.0)
 
 
@@ -65,7 +67,10 @@ def encode_stage(ctx: BuildContext) -> Stage:
 
 def score_stage(ctx: BuildContext) -> Stage:
     sc = ctx.plan.cfg.scoring
-    res = Resources(cpus=sc.cpus_per_actor, gpus=_score_gpus(ctx), actors=sc.num_actors)
+    # without CLIP there is no model to keep loaded: the weight-free scores run as Ray tasks, and no
+    # actor holds a CPU (or starts a process that imports torch) for nothing
+    res = (Resources(cpus=sc.cpus_per_actor, gpus=_score_gpus(ctx), actors=sc.num_actors) if sc.clip.enabled
+           else Resources(cpus=None))
     # rows leave as they come: a larger batch would hold finished edits back from the sink
     return ScoreStage(ctx.plan.settings, sc.clip, res, batch_size=ctx.plan.cfg.runtime.batch_size,
                       flow_max_side=sc.flow_max_side)

@@ -18,7 +18,7 @@ STEPS, PREVIEW_EVERY = 4, 2  # the tiny preset's 4 steps; a preview every 2 step
 
 
 @pytest.fixture(scope="module")
-def hf_rows(ray_session, tiny_overrides, one_edit_scenario, tmp_path_factory):
+def hf_rows(ray_session, run_overrides, one_edit_scenario, tmp_path_factory):
     import datasets
 
     root = tmp_path_factory.mktemp("hf_images")
@@ -27,7 +27,7 @@ def hf_rows(ray_session, tiny_overrides, one_edit_scenario, tmp_path_factory):
     y, x = np.mgrid[0:48, 0:80]
     Image.fromarray(np.stack([x * 3, y * 5, (x + y) % 256], -1).astype(np.uint8)).save(frames / "f0.png")
     out = root / "out"
-    overrides = [*tiny_overrides, "generation.temporal_reasoning=true",
+    overrides = [*run_overrides, "generation.temporal_reasoning=true",
                  f"generation.num_inference_steps={STEPS}", f"generation.denoise_preview_every={PREVIEW_EVERY}",
                  "output.source_format=png"]  # lossless, so the source pixels can be compared
     assert run([str(one_edit_scenario)], str(frames), str(out), overrides, quiet=True, echo=lambda *_: None) == 0

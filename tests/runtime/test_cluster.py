@@ -49,12 +49,12 @@ def head_node():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_run_joins_an_existing_cluster(head_node, tiny_overrides, one_edit_scenario, tmp_path):
+def test_run_joins_an_existing_cluster(head_node, run_overrides, one_edit_scenario, tmp_path):
     address, head_id = head_node
     frames = frames_dir(tmp_path / "frames", 2)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input",
-                           str(frames), "--output", str(out), "-q", *tiny_overrides, f"runtime.address={address}"],
+                           str(frames), "--output", str(out), "-q", *run_overrides, f"runtime.address={address}"],
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pq.ParquetDataset(str(out / "data")).read().to_pylist()
@@ -65,14 +65,14 @@ def test_run_joins_an_existing_cluster(head_node, tiny_overrides, one_edit_scena
 
 
 @pytest.mark.slow  # about 2 minutes alone on 2 cores; once hung past the 300 s timeout inside the full suite
-def test_a_node_lost_mid_run_loses_and_duplicates_nothing(tiny_overrides, one_edit_scenario, tmp_path):
+def test_a_node_lost_mid_run_loses_and_duplicates_nothing(run_overrides, one_edit_scenario, tmp_path):
     frames = frames_dir(tmp_path / "frames", 8)
     out = tmp_path / "out"
     temp_dir = tempfile.mkdtemp(prefix="cesim-2n-", dir="/tmp")
     script = Path(__file__).with_name("two_node_run.py")
     try:
         done = subprocess.run([sys.executable, str(script), str(one_edit_scenario), str(frames), str(out), temp_dir,
-                               *tiny_overrides, "runtime.num_actors=2", "runtime.max_failed_fraction=0"],
+                               *run_overrides, "runtime.num_actors=2", "runtime.max_failed_fraction=0"],
                               env=ENV, capture_output=True, text=True, timeout=400)
     finally:
         subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)

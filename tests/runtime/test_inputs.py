@@ -15,12 +15,11 @@ pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bad_input_corpus_gives_one_row_each(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+def test_bad_input_corpus_gives_one_row_each(ray_session, run_overrides, one_edit_scenario, tmp_path):
     frames = write_bad_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
-    code = run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, "runtime.max_failed_fraction=1"],
-               quiet=True, echo=lambda *_: None)
-    assert code == 0
+    code = run([str(one_edit_scenario)], str(frames), str(out), run_overrides, quiet=True, echo=lambda *_: None)
+    assert code == 3  # 5 of 14 rows failed, more than the default runtime.max_failed_fraction (0.1): exit 3
     rows = {r["source_id"]: r for r in pq.ParquetDataset(str(out / "data")).read().to_pylist()}
     assert set(rows) == set(BAD_CORPUS_OUTCOMES)
     for name, expected in BAD_CORPUS_OUTCOMES.items():
@@ -39,13 +38,13 @@ def test_bad_input_corpus_gives_one_row_each(ray_session, tiny_overrides, one_ed
     assert counts["written"] == 9 and counts["failed"] == 5
 
 
-def test_lerobot_dataset_run_keeps_identity_and_uses_the_task_as_caption(ray_session, tiny_overrides, tmp_path):
+def test_lerobot_dataset_run_keeps_identity_and_uses_the_task_as_caption(ray_session, run_overrides, tmp_path):
     from helpers import TASKS, TOP, make_dataset
 
     root = make_dataset(tmp_path / "lerobot")
     out = tmp_path / "out"
     scenario = REPO / "scenarios/robotics/change_lighting.yaml"
-    assert run([str(scenario)], str(root), str(out), [*tiny_overrides, f"input.cameras=[{TOP}]", "input.stride=3",
+    assert run([str(scenario)], str(root), str(out), [*run_overrides, f"input.cameras=[{TOP}]", "input.stride=3",
                                                        "input.episodes=[1]"], quiet=True, echo=lambda *_: None) == 0
     rows = pq.ParquetDataset(str(out / "data")).read().to_pylist()
     # episode 1 has 4 frames: stride 3 keeps frames 0 and 3; change_lighting has 4 jobs per frame
@@ -58,7 +57,7 @@ def test_lerobot_dataset_run_keeps_identity_and_uses_the_task_as_caption(ray_ses
     assert meta["task"] == TASKS[1]
 
 
-def test_parquet_kitti_and_nuscenes_inputs_run(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+def test_parquet_kitti_and_nuscenes_inputs_run(ray_session, run_overrides, one_edit_scenario, tmp_path):
     import io
 
     import pyarrow as pa
@@ -86,7 +85,7 @@ def test_parquet_kitti_and_nuscenes_inputs_run(ray_session, tiny_overrides, one_
     for name, (extra, ids) in cases.items():
         out = tmp_path / f"out-{name}"
         assert run([str(one_edit_scenario)], str(tmp_path / name), str(out),
-                   [*tiny_overrides, *extra, "runtime.max_failed_fraction=1"], quiet=True, echo=lambda *_: None) == 0
+                   [*run_overrides, *extra, "runtime.max_failed_fraction=1"], quiet=True, echo=lambda *_: None) == 0
         rows = {r["source_id"]: r for r in pq.ParquetDataset(str(out / "data")).read().to_pylist()}
         assert set(rows) == ids, name
     rows = {r["source_id"]: r for r in pq.ParquetDataset(str(tmp_path / "out-frames.parquet" / "data")).read().to_pylist()}

@@ -119,7 +119,7 @@ def test_a_normal_end_spares_the_driver_and_leaves_no_folder_and_no_watchdog(tmp
 
 
 @pytest.mark.ray
-def test_a_run_killed_with_sigkill_leaves_no_ray_process(tiny_overrides, one_edit_scenario, tmp_path):
+def test_a_run_killed_with_sigkill_leaves_no_ray_process(run_overrides, one_edit_scenario, tmp_path):
     """The CLI with its private Ray instance kills itself (SIGKILL) after its first row: every process of
     that instance ends within a bounded wait, and its temp folder goes."""
     frames = tmp_path / "frames"
@@ -130,7 +130,7 @@ def test_a_run_killed_with_sigkill_leaves_no_ray_process(tiny_overrides, one_edi
         Image.new("RGB", (64, 48), (60 * i, 90, 120)).save(frames / f"f{i}.png")
     out = tmp_path / "out"
     driver = subprocess.Popen([sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input",
-                               str(frames), "--output", str(out), "-q", *tiny_overrides, "output.shard_max_rows=1",
+                               str(frames), "--output", str(out), "-q", *run_overrides, "output.shard_max_rows=1",
                                "runtime.faults.kill_driver_after_rows=1"], cwd=REPO, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: dict[int, tuple[str, bytes]] = {}  # every process the driver started, directly or not, while it lived

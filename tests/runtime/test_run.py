@@ -89,7 +89,7 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     assert_whole(out)
 
 
-def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+def test_video_input_with_reasoning_and_bad_frames(ray_session, run_overrides, one_edit_scenario, tmp_path):
     frames = make_images(tmp_path / "frames", 2)
     (frames / "empty.png").write_bytes(b"")
     (frames / "text.png").write_text("not an image at all")
@@ -97,7 +97,7 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
     (frames / "truncated.jpg").write_bytes(buf[: len(buf) // 2])
     out = tmp_path / "out"
     code = run([str(one_edit_scenario)], str(frames), str(out),
-               [*tiny_overrides, "generation.temporal_reasoning=true", "runtime.max_failed_fraction=0.9"],
+               [*run_overrides, "generation.temporal_reasoning=true", "runtime.max_failed_fraction=0.9"],
                quiet=True, echo=lambda *_: None)
     assert code == 0
     rows = {r["source_id"]: r for r in read_rows(out).to_pylist()}
@@ -109,10 +109,7 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
     assert all(rows[k]["keep"] is False for k in ("empty.png", "text.png", "truncated.jpg"))
     assert rows["frame_000.png"]["error"] is None and len(rows["frame_000.png"]["reasoning_frames"]) == 9
     assert rows["frame_000.png"]["reasoning_kind"] == "x0_at_step_k"
-    # too many failures -> non-zero exit
-    out2 = tmp_path / "out2"
-    assert run([str(one_edit_scenario)], str(frames), str(out2), tiny_overrides, quiet=True,
-               echo=lambda *_: None) == 3
+    # (too many failures give exit 3: tests/runtime/test_inputs.py's bad corpus run)
 
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (80, 48))
@@ -120,16 +117,16 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, tiny_overrides, 
         writer.write(np.full((48, 80, 3), 40 * i, np.uint8))
     writer.release()
     out3 = tmp_path / "out3"
-    assert run([str(one_edit_scenario)], str(video), str(out3), [*tiny_overrides, "input.stride=2"], quiet=True,
+    assert run([str(one_edit_scenario)], str(video), str(out3), [*run_overrides, "input.stride=2"], quiet=True,
                echo=lambda *_: None) == 0
     ids = sorted(read_rows(out3)["source_id"].to_pylist())
     assert ids == ["clip.mp4@000000@0.000s", "clip.mp4@000002@0.200s", "clip.mp4@000004@0.400s"]
 
 
-def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, run_overrides, one_edit_scenario, tmp_path):
     frames = make_images(tmp_path / "frames", 4)
     out = tmp_path / "out"
-    assert run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, "runtime.faults.kill_actor_at_job=2"],
+    assert run([str(one_edit_scenario)], str(frames), str(out), [*run_overrides, "runtime.faults.kill_actor_at_job=2"],
                quiet=True, echo=lambda *_: None) == 0
     assert (out / "_state" / "fault-injected").exists()  # the actor really died
     table = read_rows(out)
@@ -138,24 +135,24 @@ def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, tiny_overr
     assert_whole(out)
 
 
-def test_rerun_resumes_and_refuses_a_different_config(ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+def test_rerun_resumes_and_refuses_a_different_config(ray_session, run_overrides, one_edit_scenario, tmp_path):
     frames = make_images(tmp_path / "frames", 2)
     out = tmp_path / "out"
     args = ([str(one_edit_scenario)], str(frames), str(out))
-    assert run(*args, tiny_overrides, quiet=True, echo=lambda *_: None) == 0
+    assert run(*args, run_overrides, quiet=True, echo=lambda *_: None) == 0
     first = read_rows(out)
     lines = []
-    assert run(*args, tiny_overrides, quiet=True, echo=lines.append) == 0
+    assert run(*args, run_overrides, quiet=True, echo=lines.append) == 0
     assert "written 0 this run (2 resumed-skipped)" in lines[-1]
     assert read_rows(out).num_rows == first.num_rows == 2
     with pytest.raises(OutputConflict, match="different config or scenarios"):
-        run(*args, [*tiny_overrides, "seed=9"], quiet=True, echo=lambda *_: None)
-    assert run(*args, [*tiny_overrides, "seed=9"], overwrite=True, quiet=True, echo=lambda *_: None) == 0
+        run(*args, [*run_overrides, "seed=9"], quiet=True, echo=lambda *_: None)
+    assert run(*args, [*run_overrides, "seed=9"], overwrite=True, quiet=True, echo=lambda *_: None) == 0
     assert read_rows(out)["seed"].to_pylist() != first["seed"].to_pylist()
     # another input folder into the same output is a different dataset, not frames "already done"
     other = make_images(tmp_path / "other", 2)
     with pytest.raises(OutputConflict, match="different config or scenarios"):
-        run([str(one_edit_scenario)], str(other), str(out), [*tiny_overrides, "seed=9"], quiet=True,
+        run([str(one_edit_scenario)], str(other), str(out), [*run_overrides, "seed=9"], quiet=True,
             echo=lambda *_: None)
 
 
@@ -180,14 +177,16 @@ def test_dry_run_loads_no_model_and_writes_nothing(tiny_overrides, one_edit_scen
     assert any(line.startswith("ray: ") for line in lines) and not out.exists()
 
 
-def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_once(tiny_overrides,
+def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_once(ray_session, run_overrides,
                                                                                    one_edit_scenario, tmp_path):
-    """Deterministic kills of a separate driver process (its own private Ray), through the fault hooks:
-    first between a shard's complete temporary file and its rename, then after rows of a resumed run."""
+    """Deterministic kills of a separate driver process through the fault hooks: first between a shard's
+    complete temporary file and its rename, then after rows of a resumed run. The killed drivers join
+    the session's Ray (runtime.address), as a driver on a cluster does; the last run resumes in-process."""
     frames = make_images(tmp_path / "frames", 6)
     out = tmp_path / "out"
+    overrides = [*run_overrides, "output.shard_max_rows=1"]
     cmd = [sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input", str(frames),
-           "--output", str(out), "-q", *tiny_overrides, "output.shard_max_rows=1"]
+           "--output", str(out), "-q", *overrides, f"runtime.address={ray_session}"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
     def run_cli(*extra):
@@ -209,19 +208,19 @@ def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_o
     assert not any(n.startswith(".") for n in shards()) and len(shards()) == 4  # the .tmp is gone
     runs = json.loads((out / "run.json").read_text())["runs"]
     assert [r["partial_shards_removed"] for r in runs] == [0, 1]
-    assert run_cli().returncode == 0
+    assert run([str(one_edit_scenario)], str(frames), str(out), overrides, quiet=True, echo=lambda *_: None) == 0
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(6)]
     assert len(set(table["job_id"].to_pylist())) == 6 and len(shards()) == 6
     assert_whole(out)
 
 
-def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, tiny_overrides, one_edit_scenario,
+def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, run_overrides, one_edit_scenario,
                                                                  tmp_path):
     frames = make_images(tmp_path / "frames", 3)
     out = tmp_path / "out"
     code = run([str(one_edit_scenario)], str(frames), str(out),
-               [*tiny_overrides, "runtime.faults.kill_actor_on_source=frame_001.png", "runtime.max_restarts=1",
+               [*run_overrides, "runtime.faults.kill_actor_on_source=frame_001.png", "runtime.max_restarts=1",
                 "runtime.max_failed_fraction=0.5"], quiet=True, echo=lambda *_: None)
     assert code == 0
     rows = {r["source_id"]: r for r in read_rows(out).to_pylist()}
@@ -246,7 +245,7 @@ class Tagger(Stage):
         return row
 
 
-def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, tiny_overrides, one_edit_scenario, tmp_path,
+def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, run_overrides, one_edit_scenario, tmp_path,
                                                            monkeypatch):
     import ray.cloudpickle
 
@@ -259,7 +258,7 @@ def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, tiny_ove
     frames = make_images(tmp_path / "frames", 2)
     out = tmp_path / "out"
     assert run([str(one_edit_scenario)], str(frames), str(out),
-               [*tiny_overrides, "generation.temporal_reasoning=true", "trajectory.storage=video"],
+               [*run_overrides, "generation.temporal_reasoning=true", "trajectory.storage=video"],
                quiet=True, echo=lambda *_: None) == 0
     rows = read_rows(out).to_pylist()
     assert len(rows) == 2

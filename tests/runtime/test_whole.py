@@ -37,17 +37,17 @@ def job_ids(out) -> list[str]:
 
 
 def test_a_second_run_into_the_same_output_is_refused_while_the_first_completes(
-        ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+        ray_session, run_overrides, one_edit_scenario, tmp_path):
     args = ([str(one_edit_scenario)], str(frames(tmp_path / "frames", 2)), str(tmp_path / "out"))
     refusals = []
 
     def second_run(row: dict) -> None:  # the same command, started while the first one writes
         if not refusals:
             with pytest.raises(OutputLocked) as info:
-                run(*args, tiny_overrides, quiet=True, echo=lambda *_: None)
+                run(*args, run_overrides, quiet=True, echo=lambda *_: None)
             refusals.append(str(info.value))
 
-    assert run(*args, tiny_overrides, quiet=True, echo=lambda *_: None, on_row=second_run) == 0
+    assert run(*args, run_overrides, quiet=True, echo=lambda *_: None, on_row=second_run) == 0
     assert len(refusals) == 1 and "another writer is using this output (pid" in refusals[0]
     ids = job_ids(tmp_path / "out")
     assert len(ids) == 2 and len(set(ids)) == 2
@@ -55,10 +55,10 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_completes(
 
 
 def test_a_truncated_shard_is_quarantined_and_its_jobs_done_again_exactly_once(
-        ray_session, tiny_overrides, one_edit_scenario, tmp_path):
+        ray_session, run_overrides, one_edit_scenario, tmp_path):
     out = tmp_path / "out"
     args = ([str(one_edit_scenario)], str(frames(tmp_path / "frames", 2)), str(out))
-    overrides = [*tiny_overrides, "output.shard_max_rows=1"]
+    overrides = [*run_overrides, "output.shard_max_rows=1"]
     assert run(*args, overrides, quiet=True, echo=lambda *_: None) == 0
     bad = sorted((out / "data").glob("*.parquet"))[0]
     lost = pq.read_table(bad, columns=["job_id"])["job_id"][0].as_py()
@@ -88,10 +88,10 @@ def test_a_truncated_shard_is_quarantined_and_its_jobs_done_again_exactly_once(
 
 
 def test_a_write_error_is_one_line_with_exit_4_and_the_same_command_resumes(
-        ray_session, tiny_overrides, one_edit_scenario, tmp_path, monkeypatch, capsys):
+        ray_session, run_overrides, one_edit_scenario, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     argv = ["run", str(one_edit_scenario), "--input", str(frames(tmp_path / "frames", 2)), "--output", str(out), "-q",
-            *tiny_overrides, "output.shard_max_rows=1"]
+            *run_overrides, "output.shard_max_rows=1"]
     real_write, calls = pq.write_table, []
 
     def disk_full_on_the_second_shard(table, where, **kw):

@@ -1,0 +1,41 @@
+"""The stage list turned into resources, from what the cluster advertises (no Ray needed)."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from chronoedit_sim.config import ConfigLoader
+from chronoedit_sim.runtime.pipeline import BuildContext, Cluster, build_stages, describe_actors
+from chronoedit_sim.runtime.plan import make_plan
+
+
+def plan_for(overrides, scenario, frames):
+    Image.new("RGB", (32, 16)).save(frames / "f.png")
+    return make_plan(ConfigLoader(["model=tiny", "model.path=/unused", f"input.path={frames}", *overrides]),
+                     [str(scenario)])
+
+
+def stages_for(overrides, scenario, frames, cpus=16.0, gpus=8.0):
+    plan = plan_for(overrides, scenario, frames)
+    return {s.name: s.resources for s in build_stages(BuildContext(plan, "run", Cluster(cpus, gpus)))}
+
+
+def test_with_clip_the_scorer_is_an_actor_beside_each_editor_on_its_gpu(one_edit_scenario, tmp_path):
+    res = stages_for([], one_edit_scenario, tmp_path)
+    assert (res["edit"].actors, res["edit"].gpus) == (8, 0.75)
+    assert (res["score"].actors, res["score"].gpus) == (1, 0.25)
+    assert res["read"].actors == res["encode"].actors == 0
+
+
+def test_without_clip_the_scores_run_as_tasks_and_editors_take_whole_gpus(one_edit_scenario, tmp_path):
+    res = stages_for(["scoring.clip.enabled=false"], one_edit_scenario, tmp_path)
+    assert (res["edit"].actors, res["edit"].gpus) == (8, 1.0)
+    assert (res["score"].actors, res["score"].gpus) == (0, 0.0)
+    # a task stage gets a share of the CPUs the 8 editors (1 CPU each) leave: (16 - 8) / 4, at most 1
+    assert res["score"].cpus == res["read"].cpus == 1.0
+
+
+def test_the_plan_is_said_out_loud_per_actor_stage(one_edit_scenario, tmp_path):
+    plan = plan_for(["scoring.clip.enabled=false"], one_edit_scenario, tmp_path)
+    stages = build_stages(BuildContext(plan, "run", Cluster(2.0, 0.0)))
+    assert describe_actors(stages) == "edit 1 x (cpus=1, gpus=0) -> CPU"
