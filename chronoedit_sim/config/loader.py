@@ -103,6 +103,14 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise bad(key, f"{value!r} is not one of {', '.join(allowed)}")
+    backend = cfg.model.attention_backend
+    if backend is not None:
+        # imported only when set: diffusers takes seconds to import
+        from diffusers.models.attention_dispatch import AttentionBackendName
+
+        known = sorted(b.value for b in AttentionBackendName)
+        if backend not in known:
+            raise bad("model.attention_backend", f"{backend!r} is not one of diffusers' backends: {', '.join(known)}")
     gen = cfg.generation
     if gen.num_inference_steps < 1:
         raise bad("generation.num_inference_steps", "must be >= 1")

@@ -17,7 +17,14 @@ from PIL import Image
 from ..config import GenerationConfig, ModelConfig
 from .lora import load_loras
 from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
-from .weights import MissingWeightsError, is_random_tiny, model_hash, resolve_lora_path, resolve_model_root
+from .weights import (
+    MissingWeightsError,
+    is_random_tiny,
+    model_hash,
+    resolve_lora_path,
+    resolve_model_root,
+    resolve_transformer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +84,19 @@ class Editor:
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
         if pipeline is None:
             self.root = resolve_model_root(model.path, model.revision, model.allow_download)
+            # (directory, subfolder) of a transformer kept apart, or None: path's own
+            self.transformer_source = (resolve_transformer(model.transformer_path, None, model.allow_download)
+                                       if model.transformer_path else None)
             lora_files = [(resolve_lora_path(l.path, self.root), l.scale, l.name) for l in model.loras]
             self.pipe = self._load(self.dtype)
             names = load_loras(self.pipe, lora_files)
+            t_root, t_sub = self.transformer_source or (None, None)
             self.identity = ModelIdentity(
-                model_id=model.path,
-                model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files]),
+                model_id=model.path if t_root is None else f"{model.path} + transformer {model.transformer_path}",
+                model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files],
+                                      transformer=None if t_root is None else t_root / (t_sub or "")),
                 preset=model.preset,
-                random_weights=is_random_tiny(self.root),
+                random_weights=is_random_tiny(self.root) or (t_root is not None and is_random_tiny(t_root)),
                 loras=[f"{n}:{s:g}" for n, (_, s, _) in zip(names, lora_files)],
             )
         else:
@@ -97,6 +109,11 @@ class Editor:
             self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self._scheduler_config = dict(self.pipe.scheduler.config)
+        if model.attention_backend:
+            self.pipe.transformer.set_attention_backend(model.attention_backend)
+        if model.compile:
+            # regional compilation: the 40 identical blocks compile once, not the whole model
+            self.pipe.transformer.compile_repeated_blocks(fullgraph=True)
         if self.identity.random_weights:
             log.warning("model %s has RANDOM weights (tiny test checkpoint): edits are noise", model.path)
 
@@ -121,10 +138,12 @@ class Editor:
             ("vae", AutoencoderKLWan, torch.float32),
             ("image_encoder", CLIPVisionModel, torch.float32),
         ):
+            root, subfolder = (self.transformer_source if name == "transformer" and self.transformer_source
+                               else (self.root, name))
             try:
-                parts[name] = cls.from_pretrained(self.root, subfolder=name, dtype=part_dtype)
+                parts[name] = cls.from_pretrained(root, subfolder=subfolder, dtype=part_dtype)
             except Exception as exc:
-                raise MissingWeightsError(f"ChronoEdit weights unreadable: {self.root}/{name}: {exc}") from None
+                raise MissingWeightsError(f"ChronoEdit weights unreadable: {root}/{subfolder or ''}: {exc}") from None
         try:
             return ChronoEditPipeline.from_pretrained(self.root, dtype=dtype, **parts)
         except Exception as exc:

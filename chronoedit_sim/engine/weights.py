@@ -48,6 +48,24 @@ def is_repo_id(path: str) -> bool:
 
 def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False) -> Path:
     """The local directory holding the checkpoint, complete, or MissingWeightsError."""
+    root, tried = _local_root(path, revision, allow_download)
+    check_complete(root, tried, path)
+    return root
+
+
+def resolve_transformer(path: str, revision: str | None = None, allow_download: bool = False) -> tuple[Path, str | None]:
+    """(directory, subfolder) of a transformer kept apart from the checkpoint (model.transformer_path):
+    a diffusers-layout checkpoint's transformer/ folder, or a folder holding the transformer's own files."""
+    root, tried = _local_root(path, revision, allow_download)
+    for folder, subfolder in ((root / "transformer", "transformer"), (root, None)):
+        if (folder / "config.json").exists() and _has_weights(folder):
+            return root, subfolder
+    raise MissingWeightsError(
+        f"model.transformer_path: {tried} holds no transformer (neither transformer/ nor the folder itself has "
+        "a config.json and complete weight files)")
+
+
+def _local_root(path: str, revision: str | None, allow_download: bool) -> tuple[Path, str]:
     if is_repo_id(path):
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -68,8 +86,7 @@ def resolve_model_root(path: str, revision: str | None = None, allow_download: b
         tried = f"directory {str(root)!r}"
         if not root.is_dir():
             raise MissingWeightsError(f"ChronoEdit weights not found: {tried} does not exist. {_how_to_get(path)}")
-    check_complete(root, tried, path)
-    return root
+    return root, tried
 
 
 def _has_weights(folder: Path) -> bool:
@@ -125,17 +142,20 @@ def resolve_lora_path(lora_path: str, root: Path) -> Path:
     return candidate
 
 
-def model_hash(root: Path, lora_files: list[tuple[Path, float]]) -> str:
-    """Hash of every component config, the weight files' names and sizes, and each LoRA's bytes and scale.
+def model_hash(root: Path, lora_files: list[tuple[Path, float]], transformer: Path | None = None) -> str:
+    """Hash of every component config, the weight files' names and sizes, each LoRA's bytes and scale,
+    and a transformer kept apart (model.transformer_path) the same way.
 
     Weights themselves (tens of GB) are not read; a repo snapshot's folder name
     already carries its commit, and sizes catch a swapped or truncated file.
     """
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
+    files = [(f, f.relative_to(root).as_posix()) for f in sorted(root.rglob("*"))]
+    if transformer is not None:
+        files += [(f, "transformer_path/" + f.relative_to(transformer).as_posix()) for f in sorted(transformer.rglob("*"))]
+    for f, rel in files:
         if not f.is_file() or f.name == TINY_MARKER:
             continue
-        rel = f.relative_to(root).as_posix()
         if f.suffix == ".json":
             h.update(rel.encode() + b"\0" + f.read_bytes())
         else:

@@ -1,0 +1,84 @@
+"""model.transformer_path, model.attention_backend and model.compile on the tiny RANDOM checkpoint:
+each changes where the transformer comes from or how fast it runs, never the meaning of an edit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chronoedit_sim.config import ConfigError, load_config
+from chronoedit_sim.engine.editor import Editor
+from chronoedit_sim.engine.tiny import write_tiny_model
+from chronoedit_sim.engine.weights import MissingWeightsError
+
+PROMPT = "add a red car on the road ahead"
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory):
+    """A second tiny checkpoint: its transformer's weights differ from the session model's."""
+    return write_tiny_model(tmp_path_factory.mktemp("other") / "tiny-1", seed=1)
+
+
+def editor_with(tiny_model_dir, *extra) -> Editor:
+    return Editor(load_config(["model=tiny", f"model.path={tiny_model_dir}", *extra]).model)
+
+
+def weights(module) -> dict:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("layout", ["checkpoint", "transformer folder"])
+def test_transformer_path_takes_only_the_transformer_from_there(editor, tiny_model_dir, other_model, layout):
+    source = other_model if layout == "checkpoint" else other_model / "transformer"
+    mixed = editor_with(tiny_model_dir, f"model.transformer_path={source}")
+    donor = editor_with(other_model)
+    for name in ("transformer", "vae", "text_encoder", "image_encoder"):
+        want = (donor if name == "transformer" else editor).pipe
+        got, expected = weights(getattr(mixed.pipe, name)), weights(getattr(want, name))
+        assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got), name
+    assert not all(torch.equal(a, b) for a, b in zip(weights(editor.pipe.transformer).values(),
+                                                     weights(donor.pipe.transformer).values()))
+    ident = mixed.identity
+    assert ident.model_id == f"{tiny_model_dir} + transformer {source}" and ident.random_weights
+    assert ident.model_hash not in (editor.identity.model_hash, donor.identity.model_hash)
+
+
+def test_transformer_path_without_a_transformer_is_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(MissingWeightsError, match=r"model.transformer_path: directory '.*empty' holds no "
+                                                  r"transformer \(neither transformer/ nor the folder itself"):
+        (tmp_path / "empty").mkdir()
+        editor_with(tiny_model_dir, f"model.transformer_path={tmp_path / 'empty'}")
+
+
+def test_an_attention_backend_is_set_on_every_attention_and_keeps_the_edit(editor, tiny_cfg, tiny_model_dir, frame):
+    math = editor_with(tiny_model_dir, "model.attention_backend=_native_math")
+    backends = {str(m.processor._attention_backend) for m in math.pipe.transformer.modules()
+                if hasattr(getattr(m, "processor", None), "_attention_backend")}
+    assert backends == {"AttentionBackendName._NATIVE_MATH"}
+    a = math.edit(frame, PROMPT, seed=4, gen=tiny_cfg.generation)
+    math.pipe.transformer.set_attention_backend("native")  # diffusers keeps the last one set process-wide
+    b = editor.edit(frame, PROMPT, seed=4, gen=tiny_cfg.generation)
+    np.testing.assert_array_equal(a.edited, b.edited)
+
+
+def test_an_unknown_attention_backend_is_a_config_error_naming_the_key(tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"command line: model.attention_backend: 'flash9' is not one of "
+                                          r"diffusers' backends: .*_native_cudnn"):
+        load_config(["model=tiny", f"model.path={tiny_model_dir}", "model.attention_backend=flash9"])
+
+
+def test_compile_compiles_each_repeated_block(tiny_model_dir):
+    compiled = editor_with(tiny_model_dir, "model.compile=true")
+    blocks = compiled.pipe.transformer.blocks
+    assert len(blocks) == 2 and all(b._compiled_call_impl is not None for b in blocks)
+    assert editor_with(tiny_model_dir).pipe.transformer.blocks[0]._compiled_call_impl is None
+
+
+@pytest.mark.slow
+def test_a_compiled_transformer_gives_the_same_edit(editor, tiny_cfg, tiny_model_dir, frame):
+    """About a minute of inductor compilation on 2 cores: `make test-slow`."""
+    compiled = editor_with(tiny_model_dir, "model.compile=true")
+    a = compiled.edit(frame, PROMPT, seed=5, gen=tiny_cfg.generation)
+    np.testing.assert_array_equal(a.edited, editor.edit(frame, PROMPT, seed=5, gen=tiny_cfg.generation).edited)
