@@ -330,6 +330,25 @@ class Bench:
         self.save()
 
 
+def compiled_edits(b: Bench) -> int:
+    """The Editor built with model.compile=true: the first edit of each shape compiles (timed as the
+    warm-up), then whole edits; the uncompiled baseline ran before compile in the same process."""
+    from chronoedit_sim.config import load_config
+    from chronoedit_sim.engine.editor import Editor
+
+    for option in ("uncompiled", "compiled"):
+        if option == "compiled":  # the same components, through the toolkit's own option
+            cfg = load_config([f"model.device={b.args.device}", "model.path=in-memory-random", "model.compile=true"])
+            b.editor = Editor(cfg.model, pipeline=b.editor.pipe)
+        for mode in ("none", "full"):
+            b.case("distill8", mode, "toolkit", option=f"{option} warm-up")
+            b.case("distill8", mode, "toolkit", reps=2 if mode == "none" else 1, option=option)
+    b.doc["total_s"] = round(time.perf_counter() - b.t_start, 1)
+    b.save()
+    print_table(b.doc["cases"], ["preset", "mode", "option", "wall_s", "achieved_tflops", "mfu", "peak_gib"])
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the main cases only")
@@ -337,12 +356,19 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--json", default=str(RESULTS / "gpu.json"))
     ap.add_argument("--budget-s", type=float, default=420.0, help="skip the remaining cases after this long")
+    ap.add_argument("--compile", action="store_true",
+                    help="whole edits with model.compile=true (the first edit of each shape compiles) against the "
+                         "same edits uncompiled, in one process; writes gpu_compile.json unless --json is given")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: the true-size benchmark runs only on a GPU (rehearse with --arch small --device cpu)")
         return 2
     b = Bench(args)
+    if args.compile and args.json == ap.get_default("json"):
+        args.json = str(RESULTS / "gpu_compile.json")
     b.setup()
+    if args.compile:
+        return compiled_edits(b)
     latent = (b.arch["num_frames"] - 1) // 4 + 1
     # warm-ups: the first call of each shape pays for allocation and kernel selection
     b.case("distill8", "none", "toolkit", option="warm-up")
