@@ -208,6 +208,11 @@ def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_o
     assert not any(n.startswith(".") for n in shards()) and len(shards()) == 4  # the .tmp is gone
     runs = json.loads((out / "run.json").read_text())["runs"]
     assert [r["partial_shards_removed"] for r in runs] == [0, 1]
+    # the killed drivers' rows ran on the session's Ray node: runtime.address was joined, not a private instance
+    import ray
+
+    assert {n for r in read_rows(out).to_pylist() for n in json.loads(r["nodes"]).values()} == {
+        ray.get_runtime_context().get_node_id()}
     assert run([str(one_edit_scenario)], str(frames), str(out), overrides, quiet=True, echo=lambda *_: None) == 0
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(6)]
