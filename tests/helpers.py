@@ -174,3 +174,14 @@ def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_ind
     return root
 
 
+def read_stage_rows(scenario, input_path, overrides) -> list[dict]:
+    """The read stage's job rows for an input, as a run plans and reads them, without Ray: after the
+    read stage a run is the same whatever the input kind, so one Ray run per kind proves nothing more."""
+    from chronoedit_sim.config import ConfigLoader
+    from chronoedit_sim.runtime.plan import make_plan
+    from chronoedit_sim.stages.base import Resources
+    from chronoedit_sim.stages.read import ReadStage
+
+    plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(scenario)])
+    stage = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources())
+    return stage.process_batch(plan.tasks)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chronoedit_sim.runtime.run import run
-from helpers import BAD_CORPUS_OUTCOMES, write_bad_corpus
+from helpers import BAD_CORPUS_OUTCOMES, read_stage_rows, write_bad_corpus
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def test_lerobot_dataset_run_keeps_identity_and_uses_the_task_as_caption(ray_ses
     assert meta["task"] == TASKS[1]
 
 
-def test_parquet_kitti_and_nuscenes_inputs_run(ray_session, run_overrides, one_edit_scenario, tmp_path):
+def test_parquet_input_runs_and_kitti_and_nuscenes_trees_are_read(ray_session, run_overrides, one_edit_scenario, tmp_path):
     import io
 
     import pyarrow as pa
@@ -77,17 +77,16 @@ def test_parquet_kitti_and_nuscenes_inputs_run(ray_session, run_overrides, one_e
     for folder in (kitti, nusc):
         folder.mkdir(parents=True)
         Image.new("RGB", (48, 32), (90, 90, 90)).save(folder / "000001.png")
-    cases = {
-        "frames.parquet": (["input.id_column=key", "input.caption_column=text"], {"frames.parquet#a", "frames.parquet#b"}),
-        "kitti": ([], {"training/image_2/000001.png"}),
-        "nuscenes": ([], {"samples/CAM_FRONT/000001.png"}),
-    }
-    for name, (extra, ids) in cases.items():
-        out = tmp_path / f"out-{name}"
-        assert run([str(one_edit_scenario)], str(tmp_path / name), str(out),
-                   [*run_overrides, *extra, "runtime.max_failed_fraction=1"], quiet=True, echo=lambda *_: None) == 0
-        rows = {r["source_id"]: r for r in pq.ParquetDataset(str(out / "data")).read().to_pylist()}
-        assert set(rows) == ids, name
-    rows = {r["source_id"]: r for r in pq.ParquetDataset(str(tmp_path / "out-frames.parquet" / "data")).read().to_pylist()}
+    out = tmp_path / "out"
+    assert run([str(one_edit_scenario)], str(tmp_path / "frames.parquet"), str(out),
+               [*run_overrides, "input.id_column=key", "input.caption_column=text", "runtime.max_failed_fraction=1"],
+               quiet=True, echo=lambda *_: None) == 0
+    rows = {r["source_id"]: r for r in pq.ParquetDataset(str(out / "data")).read().to_pylist()}
+    assert set(rows) == {"frames.parquet#a", "frames.parquet#b"}
     assert rows["frames.parquet#a"]["error"] is None and rows["frames.parquet#a"]["source_caption"] == "a dashcam frame"
     assert "image column 'image' is null" in rows["frames.parquet#b"]["error"]
+    # the KITTI and nuScenes trees are detected and read as a run would (read_stage_rows: no Ray needed)
+    for name, ids in (("kitti", ["training/image_2/000001.png"]), ("nuscenes", ["samples/CAM_FRONT/000001.png"])):
+        rows = read_stage_rows(one_edit_scenario, tmp_path / name, run_overrides)
+        assert [r["source_id"] for r in rows] == ids and rows[0]["error"] is None, name
+        assert rows[0]["_source_rgb"].shape == (32, 48, 3)
