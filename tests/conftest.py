@@ -92,6 +92,28 @@ def one_edit_scenario(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def scored_dataset(ray_session, tiny_overrides, one_edit_scenario, tmp_path_factory):
+    """One run shared by the tests that read a finished dataset (HF images, rescoring): 4 frames, both
+    tiny models, partial reasoning with previews, lossless sources, no CLIP bound."""
+    from helpers import NO_CLIP_BOUNDS, SCORED_PREVIEW_EVERY, SCORED_STEPS, scored_frame
+    from PIL import Image
+
+    from chronoedit_sim.runtime.run import run
+
+    root = tmp_path_factory.mktemp("scored")
+    frames = root / "frames"
+    frames.mkdir()
+    for i in range(4):
+        Image.fromarray(scored_frame(i)).save(frames / f"f{i}.png")
+    out = root / "out"
+    overrides = [*tiny_overrides, *NO_CLIP_BOUNDS, "generation.temporal_reasoning=true",
+                 f"generation.num_inference_steps={SCORED_STEPS}",
+                 f"generation.denoise_preview_every={SCORED_PREVIEW_EVERY}", "output.source_format=png"]
+    assert run([str(one_edit_scenario)], str(frames), str(out), overrides, quiet=True, echo=lambda *_: None) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """As Ray gives the score actor (OMP_NUM_THREADS=1): tiny CLIP forward passes take ~1 ms on one

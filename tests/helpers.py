@@ -185,3 +185,17 @@ def read_stage_rows(scenario, input_path, overrides) -> list[dict]:
     plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(scenario)])
     stage = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources())
     return stage.process_batch(plan.tasks)
+
+
+# bounds on the weight-free scores only (random CLIP scores mean nothing): no row is rejected by CLIP
+NO_CLIP_BOUNDS = ["filter.clip_text_min=null", "filter.clip_image_min=null", "filter.clip_direction_min=null"]
+# the tiny preset's 4 steps with 2 reasoning steps (partial reasoning) and a preview every 2 steps
+SCORED_STEPS, SCORED_PREVIEW_EVERY = 4, 2
+
+
+def scored_frame(i: int) -> np.ndarray:
+    """Frame i of the scored dataset (80x48): four different gradients."""
+    y, x = np.mgrid[0:48, 0:80]
+    if i == 0:
+        return np.stack([x * 3, y * 5, (x + y) % 256], -1).astype(np.uint8)
+    return np.stack([(x * 3 + 40 * i) % 256, y * 5, np.full_like(x, 30 * i)], -1).astype(np.uint8)

@@ -10,29 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chronoedit_sim.runtime.run import run
+from helpers import SCORED_PREVIEW_EVERY, SCORED_STEPS, scored_frame
 
 pytestmark = pytest.mark.ray
 
-STEPS, PREVIEW_EVERY = 4, 2  # the tiny preset's 4 steps; a preview every 2 steps
-
 
 @pytest.fixture(scope="module")
-def hf_rows(ray_session, run_overrides, one_edit_scenario, tmp_path_factory):
+def hf_rows(scored_dataset):
     import datasets
 
-    root = tmp_path_factory.mktemp("hf_images")
-    frames = root / "frames"
-    frames.mkdir()
-    y, x = np.mgrid[0:48, 0:80]
-    Image.fromarray(np.stack([x * 3, y * 5, (x + y) % 256], -1).astype(np.uint8)).save(frames / "f0.png")
-    out = root / "out"
-    overrides = [*run_overrides, "generation.temporal_reasoning=true",
-                 f"generation.num_inference_steps={STEPS}", f"generation.denoise_preview_every={PREVIEW_EVERY}",
-                 "output.source_format=png"]  # lossless, so the source pixels can be compared
-    assert run([str(one_edit_scenario)], str(frames), str(out), overrides, quiet=True, echo=lambda *_: None) == 0
-    ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
-    assert len(ds) >= 1
+    ds = datasets.load_dataset("parquet", data_files=str(scored_dataset / "data" / "*.parquet"), split="train")
+    assert len(ds) == 4
     return list(ds)
 
 
@@ -59,14 +47,13 @@ def test_every_image_column_loads_as_pil_images_of_the_right_size(hf_rows, tiny_
 
         previews = row["previews"]
         assert isinstance(previews, list)
-        assert kinds(previews) == [("Image", (160, 96))] * (STEPS // PREVIEW_EVERY)
+        assert kinds(previews) == [("Image", (160, 96))] * (SCORED_STEPS // SCORED_PREVIEW_EVERY)
         # decodable, not just headers: the pixels load
         for img in (source, edited, frames[0], frames[-1], previews[-1]):
             assert np.asarray(img.convert("RGB")).shape[2] == 3
 
 
 def test_source_image_round_trips_the_input_pixels(hf_rows):
-    y, x = np.mgrid[0:48, 0:80]
-    expected = np.stack([x * 3, y * 5, (x + y) % 256], -1).astype(np.uint8)
     for row in hf_rows:
+        expected = scored_frame(int(row["source_id"][1]))  # f0.png ... f3.png
         np.testing.assert_array_equal(np.asarray(row["source_image"].convert("RGB")), expected)

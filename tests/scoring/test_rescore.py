@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-from chronoedit_sim.runtime.run import OutputConflict, run
+from chronoedit_sim.runtime.run import OutputConflict
 from chronoedit_sim.runtime.rescore import rescore
 
 pytestmark = pytest.mark.ray
 QUIET = {"quiet": True, "echo": lambda *_: None}
-# bounds on the weight-free scores only (random CLIP scores mean nothing), picked to split the rows
-NO_CLIP_BOUNDS = ["filter.clip_text_min=null", "filter.clip_image_min=null", "filter.clip_direction_min=null"]
-
-
 @pytest.fixture(scope="module")
-def dataset(ray_session, tiny_overrides, one_edit_scenario, tmp_path_factory):
-    root = tmp_path_factory.mktemp("rescore")
-    frames = root / "frames"
-    frames.mkdir()
-    for i in range(4):
-        y, x = np.mgrid[0:48, 0:80]
-        Image.fromarray(np.stack([(x * 3 + 40 * i) % 256, y * 5, np.full_like(x, 30 * i)], -1).astype(np.uint8)).save(
-            frames / f"f{i}.png")
-    out = root / "src"
-    assert run([str(one_edit_scenario)], str(frames), str(out), [*tiny_overrides, *NO_CLIP_BOUNDS], **QUIET) == 0
-    return out
+def dataset(scored_dataset):
+    return scored_dataset
 
 
 def keep_column(out):
