@@ -51,7 +51,9 @@ def edit_stage(ctx: BuildContext) -> Stage:
     rt, gpus_in_cluster = ctx.plan.cfg.runtime, ctx.cluster.gpus
     if rt.gpus_per_actor is not None:
         gpus = rt.gpus_per_actor
-        actors = rt.num_actors or (max(1, int(gpus_in_cluster // gpus)) if gpus else 1)
+        # what the score actors take is not there for editors: more would wait for a GPU forever
+        free = gpus_in_cluster - _score_gpus(ctx) * ctx.plan.cfg.scoring.num_actors
+        actors = rt.num_actors or (max(1, int(free // gpus)) if gpus else 1)
     else:
         gpus = (1.0 - _score_gpus(ctx)) if gpus_in_cluster else 0.0
         actors = rt.num_actors or max(1, int(gpus_in_cluster))

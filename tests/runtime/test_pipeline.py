@@ -39,3 +39,12 @@ def test_the_plan_is_said_out_loud_per_actor_stage(one_edit_scenario, tmp_path):
     plan = plan_for(["scoring.clip.enabled=false"], one_edit_scenario, tmp_path)
     stages = build_stages(BuildContext(plan, "run", Cluster(2.0, 0.0)))
     assert describe_actors(stages) == "edit 1 x (cpus=1, gpus=0) -> CPU"
+
+
+def test_half_a_gpu_per_editor_runs_two_per_gpu_beside_the_scorer(one_edit_scenario, tmp_path):
+    """An H200 holds two editors (52.6 GiB peak each, docs/PERFORMANCE.md): gpus_per_actor=0.5."""
+    res = stages_for(["runtime.gpus_per_actor=0.5", "scoring.clip.enabled=false"], one_edit_scenario, tmp_path)
+    assert (res["edit"].actors, res["edit"].gpus) == (16, 0.5)
+    # with CLIP, its actor's quarter GPU leaves room for 15 editors, not 16 (the 16th would never start)
+    res = stages_for(["runtime.gpus_per_actor=0.5"], one_edit_scenario, tmp_path)
+    assert (res["edit"].actors, res["score"].gpus) == (15, 0.25)
