@@ -8,6 +8,10 @@ import numpy as np
 from PIL import Image
 
 _PIL_FORMAT = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+# the largest width or height a webp image may have
+WEBP_MAX_SIDE = 16383
+# thumbnails are looked at small, in a gallery: 80 keeps them a few KB
+THUMBNAIL_QUALITY = 80
 
 
 def _shrunk(img: Image.Image, max_side: int, multiple: int = 1) -> Image.Image:
@@ -45,10 +49,31 @@ def decode_rgb(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def frame_strip(frames: np.ndarray, max_side: int = 256) -> bytes:
-    """The frames side by side as one PNG, each shrunk to max_side, for a quick look at a trajectory."""
-    tiles = [decode_rgb(encode_image(f, "png", max_side=max_side)) for f in frames]
-    return encode_image(np.concatenate(tiles, axis=1), "png")
+def frame_strip(frames: np.ndarray, max_side: int = 256, fmt: str = "png", quality: int = 90) -> bytes:
+    """The frames side by side as one image, each shrunk to max_side (0: as they are), for a quick look at a
+    trajectory. A webp strip wider than webp allows gets smaller tiles."""
+    strip = np.concatenate(list(shrink_frames(frames, max_side, multiple=1)), axis=1)
+    if fmt == "webp" and strip.shape[1] > WEBP_MAX_SIDE:
+        tile = max(strip.shape[0], strip.shape[1] // len(frames))
+        # less one px per tile: each tile's short side may round up
+        return frame_strip(frames, max(1, tile * (WEBP_MAX_SIDE - len(frames)) // strip.shape[1]), fmt, quality)
+    return encode_image(strip, fmt, quality)
+
+
+def make_thumbnails(source: np.ndarray | None, edited: np.ndarray | None, frames: np.ndarray | None,
+                    side: int) -> dict:
+    """The `thumbnails` column (dataset.schema.THUMBNAILS) from raw frames: each shrunk to `side` px, webp.
+    A missing frame (a failed row has no edit) leaves its field null."""
+
+    def small(rgb, name: str, encode) -> dict | None:
+        return None if rgb is None else {"bytes": encode(rgb), "path": f"{name}.webp"}
+
+    def still(rgb):
+        return encode_image(rgb, "webp", THUMBNAIL_QUALITY, side)
+
+    return {"source": small(source, "source", still), "edited": small(edited, "edited", still),
+            "trajectory": small(frames, "trajectory", lambda f: frame_strip(f, side, "webp", THUMBNAIL_QUALITY)),
+            "trajectory_frames": 0 if frames is None else len(frames)}
 
 
 def write_mp4(frames: np.ndarray, path: str, fps: int = 8) -> None:

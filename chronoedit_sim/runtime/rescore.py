@@ -87,9 +87,11 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
             echo(f"{src}: {note}")
         total = sum(pq.read_metadata(s).num_rows for s in shards)
         run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
-        manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id,
+        manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id, settings,
                                   rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]})
-        counts = RunCounts(planned=total, resumed_skipped=len(done))
+        # every row of DIR is a job here: DIR's rows per edit are what is planned
+        counts = RunCounts(planned=total, resumed_skipped=len(done),
+                           planned_by_edit={k: v["written"] for k, v in recorded.get("filter_stats", {}).items()})
         stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side)
         stage.setup()
         writer = DatasetWriter(out, cfg.output, {"run_id": run_id, "config_hash": config_hash})

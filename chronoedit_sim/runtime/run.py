@@ -46,9 +46,9 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         output.prepare(out, overwrite)
         run_id = uuid.uuid4().hex[:12]
         # the command line is kept as given: a rescoring re-applies it above the scenario layers
-        manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id,
+        manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id, plan.settings,
                                   overrides=list(overrides), config_files=[str(f) for f in config_files])
-        counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped)
+        counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped, planned_by_edit=plan.planned_by_edit)
         writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
                                **driver_faults(plan.cfg.runtime))
         wall, actors = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
