@@ -128,6 +128,15 @@ def cmd_verify(args) -> int:
     return 0 if verdict.whole else 1
 
 
+def cmd_report(args) -> int:
+    from .report.build import build_report
+
+    path = build_report(Path(args.dir), Path(args.output) if args.output else None, args.overrides,
+                        config_files=args.config)
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__, epilog=EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("inspect", help="summarise a dataset directory")
     sp.add_argument("dir")
     sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("report", help="write a dataset's static HTML report (opens from disk, no server)")
+    sp.add_argument("dir")
+    sp.add_argument("--output", default="", help="the report folder (default: DIR/report)")
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("verify", help="check that a dataset is whole: exit 0 when it is, 1 with a summary if not")
     sp.add_argument("dir")

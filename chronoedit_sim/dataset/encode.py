@@ -49,6 +49,17 @@ def decode_rgb(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
+def stored_trajectory(row: dict) -> np.ndarray | None:
+    """A stored row's reasoning frames, (F, H, W, 3) RGB, from `reasoning_video` or `reasoning_frames`;
+    None when the row has none."""
+    if row.get("reasoning_video"):
+        from .video import decode_video
+
+        return decode_video(row["reasoning_video"]["bytes"])
+    frames = [decode_rgb(f["bytes"]) for f in row.get("reasoning_frames") or []]
+    return np.stack(frames) if frames else None
+
+
 def frame_strip(frames: np.ndarray, max_side: int = 256, fmt: str = "png", quality: int = 90) -> bytes:
     """The frames side by side as one image, each shrunk to max_side (0: as they are), for a quick look at a
     trajectory. A webp strip wider than webp allows gets smaller tiles."""

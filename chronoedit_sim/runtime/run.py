@@ -53,8 +53,13 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
                                **driver_faults(plan.cfg.runtime))
         wall, actors = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
         echo(f"actors: {actors}")
-        return finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo,
+        code = finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo,
                                actors=actors)
+        if plan.cfg.report.enabled:
+            from ..report.build import build_after_run
+
+            build_after_run(out, plan.cfg.report, echo)
+        return code
 
 
 def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwrite: bool, echo) -> int:
