@@ -52,15 +52,18 @@ def image_extension(data: bytes) -> str:
     return "bin"
 
 
+def _has_thumbnails(row: dict) -> bool:
+    return any((row.get("thumbnails") or {}).get(k) for k in THUMBNAIL_IMAGES)
+
+
 def thumbnails_of(row: dict, side: int) -> dict | None:
     """The row's `thumbnails`, or ones made from its stored images when it has none (None without images)."""
-    stored = row.get("thumbnails")
-    if stored and any(stored.get(k) for k in THUMBNAIL_IMAGES):
-        return stored
+    if _has_thumbnails(row):
+        return row["thumbnails"]
     images = {k: row.get(k) for k in ("source_image", "edited_image")}
     if not any(images.values()):
         return None
-    source, edited = (decode_rgb(images[k]["bytes"]) if images[k] else None for k in ("source_image", "edited_image"))
+    source, edited = (decode_rgb(images[k]["bytes"]) if images[k] else None for k in images)
     return make_thumbnails(source, edited, stored_trajectory(row), side)
 
 
@@ -163,10 +166,13 @@ def write_gallery(root: Path, shards: list[Path], cfg: ReportConfig) -> Gallery:
         light += ["source_image", "edited_image"] if cfg.full_images else []
         for group in range(parquet.num_row_groups):
             rows = parquet.read_row_group(group, columns=light).to_pylist()
-            if any(not (r.get("thumbnails") or {}).get("source") for r in rows):
-                # a dataset without thumbnails: this row group's images, then they are dropped again
-                heavy = parquet.read_row_group(group, columns=[c for c in IMAGES if c in names]).to_pylist()
-                rows = [{**r, **h} for r, h in zip(rows, heavy)]
+            # edited rows without thumbnails (a dataset made without them): their images, this row group only;
+            # a failed row gets its source thumbnail only where the full-size source was read anyway
+            needed = [i for i, r in enumerate(rows) if not _has_thumbnails(r) and not r["error_stage"]]
+            if needed:
+                heavy = parquet.read_row_group(group, columns=[c for c in IMAGES if c in names]).take(needed)
+                for i, images in zip(needed, heavy.to_pylist()):
+                    rows[i] = {**rows[i], **images}
             for row in rows:
                 kind = gallery.tally.add(row)
                 thumbs = thumbnails_of(row, side)

@@ -33,7 +33,7 @@ def frames(n=3, h=16, w=24):
 @pytest.fixture
 def dataset(tmp_path):
     """7 rows in 2 shards of row groups of 2: kept (stored thumbnails), rejected (none: made from its images),
-    failed in read (no images at all), and 4 more kept rows."""
+    failed in read (no images at all), failed in edit (a source, no edit), and 3 more kept rows."""
     writer = DatasetWriter(tmp_path, OutputConfig(shard_max_rows=4, row_group_rows=2))
     rows = [fake_row(i) for i in range(7)]
     rows[0]["thumbnails"] = make_thumbnails(frames()[0], frames()[1], frames(), 8)
@@ -43,6 +43,8 @@ def dataset(tmp_path):
                    reasoning_frames=[{"bytes": encode_image(f), "path": None} for f in frames()])
     fail_row(rows[2], "read", "not a recognised image")
     rows[2].update(source_image=None, edited_image=None)
+    fail_row(rows[3], "edit", "out of memory")
+    rows[3].update(edited_image=None)
     for row in rows:
         writer.add(row, write_rejected=True)
     writer.flush()
@@ -54,13 +56,13 @@ def test_cards_index_thumbnails_and_full_images_in_one_streaming_pass(dataset, t
 
     root = tmp_path / "report"
     gallery = write_gallery(root, readable_shards(dataset), ReportConfig(thumbnail_side=12))
-    assert gallery.rows == 7 and gallery.tally.counts == {"written": 7, "kept": 5, "rejected": 1, "failed": 1}
+    assert gallery.rows == 7 and gallery.tally.counts == {"written": 7, "kept": 4, "rejected": 1, "failed": 2}
     assert gallery.thumbnails_made == 5  # all but the one with stored thumbnails and the one without images
     index = data_call(root / "cards" / "index.js", "index")
-    assert index["edits"] == ["s/e"] and index["outcome"] == [0, 1, 2, 0, 0, 0, 0]
+    assert index["edits"] == ["s/e"] and index["outcome"] == [0, 1, 2, 2, 0, 0, 0]
     assert index["scores"]["ssim"][:2] == [0.5, None] and index["scores"]["psnr"][0] is None  # NaN: missing
     cards = data_call(root / "cards" / "c00000.js", "chunk")
-    kept, rejected, failed = cards[:3]
+    kept, rejected, failed, failed_in_edit = cards[:4]
     assert kept["thumbs"] == {"source": "t/000/0-s.webp", "edited": "t/000/0-e.webp",
                               "trajectory": "t/000/0-t.webp", "frames": 3}
     assert decode_rgb((root / kept["thumbs"]["trajectory"]).read_bytes()).shape == (5, 3 * 8, 3)  # as stored
@@ -68,11 +70,13 @@ def test_cards_index_thumbnails_and_full_images_in_one_streaming_pass(dataset, t
     assert rejected["reasons"] == ["ssim 0.10 < 0.50"] and rejected["prompt"] == "<b>bold</b>"
     assert (root / kept["full"]["source"]).read_bytes()[:4] == b"\x89PNG" and kept["full"]["source"].endswith(".png")
     assert failed["thumbs"] == {} and failed["full"] == {} and failed["error"] == "read: not a recognised image"
-    assert gallery.failures == [{"row": 2, "source": "f2.png", "edit": "s/e", "stage": "read",
-                                 "error": "read: not a recognised image"}]
-    # no full-size copies when switched off
+    # a row that failed after its source was read: a source thumbnail from the full-size copy's bytes
+    assert list(failed_in_edit["thumbs"]) == ["source"] and failed_in_edit["stage"] == "edit"
+    assert [f["stage"] for f in gallery.failures] == ["read", "edit"] and gallery.failures[0] == {
+        "row": 2, "source": "f2.png", "edit": "s/e", "stage": "read", "error": "read: not a recognised image"}
+    # no full-size copies when switched off, and no images read for failed rows then
     lean = write_gallery(tmp_path / "lean", readable_shards(dataset), ReportConfig(full_images=False))
-    assert lean.rows == 7 and not (tmp_path / "lean" / "f").exists()
+    assert lean.rows == 7 and not (tmp_path / "lean" / "f").exists() and lean.thumbnails_made == 4
 
 
 def test_thumbnails_of_a_row_and_image_extensions():
