@@ -85,6 +85,34 @@ def one_edit_scenario(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """As Ray gives the score actor (OMP_NUM_THREADS=1): tiny CLIP forward passes take ~1 ms on one
+    thread but up to 100x that when two threads spin against other processes on 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu`-marked tests, saying why, where torch sees no CUDA device."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+    skip = pytest.mark.skip(reason=f"gpu test: torch.cuda.is_available() is False (torch {torch.__version__}, "
+                                   f"{build}); run on a machine with an NVIDIA GPU")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
 # a prompt that would run script if the report ever parsed data as HTML
 MARKUP_PROMPT = "Add a car <script>window.__pwned=1</script> <img src=x onerror=alert(1)> & keep the road"
 
@@ -120,31 +148,3 @@ def report_dataset(ray_session, tiny_overrides, tmp_path_factory):
                 "filter.clip_direction_min=null"], quiet=True, echo=lines.append)
     assert code == 0 and lines[-1] == f"report: {out / 'report' / 'index.html'}", lines
     return out
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """As Ray gives the score actor (OMP_NUM_THREADS=1): tiny CLIP forward passes take ~1 ms on one
-    thread but up to 100x that when two threads spin against other processes on 2 cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Skip `gpu`-marked tests, saying why, where torch sees no CUDA device."""
-    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
-    if not gpu_items:
-        return
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
-    skip = pytest.mark.skip(reason=f"gpu test: torch.cuda.is_available() is False (torch {torch.__version__}, "
-                                   f"{build}); run on a machine with an NVIDIA GPU")
-    for item in gpu_items:
-        item.add_marker(skip)
