@@ -6,7 +6,7 @@ STAMP := $(VENV)/.chronoedit-sim-installed
 DEMO_DIR ?= .demo
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install test test-slow demo clean
+.PHONY: install chromium test test-slow demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-test: install
+# The report's browser test drives the system's Chromium (nothing is downloaded at test time). Installed here
+# where it is missing and can be (root with apt-get); where it cannot be, the test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "Chromium is not installed and cannot be here: the report's browser test will be skipped"
+
+test: install chromium
 	$(PY) -m pytest -q
 
 # the slow tests (a two-node Ray cluster losing a node mid-run), kept out of `make test`
@@ -40,6 +48,8 @@ demo: install
 	$(PY) -m chronoedit_sim.cli inspect $(DEMO_DIR)/datasets/driving
 	$(PY) -m chronoedit_sim.cli inspect $(DEMO_DIR)/datasets/robotics
 	@echo "datasets: $(DEMO_DIR)/datasets/{driving,robotics}/data/*.parquet (load with datasets.load_dataset('parquet', ...))"
+	@echo "reports (open in a browser from disk; no server, no network):"
+	@for report in $(DEMO_DIR)/datasets/*/report/index.html; do echo "  $$report"; done
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import UserError
 
 log = logging.getLogger("chronoedit_sim")
+TRAJECTORY_FORMATS = ("mp4", "gif", "webp", "png-strip")
 EXIT_CODES = """exit codes:
   0  done (verify: the dataset is whole)
   1  verify: the dataset is not whole; anything else with a traceback is a bug
@@ -128,6 +129,22 @@ def cmd_verify(args) -> int:
     return 0 if verdict.whole else 1
 
 
+def cmd_report(args) -> int:
+    from .report.build import build_report
+
+    path = build_report(Path(args.dir), Path(args.output) if args.output else None, args.overrides,
+                        config_files=args.config)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_export_trajectories(args) -> int:
+    from .dataset.trajectories import export_trajectories
+
+    export_trajectories(Path(args.dir), Path(args.output), args.format, args.where, fps=args.fps)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__, epilog=EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("inspect", help="summarise a dataset directory")
     sp.add_argument("dir")
     sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("report", help="write a dataset's static HTML report (opens from disk, no server)")
+    sp.add_argument("dir")
+    sp.add_argument("--output", default="", help="the report folder (default: DIR/report)")
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("export-trajectories", help="one file per row's reasoning trajectory, named by job_id")
+    sp.add_argument("dir")
+    sp.add_argument("--output", required=True, help="folder for the files")
+    # dataset.trajectories.FORMATS, not imported: it would cost every command its numpy and pyarrow
+    sp.add_argument("--format", choices=TRAJECTORY_FORMATS, default="mp4")
+    sp.add_argument("--where", action="append", default=[], metavar="EXPR",
+                    help="only rows where column=value (also !=, <, <=, >, >=), e.g. keep=true, scenario=rain, "
+                         "outcome=rejected, scores.ssim>0.5; repeat it or separate with commas to AND them")
+    sp.add_argument("--fps", type=int, default=8, help="frames per second of mp4, gif and webp")
+    sp.set_defaults(func=cmd_export_trajectories)
 
     sp = sub.add_parser("verify", help="check that a dataset is whole: exit 0 when it is, 1 with a summary if not")
     sp.add_argument("dir")

@@ -28,8 +28,10 @@ def tiny_clip_dir(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def tiny_overrides(tiny_model_dir, tiny_clip_dir):
-    """Both tiny RANDOM models; the default InstructPix2Pix thresholds stay on (rows get rejected)."""
-    return ["model=tiny", f"model.path={tiny_model_dir}", f"scoring.clip.model=local-dir:{tiny_clip_dir}"]
+    """Both tiny RANDOM models; the default InstructPix2Pix thresholds stay on (rows get rejected). No report
+    at the end of each run (seconds of matplotlib per run): `report_dataset` makes the one the tests read."""
+    return ["model=tiny", f"model.path={tiny_model_dir}", f"scoring.clip.model=local-dir:{tiny_clip_dir}",
+            "report.enabled=false"]
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +142,40 @@ def pytest_collection_modifyitems(config, items):
                                    f"{build}); run on a machine with an NVIDIA GPU")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+# a prompt that would run script if the report ever parsed data as HTML
+MARKUP_PROMPT = "Add a car <script>window.__pwned=1</script> <img src=x onerror=alert(1)> & keep the road"
+
+
+@pytest.fixture(scope="session")
+def report_dataset(ray_session, tiny_overrides, tmp_path_factory):
+    """The one dataset of the report, browser, notebook and export tests, its report written by the run:
+    2 frames and 1 undecodable file x 2 edits (reasoning on): `add_car` (MARKUP_PROMPT, no bound: kept) and
+    `strict` (ssim_min 2, which no row reaches: rejected); the undecodable file fails in `read` for both."""
+    from PIL import Image
+
+    from chronoedit_sim.runtime.run import run
+
+    root = tmp_path_factory.mktemp("report-dataset")
+    frames = root / "frames"
+    frames.mkdir()
+    y, x = np.mgrid[0:48, 0:80]
+    for i in range(2):
+        Image.fromarray(np.stack([(x * 3 + 50 * i) % 256, y * 5, np.full_like(x, 40 + 80 * i)], -1).astype(np.uint8)
+                        ).save(frames / f"frame_{i}.png")
+    (frames / "broken.png").write_text("not an image")
+    scenario = root / "markup.yaml"
+    scenario.write_text(
+        "name: markup\ndomain: driving\ndescription: a prompt with markup, for the report's escaping\n"
+        f"edits:\n  - id: add_car\n    prompt: '{MARKUP_PROMPT}'\n    target_caption: a street with a car\n"
+        "    source_caption: a street\n  - id: strict\n    prompt: Make it rain.\n"
+        "    target_caption: a rainy street\n    source_caption: a street\n    filter: {ssim_min: 2.0}\n")
+    out = root / "out"
+    lines = []
+    code = run([str(scenario)], str(frames), str(out),
+               [*tiny_overrides, "report.enabled=true", "generation.temporal_reasoning=true",
+                "runtime.max_failed_fraction=0.9", "filter.clip_text_min=null", "filter.clip_image_min=null",
+                "filter.clip_direction_min=null"], quiet=True, echo=lines.append)
+    assert code == 0 and lines[-1] == f"report: {out / 'report' / 'index.html'}", lines
+    return out

@@ -18,6 +18,7 @@ from .schema import (
     LoraConfig,
     ModelConfig,
     OutputConfig,
+    ReportConfig,
     RuntimeConfig,
     ScoringConfig,
     TrajectoryConfig,
@@ -26,6 +27,6 @@ from .schema import (
 __all__ = [
     "DTYPES", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LoraConfig",
-    "ModelConfig", "OutputConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
+    "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",
 ]

@@ -273,6 +273,21 @@ class ScoringConfig:
 
 
 @dataclass
+class ReportConfig:
+    # write OUT/report/index.html at the end of every run and rescoring (`chronoedit-sim report OUT` builds
+    # it any time); a failed report is one line and never fails the run
+    enabled: bool = True
+    # longest side in px of the thumbnails the encode stage stores in each row (source, edit, every reasoning
+    # frame) for the report to lay out; 0 stores none, and the report makes them from the images instead
+    thumbnail_side: int = 160
+    # gallery cards per page: the page only ever holds this many images
+    page_size: int = 48
+    # copy each row's source and edited image, as stored, next to the report so that a card opens them full
+    # size; costs about as much disk as those two columns (false: the cards open the thumbnails)
+    full_images: bool = True
+
+
+@dataclass
 class Config:
     # run seed; every job's seed and variable choices derive from it and the job identity
     seed: int = 0
@@ -294,3 +309,5 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     # consistency scoring (CLIP and weight-free metrics)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # the static HTML report and the thumbnails it shows
+    report: ReportConfig = field(default_factory=ReportConfig)

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..config import to_dict, to_yaml
+from ..config import SCORES, to_dict, to_yaml
 from .schema import SCHEMA_VERSION
 from .sink import atomic_write_bytes, remove_partial_shards
 from .stats import RunCounts, tally_dataset
@@ -44,8 +44,16 @@ def write_manifest(out: Path, manifest: dict) -> None:
     atomic_write_bytes(Path(out) / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scenarios, run_id: str, **extra) -> dict:
-    """run.json at the start of a run (status running), keeping earlier runs' history."""
+def active_bounds(filter_cfg) -> dict[str, float]:
+    """The filter bounds that are set, e.g. {"clip_image_min": 0.7}."""
+    return {f"{name}_{side}": getattr(filter_cfg, f"{name}_{side}") for name in SCORES for side in ("min", "max")
+            if getattr(filter_cfg, f"{name}_{side}") is not None}
+
+
+def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scenarios, run_id: str, settings: dict,
+                   **extra) -> dict:
+    """run.json at the start of a run (status running), keeping earlier runs' history. `settings` are the
+    per-edit settings (scenario.edit_settings): their active bounds are recorded for the report's charts."""
     manifest = {
         "schema": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -57,6 +65,7 @@ def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scen
         "model": {"id": cfg.model.path, "preset": cfg.model.preset},
         "scorer": {"clip": cfg.scoring.clip.model if cfg.scoring.clip.enabled else None,
                    "pretrained": cfg.scoring.clip.pretrained},
+        "bounds": {key: active_bounds(s.filter) for key, s in sorted(settings.items())},
         **extra,
         "runs": (previous or {}).get("runs", []) + [{"run_id": run_id, "started_at": now_iso(), "status": "running",
                                                      "partial_shards_removed": remove_partial_shards(out)}],
@@ -70,7 +79,7 @@ def finish_manifest(out: Path, manifest: dict, counts: RunCounts, wall: float, m
     """Totals, statistics and throughput into run.json, the summary line, and the exit code."""
     tally = tally_dataset(out)
     totals = tally.counts
-    manifest["filter_stats"] = tally.per_edit()
+    manifest["filter_stats"] = tally.per_edit(counts.planned_by_edit)
     manifest["runs"][-1].update(status="finished", ended_at=now_iso(), wall_s=round(wall, 3), counts=counts.as_dict(),
                                 jobs_per_s=round(counts.rows.counts["written"] / wall, 4) if wall else None,
                                 **run_extra)

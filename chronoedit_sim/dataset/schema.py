@@ -20,13 +20,20 @@ from . import video
 # bump when a column changes meaning or type; written into run.json and the Parquet metadata.
 # 2: `error_stage`; `reject_reasons` became structs (score, bound, value, limit, text); `reasoning_video`
 #    (trajectory.storage=video); `nodes` (the Ray node of each actor stage)
-SCHEMA_VERSION = "2"
+# 3: `thumbnails` (small webp previews of the source, the edit and the trajectory, made by the encode stage
+#    for the report)
+SCHEMA_VERSION = "3"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image")
 IMAGE_LIST_COLUMNS = ("reasoning_frames", "previews")
-# columns emptied for rows kept only as a record (rejected/ when filter.write_rejected=false)
+# columns emptied for rows kept only as a record (rejected/ when filter.write_rejected=false); the small
+# thumbnails stay, so the report still shows what was rejected
 BULKY_COLUMNS = (*IMAGE_COLUMNS, "reasoning_video")
+# the `thumbnails` column: the reasoning frames are one image, `trajectory_frames` equal tiles side by side
+THUMBNAILS = pa.struct([("source", IMAGE), ("edited", IMAGE), ("trajectory", IMAGE),
+                        ("trajectory_frames", pa.int32())])
+THUMBNAIL_IMAGES = ("source", "edited", "trajectory")
 
 GENERATION = pa.struct(
     [
@@ -81,6 +88,8 @@ SCHEMA = pa.schema(
         ("reasoning_step", pa.int32()),
         ("reasoning_sigma", pa.float32()),
         ("previews", pa.list_(IMAGE)),
+        # small previews for the report and quick looks (report.thumbnail_side); null when not made
+        ("thumbnails", THUMBNAILS),
         ("generation", GENERATION),
         ("model_id", pa.string()),
         ("model_hash", pa.string()),
@@ -162,6 +171,7 @@ def base_row(task: dict, run_id: str) -> dict:
         "reasoning_step": None,
         "reasoning_sigma": None,
         "previews": [],
+        "thumbnails": None,
         "generation": None,
         "model_id": None,
         "model_hash": None,

@@ -1,4 +1,5 @@
-"""The one place that counts rows: written, kept, rejected, failed, per stage, per edit, per bound.
+"""The one place that counts rows: written, kept, rejected, failed, per stage, per edit, per bound;
+and gathers the score values and stage timings that quantiles and the report's charts are made of.
 
 `Tally` takes rows one at a time (the run's own rows as they arrive) or a whole dataset
 (`tally_dataset`), so `run.json`, `inspect` and the report read the same numbers.
@@ -11,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SCORES
+from .schema import TIMING_FIELDS
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # the columns a Tally reads; everything else in a row is ignored
-COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores")
+COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores", "timings_ms")
 
 
 def outcome(row: dict) -> str:
@@ -64,11 +66,17 @@ class Tally:
         self.with_scores = with_scores
         self.total = _Group()
         self.groups: dict[str, _Group] = {}
+        # milliseconds per timing field over every row (with_scores only)
+        self.timings: dict[str, list[float]] = {name: [] for name in TIMING_FIELDS}
 
     def add(self, row: dict) -> str:
         """Count one row; returns its outcome."""
         self.total.add(row, self.with_scores)
         self.groups.setdefault(f"{row['scenario']}/{row['edit_id']}", _Group()).add(row, self.with_scores)
+        if self.with_scores and row.get("timings_ms"):
+            for name, ms in row["timings_ms"].items():
+                if ms is not None:
+                    self.timings[name].append(float(ms))
         return outcome(row)
 
     @property
@@ -80,8 +88,17 @@ class Tally:
     def failed_by_stage(self) -> dict:
         return dict(sorted(self.total.failed_by_stage.items()))
 
-    def per_edit(self) -> dict:
-        return {key: group.summary() for key, group in sorted(self.groups.items())}
+    def per_edit(self, planned: dict[str, int] | None = None) -> dict:
+        """Per "scenario/edit" summaries; with `planned` (jobs per edit) each says how many were planned too."""
+        if planned is None:
+            return {key: group.summary() for key, group in sorted(self.groups.items())}
+        keys = sorted(set(self.groups) | set(planned))
+        return {key: {"planned": planned.get(key), **self.groups.get(key, _Group()).summary()} for key in keys}
+
+    def score_values(self) -> dict[str, dict[str, list[float]]]:
+        """{"scenario/edit": {score: every value}} (with_scores only): what the distributions are drawn from."""
+        return {key: {name: values for name, values in group.values.items() if values}
+                for key, group in sorted(self.groups.items())}
 
     def overall(self) -> dict:
         return self.total.summary()
@@ -106,8 +123,10 @@ def tally_dataset(out: Path, shards: list[Path] | None = None) -> Tally:
 class RunCounts:
     """One run's (or rescoring's) plan size and a Tally of the rows it wrote."""
 
-    def __init__(self, planned: int, resumed_skipped: int = 0):
+    def __init__(self, planned: int, resumed_skipped: int = 0, planned_by_edit: dict[str, int] | None = None):
         self.planned, self.resumed_skipped = planned, resumed_skipped
+        # jobs per "scenario/edit", when the plan knows them
+        self.planned_by_edit = planned_by_edit
         self.rows = Tally(with_scores=False)
 
     def add(self, row: dict) -> str:

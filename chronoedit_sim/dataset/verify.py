@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ..errors import UserError
 from .lock import describe, live_holder
 from .manifest import MANIFEST, read_manifest
-from .schema import IMAGE_COLUMNS, IMAGE_LIST_COLUMNS, SCHEMA, SCHEMA_VERSION
+from .schema import IMAGE_COLUMNS, IMAGE_LIST_COLUMNS, SCHEMA, SCHEMA_VERSION, THUMBNAIL_IMAGES
 from .sink import DATA, READ_ERRORS, REJECTED, STATE, all_shards, data_dir, quarantined, read_error
 from .stats import COLUMNS as STATS_COLUMNS
 from .stats import Tally
@@ -75,6 +75,7 @@ def _decode_all(row: dict) -> tuple[int, list[str]]:
     items = [(c, row[c], decode_rgb) for c in IMAGE_COLUMNS]
     items += [(f"{c}[{i}]", img, decode_rgb) for c in IMAGE_LIST_COLUMNS for i, img in enumerate(row[c] or [])]
     items += [("reasoning_video", row["reasoning_video"], decode_video)]
+    items += [(f"thumbnails.{k}", (row["thumbnails"] or {}).get(k), decode_rgb) for k in THUMBNAIL_IMAGES]
     items = [(name, img["bytes"], decode) for name, img, decode in items if img and img.get("bytes") is not None]
     bad = []
     for name, data, decode in items:
@@ -146,7 +147,8 @@ def _check_shards(verdict: Verdict, images: bool) -> Tally:
                 dupes.append(f"{row['job_id']} in {seen[row['job_id']]} and {name}")
             seen.setdefault(row["job_id"], name)
         if images:
-            for row in table.select(["job_id", *IMAGE_COLUMNS, *IMAGE_LIST_COLUMNS, "reasoning_video"]).to_pylist():
+            for row in table.select(["job_id", *IMAGE_COLUMNS, *IMAGE_LIST_COLUMNS, "reasoning_video",
+                                     "thumbnails"]).to_pylist():
                 n, bad = _decode_all(row)
                 verdict.images += n - len(bad)
                 bad_images += [f"{name} job {row['job_id']}: {b}" for b in bad]

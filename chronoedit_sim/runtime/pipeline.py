@@ -64,7 +64,8 @@ def edit_stage(ctx: BuildContext) -> Stage:
 
 def encode_stage(ctx: BuildContext) -> Stage:
     enc = ctx.plan.cfg.encode
-    return EncodeStage(ctx.plan.settings, Resources(cpus=enc.cpus, actors=enc.num_actors), enc.batch_size)
+    return EncodeStage(ctx.plan.settings, Resources(cpus=enc.cpus, actors=enc.num_actors), enc.batch_size,
+                       thumbnail_side=ctx.plan.cfg.report.thumbnail_side)
 
 
 def score_stage(ctx: BuildContext) -> Stage:

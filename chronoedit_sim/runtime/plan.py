@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import Config, ConfigError, ConfigLoader, to_dict
-from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario
+from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario, settings_key
 from ..sources.base import FrameRef
 from ..sources.dispatch import list_input
 
@@ -26,6 +26,8 @@ class RunPlan:
     # one task per frame that still has jobs: {"ref": FrameRef, "jobs": [job dict, ...]}
     tasks: list[dict] = field(default_factory=list)
     planned: int = 0
+    # jobs per "scenario/edit" (settings_key), done ones included
+    planned_by_edit: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     # hash of everything that decides a row's content; a resumed run must match it
     config_hash: str = ""
@@ -36,12 +38,13 @@ class RunPlan:
 
 
 def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
-    """Config minus runtime/encode/output knobs (they change speed and layout, not rows) plus scenario texts.
+    """Config minus runtime/encode/output/report knobs (they change speed, layout and previews, not what a row
+    says) plus scenario texts.
 
     The input path is part of it (resolved): source ids are relative to it, so a second input
     folder resumed into the same output would otherwise be taken for frames already done.
     """
-    content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "encode", "output")}
+    content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "encode", "output", "report")}
     content["input"]["path"] = str(Path(cfg.input.path).expanduser().resolve())
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -61,8 +64,10 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
         jobs = []
         for scenario in scenarios:
             for edit in scenario.edits:
+                key = settings_key(scenario.name, edit.id)
                 for job in expand_edit(scenario, edit, ref.source_id, cfg.seed):
                     plan.planned += 1
+                    plan.planned_by_edit[key] = plan.planned_by_edit.get(key, 0) + 1
                     if job.job_id in done:
                         plan.skipped += 1
                     else:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..config import ConfigLoader, to_dict
-from ..dataset.encode import decode_rgb
+from ..dataset.encode import decode_rgb, stored_trajectory
 from ..dataset.lock import OutputLock
 from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
 from ..dataset.schema import SCHEMA_VERSION, finish_row
@@ -36,18 +36,10 @@ from .progress import Progress
 
 def with_frames(row: dict) -> dict:
     """The transient decoded frames the score stage reads, from the row's stored images or video."""
-    import numpy as np
-
     if row["error"] is None:
         row["_source_rgb"] = decode_rgb(row["source_image"]["bytes"])
         row["_edited_rgb"] = decode_rgb(row["edited_image"]["bytes"])
-        if row.get("reasoning_video"):
-            from ..dataset.video import decode_video
-
-            row["_reasoning_rgb"] = decode_video(row["reasoning_video"]["bytes"])
-        else:
-            frames = [decode_rgb(f["bytes"]) for f in row["reasoning_frames"] or []]
-            row["_reasoning_rgb"] = np.stack(frames) if frames else None
+        row["_reasoning_rgb"] = stored_trajectory(row)
     return row
 
 
@@ -87,9 +79,11 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
             echo(f"{src}: {note}")
         total = sum(pq.read_metadata(s).num_rows for s in shards)
         run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
-        manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id,
+        manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id, settings,
                                   rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]})
-        counts = RunCounts(planned=total, resumed_skipped=len(done))
+        # every row of DIR is a job here: DIR's rows per edit are what is planned
+        counts = RunCounts(planned=total, resumed_skipped=len(done),
+                           planned_by_edit={k: v["written"] for k, v in recorded.get("filter_stats", {}).items()})
         stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side)
         stage.setup()
         writer = DatasetWriter(out, cfg.output, {"run_id": run_id, "config_hash": config_hash})
@@ -105,5 +99,10 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
         writer.flush()
         progress.close()
         wall = time.perf_counter() - t0
-        return finish_manifest(out, manifest, counts, wall, cfg.runtime.max_failed_fraction, echo,
+        code = finish_manifest(out, manifest, counts, wall, cfg.runtime.max_failed_fraction, echo,
                                rows_per_s=round(counts.rows.counts["written"] / wall, 3) if wall else None)
+        if cfg.report.enabled:
+            from ..report.build import build_after_run
+
+            build_after_run(out, cfg.report, echo)
+        return code

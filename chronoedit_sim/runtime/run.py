@@ -46,15 +46,20 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         output.prepare(out, overwrite)
         run_id = uuid.uuid4().hex[:12]
         # the command line is kept as given: a rescoring re-applies it above the scenario layers
-        manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id,
+        manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id, plan.settings,
                                   overrides=list(overrides), config_files=[str(f) for f in config_files])
-        counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped)
+        counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped, planned_by_edit=plan.planned_by_edit)
         writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
                                **driver_faults(plan.cfg.runtime))
         wall, actors = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
         echo(f"actors: {actors}")
-        return finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo,
+        code = finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo,
                                actors=actors)
+        if plan.cfg.report.enabled:
+            from ..report.build import build_after_run
+
+            build_after_run(out, plan.cfg.report, echo)
+        return code
 
 
 def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwrite: bool, echo) -> int:

@@ -1,4 +1,5 @@
-"""encode: the edit's raw frames to stored bytes (edited image, reasoning frames or video, previews).
+"""encode: the edit's raw frames to stored bytes (edited image, reasoning frames or video, previews,
+and the small thumbnails the report lays out).
 
 CPU work that used to hold the GPU actor (29 webp frames at 832x480 take about 2 s on one
 core); here it runs in Ray tasks on the cores beside the editors. Decoded frames stay in the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ..dataset.encode import encode_image, shrink_frames
+from ..dataset.encode import encode_image, make_thumbnails, shrink_frames
 from ..dataset.schema import image_struct
 from ..scenario import EditSettings, settings_key
 from .base import Resources, Stage
@@ -18,8 +19,9 @@ from .base import Resources, Stage
 class EncodeStage(Stage):
     name = "encode"
 
-    def __init__(self, settings: dict[str, EditSettings], resources: Resources, batch_size: int = 1):
-        self.settings = settings
+    def __init__(self, settings: dict[str, EditSettings], resources: Resources, batch_size: int = 1,
+                 thumbnail_side: int = 0):
+        self.settings, self.thumbnail_side = settings, thumbnail_side
         self.resources, self.batch_size = resources, batch_size
 
     def process_row(self, row: dict) -> dict:
@@ -42,5 +44,7 @@ class EncodeStage(Stage):
         elif frames is not None:
             row["reasoning_frames"] = [stored(f, f"r{i:03d}") for i, f in enumerate(frames)]
         row["previews"] = [stored(f, f"p{step:03d}") for step, _, f in row.get("_previews") or []]
+        if self.thumbnail_side:
+            row["thumbnails"] = make_thumbnails(row["_source_rgb"], row["_edited_rgb"], frames, self.thumbnail_side)
         row["timings_ms"] = {**(row["timings_ms"] or {}), "encode_ms": (time.perf_counter() - t0) * 1000}
         return row

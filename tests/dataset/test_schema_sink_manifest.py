@@ -14,6 +14,7 @@ from chronoedit_sim.dataset.schema import (COLUMNS, SCHEMA, SCHEMA_VERSION, base
                                            hf_features, image_struct, schema_with_metadata, without_images)
 from chronoedit_sim.dataset.sink import DatasetWriter, ShardWriter, complete_shards, remove_partial_shards, resume_index
 from chronoedit_sim.dataset.stats import RunCounts
+from chronoedit_sim.scenario import EditSettings
 
 JOB = {"job_id": "j0", "scenario": "s", "edit_id": "e", "sample_index": 0, "seed": 1, "source_id": "a.png",
        "source_uri": "/x/a.png", "prompt": "p", "negative_prompt": "", "target_caption": "t",
@@ -38,7 +39,7 @@ def test_hf_features_declare_images_and_the_video_as_plain_values():
     assert f["reasoning_video"]["bytes"] == {"dtype": "binary", "_type": "Value"}  # not Image, not Video
     assert f["reject_reasons"]["feature"]["value"] == {"dtype": "float32", "_type": "Value"}
     meta = json.loads(schema_with_metadata({"run_id": "x"}).metadata[b"chronoedit_sim"])
-    assert meta == {"schema_version": SCHEMA_VERSION, "run_id": "x"} and SCHEMA_VERSION == "2"
+    assert meta == {"schema_version": SCHEMA_VERSION, "run_id": "x"} and SCHEMA_VERSION == "3"
 
 
 def test_fail_and_finish_row():
@@ -105,11 +106,14 @@ def test_manifest_start_and_finish(tmp_path):
     cfg = load_config(["model=tiny", "model.path=/m"])
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / ".part-x.parquet.tmp").write_bytes(b"partial")
-    started = mf.start_manifest(tmp_path, None, cfg, "h1", [], "run1", overrides=["seed=1"])
+    settings = {"s/e": EditSettings(cfg.generation, cfg.trajectory, cfg.filter)}
+    started = mf.start_manifest(tmp_path, None, cfg, "h1", [], "run1", settings, overrides=["seed=1"])
     assert started["runs"][-1]["partial_shards_removed"] == 1
+    # the active bounds of each edit, for the report's charts (the defaults: InstructPix2Pix's)
+    assert started["bounds"] == {"s/e": {"clip_text_min": 0.2, "clip_image_min": 0.7, "clip_direction_min": 0.2}}
     assert mf.read_manifest(tmp_path)["runs"][-1]["status"] == "running"
     writer = DatasetWriter(tmp_path, cfg.output)
-    counts = RunCounts(planned=3)
+    counts = RunCounts(planned=3, planned_by_edit={"s/e": 3, "s/other": 2})
     for r in (row("a"), row("b", keep=False), fail_row(row("c"), "read", "bad")):
         writer.add(r, True)
         counts.add(r)
@@ -120,6 +124,9 @@ def test_manifest_start_and_finish(tmp_path):
     assert done["counts"] == {"planned": 3, "written": 3, "kept": 1, "rejected": 1, "failed": 1,
                               "failed_by_stage": {"read": 1}}
     assert done["runs"][-1]["status"] == "finished" and done["runs"][-1]["jobs_per_s"] == 1.5
+    # planned per edit, beside what was written (an edit with nothing written yet still shows)
+    assert {k: (v["planned"], v["written"]) for k, v in done["filter_stats"].items()} == {"s/e": (3, 3),
+                                                                                          "s/other": (2, 0)}
     assert done["schema_version"] == SCHEMA_VERSION and done["overrides"] == ["seed=1"]
     assert lines[0] == f"planned 3, written 3 this run (0 resumed-skipped), kept 1, rejected 1, failed 1; " \
                        f"{tmp_path}: 3 rows in all; 2.0s"
@@ -128,6 +135,6 @@ def test_manifest_start_and_finish(tmp_path):
     assert mf.finish_manifest(tmp_path, started, counts, 2.0, 0.2, lines.append) == 3
     assert lines[-1] == "error: 33.3% of rows failed, above runtime.max_failed_fraction=0.2"
     # a resumed run keeps the history
-    again = mf.start_manifest(tmp_path, done, cfg, "h1", [], "run2")
+    again = mf.start_manifest(tmp_path, done, cfg, "h1", [], "run2", settings)
     assert [r["run_id"] for r in again["runs"]] == ["run1", "run2"]
     assert pa.types.is_struct(SCHEMA.field("reject_reasons").type.value_type)

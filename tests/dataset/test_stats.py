@@ -89,3 +89,17 @@ def test_run_counts_wrap_a_tally_without_scores():
     assert counts.as_dict() == {"planned": 5, "resumed_skipped": 2, "written": 3, "kept": 1, "rejected": 1,
                                 "failed": 1, "failed_by_stage": {"read": 1}}
     assert counts.rows.per_edit()["s/e"]["scores"] == {}  # a run's own tally keeps no score values
+
+
+def test_score_values_and_timings_for_the_report_charts():
+    tally = Tally()
+    rows = [_row("s", "a", keep=True, ssim=0.5), _row("s", "a", keep=True, ssim=0.7), _row("s", "b", stage="read")]
+    rows[0]["timings_ms"] = {"read_ms": 2.0, "total_ms": 30.0, "score_ms": None}
+    for row in rows:
+        tally.add(row)
+    assert tally.score_values() == {"s/a": {"ssim": [0.5, 0.7]}, "s/b": {}}
+    assert tally.timings["read_ms"] == [2.0] and tally.timings["total_ms"] == [30.0] and tally.timings["score_ms"] == []
+    # planned per edit: an edit with jobs planned and none written still shows
+    planned = tally.per_edit({"s/a": 2, "s/b": 1, "s/c": 4})
+    assert {k: (v["planned"], v["written"]) for k, v in planned.items()} == {"s/a": (2, 2), "s/b": (1, 1),
+                                                                            "s/c": (4, 0)}

@@ -79,12 +79,15 @@ def test_an_image_that_does_not_decode_is_found_only_with_images(whole):
     table = pq.read_table(shard)
     rows = table.to_pylist()
     rows[0]["edited_image"]["bytes"] = rows[0]["edited_image"]["bytes"][:40]  # a PNG cut short
+    rows[0]["thumbnails"] = {"source": {"bytes": b"RIFF", "path": "source.webp"}, "edited": None, "trajectory": None,
+                             "trajectory_frames": 0}
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
     finish(whole, planned=4)
     assert verify(whole).whole
     problems = verify(whole, images=True).problems
-    assert len(problems) == 1 and problems[0].startswith(f"1 image(s) or video(s) do not decode: data/{shard.name} "
+    assert len(problems) == 1 and problems[0].startswith(f"2 image(s) or video(s) do not decode: data/{shard.name} "
                                                          "job job3: edited_image (")
+    assert f"job job3: thumbnails.source (" in problems[0]
 
 
 def test_leftovers_and_quarantined_shards_are_notes_not_problems(whole):

@@ -63,3 +63,27 @@ def test_a_row_without_reasoning_stores_only_the_edit():
     for storage in ("frames", "video"):
         out = encode([f"trajectory.storage={storage}"], clip(n=1), reasoning=False)
         assert out["reasoning_frames"] == [] and out["reasoning_video"] is None and out["edited_image"]["bytes"]
+
+
+def test_thumbnails_of_source_edit_and_trajectory_for_the_report():
+    frames = clip()
+    cfg = load_config(["model=tiny", "model.path=/m"])
+    stage = EncodeStage({"s/e": EditSettings(cfg.generation, cfg.trajectory, cfg.filter)}, Resources(),
+                        thumbnail_side=40)
+    row = base_row(JOB, "r")
+    row.update(_source_rgb=frames[0], _edited_rgb=frames[-1], _reasoning_rgb=frames, timings_ms={})
+    thumbs = stage.process_batch([row])[0]["thumbnails"]
+    assert decode_rgb(thumbs["source"]["bytes"]).shape == decode_rgb(thumbs["edited"]["bytes"]).shape == (24, 40, 3)
+    # the trajectory is one strip of equal tiles, as many as the frames
+    assert thumbs["trajectory_frames"] == 9 and decode_rgb(thumbs["trajectory"]["bytes"]).shape == (24, 9 * 40, 3)
+    # off (report.thumbnail_side=0): no thumbnails
+    assert encode([], frames)["thumbnails"] is None
+
+
+def test_a_webp_strip_wider_than_webp_allows_gets_smaller_tiles():
+    from chronoedit_sim.dataset.encode import WEBP_MAX_SIDE, frame_strip
+
+    frames = clip(n=29, h=48, w=800)  # 29 x 800 px: above webp's 16383
+    strip = decode_rgb(frame_strip(frames, 0, "webp"))
+    assert strip.shape[1] <= WEBP_MAX_SIDE and strip.shape[1] % 29 == 0
+    assert decode_rgb(frame_strip(frames[:3], 0)).shape == (48, 3 * 800, 3)  # png keeps the size

@@ -1,0 +1,127 @@
+"""`--where` conditions on a dataset's rows, as a pyarrow filter (pushed into the Parquet scan).
+
+A condition is `column OP value`, OP one of = != < <= > >= (the last four on number columns
+only). Conditions are ANDed: several `--where`, or several in one separated by commas, e.g.
+`keep=true,scenario=rain`. A column is a top-level column holding one text, number or boolean
+(scenario, edit_id, keep, error_stage, sample_index, ...), a score as `scores.<name>`, or
+`outcome` (kept | rejected | failed, as counted by dataset.stats). `null` is a missing value
+(`error=null`); `!=` keeps rows where the column is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ..config import SCORES
+from ..errors import UserError
+from .schema import SCHEMA
+
+OUTCOMES = ("kept", "rejected", "failed")
+# `=` last: the two-character operators must be tried first
+_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(!=|<=|>=|=|<|>)\s*(.*?)\s*$")
+_ORDER_OPS = ("<", "<=", ">", ">=")
+
+
+class WhereError(UserError):
+    """A --where expression that cannot be read, or names a column the dataset does not have."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    column: str
+    op: str
+    # a str, bool, int or float of the column's type; None means null
+    value: object
+
+
+def _scalar(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def column_types() -> dict[str, pa.DataType]:
+    """Every column a condition may name, with its Arrow type (`outcome` is text)."""
+    columns = {f.name: f.type for f in SCHEMA if _scalar(f.type)}
+    columns.update({f"scores.{name}": pa.float32() for name in SCORES}, outcome=pa.string())
+    return columns
+
+
+def _value(text: str, column: str, t: pa.DataType, where: str) -> object:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if text.lower() == "null":
+        return None
+    if column == "outcome":
+        if text not in OUTCOMES:
+            raise WhereError(f"--where {where!r}: outcome is one of {', '.join(OUTCOMES)}")
+        return text
+    if pa.types.is_boolean(t):
+        if text.lower() not in ("true", "false"):
+            raise WhereError(f"--where {where!r}: {column} is true or false")
+        return text.lower() == "true"
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        try:
+            return int(text) if pa.types.is_integer(t) else float(text)
+        except ValueError:
+            kind = "a whole number" if pa.types.is_integer(t) else "a number"
+            raise WhereError(f"--where {where!r}: {column} is {kind}, not {text!r}") from None
+    return text
+
+
+def parse_where(exprs: list[str]) -> list[Condition]:
+    """Conditions from --where arguments; a WhereError says which part is wrong and what would be right."""
+    types, conditions = column_types(), []
+    for expr in exprs:
+        for part in expr.split(","):
+            match = _CONDITION.match(part)
+            if not match:
+                raise WhereError(f"--where {part.strip()!r}: expected column=value (or !=, <, <=, >, >=), "
+                                 "e.g. keep=true or scenario=rain")
+            column, op, text = match.groups()
+            if column not in types:
+                raise WhereError(f"--where {part.strip()!r}: unknown column {column!r}; one of: "
+                                 f"{', '.join(sorted(types))}")
+            value = _value(text, column, types[column], part.strip())
+            numeric = pa.types.is_integer(types[column]) or pa.types.is_floating(types[column])
+            if op in _ORDER_OPS and (not numeric or value is None):
+                raise WhereError(f"--where {part.strip()!r}: {op} compares numbers; {column} takes = or !=")
+            conditions.append(Condition(column, op, value))
+    return conditions
+
+
+def _field(column: str):
+    import pyarrow.compute as pc
+
+    return pc.field(*column.split(".", 1))
+
+
+def _outcome(value: str):
+    import pyarrow.compute as pc
+
+    failed = pc.field("error_stage").is_valid()
+    if value == "failed":
+        return failed
+    return ~failed & (pc.field("keep") == (value == "kept"))
+
+
+def _expression(c: Condition):
+    if c.column == "outcome":
+        matched = _outcome(c.value)
+        return matched if c.op == "=" else ~matched
+    field = _field(c.column)
+    if c.value is None:
+        return field.is_null() if c.op == "=" else field.is_valid()
+    if c.op == "!=":
+        return (field != c.value) | field.is_null()
+    return {"=": field == c.value, "<": field < c.value, "<=": field <= c.value, ">": field > c.value,
+            ">=": field >= c.value}[c.op]
+
+
+def to_filter(conditions: list[Condition]):
+    """The pyarrow dataset filter that ANDs the conditions (None: every row)."""
+    expr = None
+    for c in conditions:
+        expr = _expression(c) if expr is None else expr & _expression(c)
+    return expr

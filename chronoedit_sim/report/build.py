@@ -1,0 +1,108 @@
+"""`chronoedit-sim report DIR [--output DIR/report]`, and the report written at the end of a run.
+
+The report is built in a hidden folder beside its destination and renamed into place, so a
+failed build leaves the previous report (or none), never half of one. An existing folder is
+replaced only when it is a report (it holds MARKER): --output never deletes anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from ..config import SCORES, ConfigLoader, ReportConfig
+from ..dataset.manifest import MANIFEST, read_manifest
+from ..dataset.sink import damage_notes
+from ..errors import UserError
+from . import html
+from .charts import write_charts
+from .gallery import CHUNK_ROWS, OUTCOMES, identities, write_gallery
+
+log = logging.getLogger(__name__)
+REPORT = "report"
+# the file that says a folder is a chronoedit-sim report (and may be replaced by the next one)
+MARKER = ".chronoedit-sim-report"
+
+
+class ReportError(UserError):
+    """The report cannot be built where asked (no dataset there, or --output is not a report folder)."""
+
+
+def report_config(dataset: Path, manifest: dict, overrides: list[str] = (), config_files=()) -> ReportConfig:
+    """The dataset's recorded `report` settings under the command line's (e.g. report.page_size=100)."""
+    return ConfigLoader(list(overrides), list(config_files),
+                        layers=[(str(dataset / MANIFEST), manifest["config"])]).build().report
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists() and not (out / MARKER).exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ReportError(f"{out}: exists and is not a chronoedit-sim report; choose another --output")
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Rename the finished report into place; the old one goes only once the new one is there."""
+    old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_report(dataset: Path, output: Path | None = None, overrides: list[str] = (), *, config_files=(),
+                 cfg: ReportConfig | None = None) -> Path:
+    """Build the report of `dataset` into `output` (default DIR/report); returns the path of its index.html."""
+    dataset = Path(dataset)
+    manifest = read_manifest(dataset)
+    if manifest is None:
+        raise ReportError(f"{dataset}: no {MANIFEST}: not a chronoedit-sim dataset")
+    cfg = cfg or report_config(dataset, manifest, overrides, config_files)
+    out = Path(output) if output else dataset / REPORT
+    _check_destination(out)
+    shards, notes = damage_notes(dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    t0 = time.perf_counter()
+    try:
+        tmp.mkdir()
+        gallery = write_gallery(tmp, shards, cfg)
+        tally = gallery.tally
+        per_edit = tally.per_edit({k: v["planned"] for k, v in manifest.get("filter_stats", {}).items()
+                                   if v.get("planned") is not None} or None)
+        charts = write_charts(tmp / "charts", tally.score_values(), manifest.get("bounds", {}), per_edit,
+                              tally.timings)
+        models, scorers = identities(gallery)
+        made = (f"; thumbnails of {gallery.thumbnails_made:,} row(s) made from their images"
+                if gallery.thumbnails_made else "")
+        head = "".join([html.banners(models, scorers), "".join(f'<p class="note">{html.esc(n)}</p>' for n in notes),
+                        html.overview(manifest, models, scorers, per_edit, tally.counts)])
+        tail = html.charts_section(charts) + html.failures_section(gallery.failures, tally.counts["failed"])
+        meta = {"pageSize": cfg.page_size, "chunkRows": CHUNK_ROWS, "scores": list(SCORES), "outcomes": OUTCOMES,
+                "rows": gallery.rows}
+        subtitle = (f"{dataset.resolve()}: {gallery.rows:,} rows in {len(shards)} shard(s); schema "
+                    f"{manifest.get('schema_version')}; built {time.strftime('%Y-%m-%d %H:%M:%S')} in "
+                    f"{time.perf_counter() - t0:.1f} s{made}")
+        (tmp / "index.html").write_text(html.page(f"chronoedit-sim report: {dataset.resolve().name}", subtitle, meta,
+                                                  head, tail, manifest.get("config_yaml", "")))
+        (tmp / MARKER).write_text("a chronoedit-sim report; `chronoedit-sim report` replaces this folder\n")
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "index.html"
+
+
+def build_after_run(out: Path, cfg: ReportConfig, echo) -> None:
+    """The report at the end of a run or rescoring. The dataset is complete by now: a failed report is one
+    line (the traceback with -v), never the run's failure or exit code."""
+    try:
+        path = build_report(out, cfg=cfg)
+    except Exception as exc:  # whatever broke, the dataset stays and the run's result stands
+        log.info("report build failed", exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        echo(f"error: the report was not written ({type(exc).__name__}: {first}); the dataset is complete; "
+             f"build it with `chronoedit-sim report {out}`")
+        return
+    echo(f"report: {path}")

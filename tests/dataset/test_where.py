@@ -1,0 +1,58 @@
+"""dataset.where: --where expressions to a pyarrow filter. Pure Python and an in-memory table, milliseconds."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from chronoedit_sim.dataset.where import Condition, WhereError, parse_where, to_filter
+
+ROWS = [
+    {"job_id": "a", "scenario": "rain", "keep": True, "error_stage": None, "sample_index": 0, "scores": {"ssim": 0.9}},
+    {"job_id": "b", "scenario": "rain", "keep": False, "error_stage": None, "sample_index": 1, "scores": {"ssim": 0.3}},
+    {"job_id": "c", "scenario": "fog", "keep": False, "error_stage": "read", "sample_index": 0, "scores": None},
+    {"job_id": "d", "scenario": "snow", "keep": True, "error_stage": None, "sample_index": 2, "scores": {"ssim": None}},
+]
+
+
+def matching(*exprs) -> list[str]:
+    table = pa.Table.from_pylist(ROWS)
+    return pads.dataset(table).to_table(columns=["job_id"], filter=to_filter(parse_where(list(exprs))))[
+        "job_id"].to_pylist()
+
+
+def test_conditions_are_typed_and_anded():
+    assert parse_where(["keep=true, scenario = rain", "sample_index>=1"]) == [
+        Condition("keep", "=", True), Condition("scenario", "=", "rain"), Condition("sample_index", ">=", 1)]
+    assert parse_where(["scores.ssim<0.5", "error=null", 'scenario="rain"']) == [
+        Condition("scores.ssim", "<", 0.5), Condition("error", "=", None), Condition("scenario", "=", "rain")]
+    assert to_filter([]) is None
+
+
+def test_filters_select_the_right_rows():
+    assert matching() == ["a", "b", "c", "d"]
+    assert matching("keep=true") == ["a", "d"]
+    assert matching("keep=false", "scenario=rain") == ["b"]
+    assert matching("scenario!=rain") == ["c", "d"]
+    assert matching("error_stage!=read") == ["a", "b", "d"]  # != keeps missing values
+    assert matching("error_stage=null") == ["a", "b", "d"] and matching("error_stage!=null") == ["c"]
+    assert matching("scores.ssim>0.5") == ["a"] and matching("sample_index<=1,keep=false") == ["b", "c"]
+    assert matching("outcome=kept") == ["a", "d"] and matching("outcome=rejected") == ["b"]
+    assert matching("outcome=failed") == ["c"] and matching("outcome!=kept") == ["b", "c"]
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("keep", "expected column=value (or !=, <, <=, >, >=), e.g. keep=true or scenario=rain"),
+    ("colour=red", "unknown column 'colour'; one of: "),
+    ("keep=yes", "keep is true or false"),
+    ("sample_index=two", "sample_index is a whole number, not 'two'"),
+    ("scores.ssim>high", "scores.ssim is a number, not 'high'"),
+    ("scenario>rain", "> compares numbers; scenario takes = or !="),
+    ("outcome=lost", "outcome is one of kept, rejected, failed"),
+    ("source_image=x", "unknown column 'source_image'"),
+])
+def test_bad_expressions_say_what_is_wrong(expr, message):
+    with pytest.raises(WhereError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        parse_where([expr])
+    assert str(info.value).startswith(f"--where {expr!r}: ")
