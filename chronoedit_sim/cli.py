@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -23,17 +24,27 @@ EXIT_CODES = """exit codes:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
-        # diffusers/transformers progress bars and load reports are noise for a CLI user
-        from diffusers.utils import logging as dlog
-        from transformers.utils import logging as tlog
+        # diffusers/transformers load reports are noise for a CLI user. Said through the environment,
+        # which they read when imported (here or in a Ray worker this process starts): importing them
+        # only to silence them costs every command, `inspect` included, seconds on a small machine
+        for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+            os.environ.setdefault(name, "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-        dlog.set_verbosity_error()
-        dlog.disable_progress_bar()
-        tlog.set_verbosity_error()
-        tlog.disable_progress_bar()
+
+def _no_progress_bars(args) -> None:
+    """For the commands that load or write models in this process: their per-file progress bars."""
+    if args.verbose:
+        return
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
 
 
 def cmd_make_tiny_model(args) -> int:
+    _no_progress_bars(args)
     from .engine.tiny import write_tiny_model
     from .scoring.clip import write_tiny_clip
 
@@ -77,6 +88,7 @@ def cmd_edit(args) -> int:
     from .engine.editor import Editor
     from .sources.decode import decode_image
 
+    _no_progress_bars(args)
     cfg = load_config(args.overrides, config_files=args.config)
     image = decode_image(Path(args.image).read_bytes(), uri=args.image).rgb
     editor = Editor(cfg.model)
