@@ -102,3 +102,19 @@ def test_charts_on_a_small_table(tmp_path):
     # nothing rejected and no timings: those charts are left out, not drawn empty
     assert [c.file for c in write_charts(tmp_path / "quiet", values, {}, {"s/a": {"rejected_by": {}}}, {})] == [
         "score-ssim.png", "score-psnr.png"]
+
+
+def test_shards_without_a_thumbnails_column_get_them_made(dataset, tmp_path):
+    """Datasets written before schema 3 have no thumbnails column at all (not just null values)."""
+    import pyarrow.parquet as pq
+
+    from chronoedit_sim.dataset.sink import readable_shards
+
+    for shard in readable_shards(dataset):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop_columns(["thumbnails"]), shard)
+    assert "thumbnails" not in pq.read_schema(readable_shards(dataset)[0]).names
+    gallery = write_gallery(tmp_path / "old", readable_shards(dataset), ReportConfig(thumbnail_side=12))
+    assert gallery.rows == 7 and gallery.thumbnails_made == 6  # every row with images, the formerly stored one too
+    cards = data_call(tmp_path / "old" / "cards" / "c00000.js", "chunk")
+    assert set(cards[0]["thumbs"]) >= {"source", "edited"} and cards[2]["thumbs"] == {}
