@@ -84,7 +84,8 @@ def cmd_validate(args) -> int:
 
 def cmd_edit(args) -> int:
     from .config import load_config
-    from .dataset.encode import encode_image, frame_strip, write_mp4
+    from .dataset.encode import encode_image, frame_strip
+    from .dataset.trajectories import encode_trajectory
     from .engine.editor import Editor
     from .sources.decode import decode_image
 
@@ -102,7 +103,7 @@ def cmd_edit(args) -> int:
         strip = out.with_name(out.stem + "_reasoning.png")
         strip.write_bytes(frame_strip(result.reasoning_frames))
         video = out.with_name(out.stem + "_reasoning.mp4")
-        write_mp4(result.reasoning_frames, str(video))
+        video.write_bytes(encode_trajectory(result.reasoning_frames, "mp4"))  # H.264, as export-trajectories
         print(f"{len(result.reasoning_frames)} reasoning frames ({result.reasoning_kind}) -> {strip}, {video}")
     print(f"model {result.identity.model_id} hash {result.identity.model_hash}; {result.timings_ms['total_ms']:.0f} ms")
     if result.identity.random_weights:

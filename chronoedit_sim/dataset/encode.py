@@ -96,18 +96,3 @@ def make_thumbnails(source: np.ndarray | None, edited: np.ndarray | None, frames
     return {"source": small(source, "source", still), "edited": small(edited, "edited", still),
             "trajectory": small(frames, "trajectory", strip),
             "trajectory_frames": 0 if frames is None else len(frames)}
-
-
-def write_mp4(frames: np.ndarray, path: str, fps: int = 8) -> None:
-    """Write (F, H, W, 3) RGB frames as an MP4 (OpenCV's mp4v codec, no system ffmpeg needed)."""
-    import cv2
-
-    height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open an mp4 writer")
-    try:
-        for frame in frames:
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-    finally:
-        writer.release()
