@@ -84,19 +84,18 @@ class Editor:
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
         if pipeline is None:
             self.root = resolve_model_root(model.path, model.revision, model.allow_download)
-            # (directory, subfolder) of a transformer kept apart, or None: path's own
-            self.transformer_source = (resolve_transformer(model.transformer_path, None, model.allow_download)
-                                       if model.transformer_path else None)
+            # the folder of a transformer kept apart, or None: path's own
+            self.transformer_dir = (resolve_transformer(model.transformer_path, model.allow_download)
+                                    if model.transformer_path else None)
             lora_files = [(resolve_lora_path(l.path, self.root), l.scale, l.name) for l in model.loras]
             self.pipe = self._load(self.dtype)
             names = load_loras(self.pipe, lora_files)
-            t_root, t_sub = self.transformer_source or (None, None)
+            apart = self.transformer_dir
             self.identity = ModelIdentity(
-                model_id=model.path if t_root is None else f"{model.path} + transformer {model.transformer_path}",
-                model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files],
-                                      transformer=None if t_root is None else t_root / (t_sub or "")),
+                model_id=model.path if apart is None else f"{model.path} + transformer {model.transformer_path}",
+                model_hash=model_hash(self.root, [(p, s) for p, s, _ in lora_files], transformer=apart),
                 preset=model.preset,
-                random_weights=is_random_tiny(self.root) or (t_root is not None and is_random_tiny(t_root)),
+                random_weights=is_random_tiny(self.root) or (apart is not None and is_random_tiny(apart)),
                 loras=[f"{n}:{s:g}" for n, (_, s, _) in zip(names, lora_files)],
             )
         else:
@@ -138,7 +137,7 @@ class Editor:
             ("vae", AutoencoderKLWan, torch.float32),
             ("image_encoder", CLIPVisionModel, torch.float32),
         ):
-            root, subfolder = (self.transformer_source if name == "transformer" and self.transformer_source
+            root, subfolder = ((self.transformer_dir, None) if name == "transformer" and self.transformer_dir
                                else (self.root, name))
             try:
                 parts[name] = cls.from_pretrained(root, subfolder=subfolder, dtype=part_dtype)

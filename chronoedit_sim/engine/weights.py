@@ -53,13 +53,13 @@ def resolve_model_root(path: str, revision: str | None = None, allow_download: b
     return root
 
 
-def resolve_transformer(path: str, revision: str | None = None, allow_download: bool = False) -> tuple[Path, str | None]:
-    """(directory, subfolder) of a transformer kept apart from the checkpoint (model.transformer_path):
-    a diffusers-layout checkpoint's transformer/ folder, or a folder holding the transformer's own files."""
-    root, tried = _local_root(path, revision, allow_download)
-    for folder, subfolder in ((root / "transformer", "transformer"), (root, None)):
+def resolve_transformer(path: str, allow_download: bool = False) -> Path:
+    """The folder of a transformer kept apart from the checkpoint (model.transformer_path): a
+    diffusers-layout checkpoint's transformer/ folder, or a folder holding the transformer's own files."""
+    root, tried = _local_root(path, None, allow_download)
+    for folder in (root / "transformer", root):
         if (folder / "config.json").exists() and _has_weights(folder):
-            return root, subfolder
+            return folder
     raise MissingWeightsError(
         f"model.transformer_path: {tried} holds no transformer (neither transformer/ nor the folder itself has "
         "a config.json and complete weight files)")
@@ -167,4 +167,5 @@ def model_hash(root: Path, lora_files: list[tuple[Path, float]], transformer: Pa
 
 
 def is_random_tiny(root: Path) -> bool:
-    return (root / TINY_MARKER).exists()
+    """A tiny checkpoint's root, or one of its component folders (a transformer given on its own)."""
+    return (root / TINY_MARKER).exists() or (root.parent / TINY_MARKER).exists()

@@ -82,3 +82,18 @@ def test_a_compiled_transformer_gives_the_same_edit(editor, tiny_cfg, tiny_model
     compiled = editor_with(tiny_model_dir, "model.compile=true")
     a = compiled.edit(frame, PROMPT, seed=5, gen=tiny_cfg.generation)
     np.testing.assert_array_equal(a.edited, editor.edit(frame, PROMPT, seed=5, gen=tiny_cfg.generation).edited)
+
+
+@pytest.mark.parametrize("layout", ["checkpoint", "transformer folder"])
+def test_a_random_transformer_is_flagged_when_the_checkpoint_is_not(tiny_model_dir, other_model, tmp_path, layout):
+    """No silent random weights: the marker of the transformer's own checkpoint counts."""
+    import shutil
+
+    from chronoedit_sim.engine.tiny import TINY_MARKER
+
+    unmarked = tmp_path / "unmarked"
+    shutil.copytree(tiny_model_dir, unmarked)
+    (unmarked / TINY_MARKER).unlink()
+    assert not editor_with(unmarked).identity.random_weights
+    source = other_model if layout == "checkpoint" else other_model / "transformer"
+    assert editor_with(unmarked, f"model.transformer_path={source}").identity.random_weights
