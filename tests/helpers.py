@@ -199,3 +199,9 @@ def scored_frame(i: int) -> np.ndarray:
     if i == 0:
         return np.stack([x * 3, y * 5, (x + y) % 256], -1).astype(np.uint8)
     return np.stack([(x * 3 + 40 * i) % 256, y * 5, np.full_like(x, 30 * i)], -1).astype(np.uint8)
+
+
+# one job as the plan makes it (runtime.plan), for stage tests without a plan
+JOB = {"job_id": "j1", "scenario": "s", "edit_id": "e", "sample_index": 0, "seed": 1, "source_id": "a.png",
+       "source_uri": "/x/a.png", "prompt": "p", "negative_prompt": "", "target_caption": "t",
+       "source_caption": "c", "labels": {}, "choices": {}}

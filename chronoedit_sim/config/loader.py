@@ -127,7 +127,8 @@ def _check_values(cfg: DictConfig, source_of) -> None:
     if gen.max_area < 256:
         raise bad("generation.max_area", "must be at least 256 (16x16)")
     for key in ("input.stride", "input.read_batch_size", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
-                "scoring.clip.batch_size", "scoring.num_actors", "encode.batch_size", "report.page_size"):
+                "scoring.clip.batch_size", "scoring.num_actors", "encode.batch_size", "report.page_size",
+                "model.cache_prompts", "model.cache_frames"):
         if OmegaConf.select(cfg, key) < 1:
             raise bad(key, "must be >= 1")
     for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors",

@@ -45,6 +45,8 @@ def summarize(out: Path) -> list[str]:
         lines.append(f"{name:28s} {q['n']:5d} {q['p05']:8.3f} {q['p50']:8.3f} {q['p95']:8.3f}")
     for stage, n in tally.failed_by_stage.items():
         lines.append(f"failed in {stage}: {n}")
+    if any(tally.calls.values()):
+        lines.append("model component calls: " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in tally.calls.items()))
     manifest = read_manifest(out)
     if manifest:
         lines.append(f"runs: {len(manifest.get('runs', []))}; model {manifest['model']['id']} "

@@ -83,7 +83,8 @@ def finish_manifest(out: Path, manifest: dict, counts: RunCounts, wall: float, m
     manifest["runs"][-1].update(status="finished", ended_at=now_iso(), wall_s=round(wall, 3), counts=counts.as_dict(),
                                 jobs_per_s=round(counts.rows.counts["written"] / wall, 4) if wall else None,
                                 **run_extra)
-    manifest["counts"] = {"planned": counts.planned, **totals, "failed_by_stage": tally.failed_by_stage}
+    manifest["counts"] = {"planned": counts.planned, **totals, "failed_by_stage": tally.failed_by_stage,
+                          "component_calls": dict(tally.calls)}
     write_manifest(out, manifest)
     mine = counts.rows.counts
     echo(f"planned {counts.planned}, written {mine['written']} this run ({counts.resumed_skipped} resumed-skipped), "

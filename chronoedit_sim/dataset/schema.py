@@ -22,7 +22,8 @@ from . import video
 #    (trajectory.storage=video); `nodes` (the Ray node of each actor stage)
 # 3: `thumbnails` (small webp previews of the source, the edit and the trajectory, made by the encode stage
 #    for the report)
-SCHEMA_VERSION = "3"
+# 4: `component_calls` (the model components each edit ran; cache hits run none)
+SCHEMA_VERSION = "4"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image")
@@ -53,6 +54,10 @@ SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
 TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "preview_decode_ms",
                  "encode_ms", "total_ms", "score_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
+# the model components' calls of one edit; a batched call's go to its first sample's row
+CALL_FIELDS = ("text_encoder_calls", "image_encoder_calls", "vae_encode_calls", "transformer_forwards",
+               "vae_decode_calls")
+COMPONENT_CALLS = pa.struct([(name, pa.int32()) for name in CALL_FIELDS])
 # one failed filter bound: bound is "min" or "max"; value is null when the score could not be computed
 REJECTION = pa.struct([("score", pa.string()), ("bound", pa.string()), ("value", pa.float32()),
                        ("limit", pa.float32()), ("text", pa.string())])
@@ -106,6 +111,7 @@ SCHEMA = pa.schema(
         # JSON object: the Ray node id each actor stage ran on ({"edit": "...", "score": "..."})
         ("nodes", pa.string()),
         ("timings_ms", TIMINGS),
+        ("component_calls", COMPONENT_CALLS),
         ("created_at", pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -184,6 +190,7 @@ def base_row(task: dict, run_id: str) -> dict:
         "error": None,
         "nodes": None,
         "timings_ms": None,
+        "component_calls": None,
         "created_at": None,
     }
 

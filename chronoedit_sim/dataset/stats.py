@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SCORES
-from .schema import TIMING_FIELDS
+from .schema import CALL_FIELDS, TIMING_FIELDS
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # the columns a Tally reads; everything else in a row is ignored
-COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores", "timings_ms")
+COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores", "timings_ms", "component_calls")
 
 
 def outcome(row: dict) -> str:
@@ -68,11 +68,15 @@ class Tally:
         self.groups: dict[str, _Group] = {}
         # milliseconds per timing field over every row (with_scores only)
         self.timings: dict[str, list[float]] = {name: [] for name in TIMING_FIELDS}
+        # the model components' calls over every row (what caching saved shows here)
+        self.calls = dict.fromkeys(CALL_FIELDS, 0)
 
     def add(self, row: dict) -> str:
         """Count one row; returns its outcome."""
         self.total.add(row, self.with_scores)
         self.groups.setdefault(f"{row['scenario']}/{row['edit_id']}", _Group()).add(row, self.with_scores)
+        for name, n in (row.get("component_calls") or {}).items():
+            self.calls[name] += n or 0
         if self.with_scores and row.get("timings_ms"):
             for name, ms in row["timings_ms"].items():
                 if ms is not None:
@@ -138,4 +142,4 @@ class RunCounts:
 
     def as_dict(self) -> dict:
         return {"planned": self.planned, "resumed_skipped": self.resumed_skipped, **self.rows.counts,
-                "failed_by_stage": self.rows.failed_by_stage}
+                "failed_by_stage": self.rows.failed_by_stage, "component_calls": dict(self.rows.calls)}

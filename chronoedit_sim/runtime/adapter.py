@@ -29,7 +29,27 @@ def to_payload(rows: list[dict]) -> dict:
 
 
 def from_payload(batch: dict) -> list[dict]:
-    return [pickle.loads(b) for b in batch[PAYLOAD]]
+    """Rows, with packed groups (one blob holding a list of rows) flattened."""
+    rows = []
+    for blob in batch[PAYLOAD]:
+        item = pickle.loads(blob)
+        rows.extend(item if isinstance(item, list) else [item])
+    return rows
+
+
+def packed(rows: list[dict], group_by: str | None) -> list[dict]:
+    """Payloads of one blob each, for the next stage: a row, or the consecutive rows sharing
+    `group_by` as one list (one Ray Data row, so they reach one actor in one batch; pickled
+    together, the frame they share travels once)."""
+    if group_by is None:
+        return [to_payload([row]) for row in rows]
+    groups: list[list[dict]] = []
+    for row in rows:
+        if groups and groups[-1][0][group_by] == row[group_by]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return [to_payload([group]) for group in groups]
 
 
 class ActorFaults:
@@ -54,8 +74,10 @@ class ActorFaults:
 class StageAdapter:
     """What Ray Data runs: an actor (setup once in __init__) or, through run_stage_task, a task."""
 
-    def __init__(self, stage: Stage, state_dir: str = "", last: bool = False, faults: FaultConfig | None = None):
-        self.stage, self.last = stage, last
+    def __init__(self, stage: Stage, state_dir: str = "", last: bool = False, faults: FaultConfig | None = None,
+                 pack: str | None = None):
+        # pack: the next stage's group_by
+        self.stage, self.last, self.pack = stage, last, pack
         self.ledger = Ledger(state_dir, stage.name) if state_dir else None
         self.faults = ActorFaults(faults, state_dir) if faults else None
         self.node = _node_id()
@@ -74,19 +96,15 @@ class StageAdapter:
             self.ledger.done()
         return [finish_row(r) for r in out] if self.last else out
 
-    def __call__(self, batch: dict) -> dict:
-        return to_payload(self.process(from_payload(batch)))
+    def __call__(self, batch: dict):
+        """Yields one payload per row or group: with the runner's one-row blocks, a batch that fans
+        out into many jobs still feeds the next stage (and the sink) one unit at a time."""
+        yield from packed(self.process(from_payload(batch)), self.pack)
 
 
-def run_stage_task(batch: dict, stage: Stage, last: bool = False):
-    """Task form for stateless stages: setup is cheap and runs per batch.
-
-    Yields one row at a time: with the runner's one-row blocks, a read task that fans a batch of
-    frames out into many jobs still feeds the editors (and the sink) one job at a time.
-    """
-    adapter = StageAdapter(stage, last=last)
-    for row in adapter.process(from_payload(batch)):
-        yield to_payload([row])
+def run_stage_task(batch: dict, stage: Stage, last: bool = False, pack: str | None = None):
+    """Task form for stateless stages: setup is cheap and runs per batch."""
+    yield from StageAdapter(stage, last=last, pack=pack)(batch)
 
 
 def _node_id() -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..config import ConfigError
+from ..scenario import settings_key
 from ..stages.base import Resources, Stage
 from ..stages.edit import EditStage
 from ..stages.encode import EncodeStage
@@ -59,7 +61,24 @@ def edit_stage(ctx: BuildContext) -> Stage:
         actors = rt.num_actors or max(1, int(gpus_in_cluster))
     res = Resources(cpus=rt.cpus_per_actor, gpus=gpus, actors=actors, queue=rt.queue_per_actor,
                     spread=rt.spread_actors)
-    return EditStage(ctx.plan.cfg.model, ctx.plan.settings, res, rt.batch_size)
+    model = ctx.plan.cfg.model
+    return EditStage(model, ctx.plan.settings, res, rt.batch_size, batch_samples=rt.batch_samples,
+                     prompts=run_prompts(ctx.plan) if model.offload_text_encoder else None)
+
+
+def run_prompts(plan: RunPlan) -> list[tuple[str, str, bool]]:
+    """The distinct (prompt, negative prompt, guidance) of the plan's jobs, in plan order."""
+    seen = {}
+    for task in plan.tasks:
+        for job in task["jobs"]:
+            guidance = plan.settings[settings_key(job["scenario"], job["edit_id"])].generation.guidance_scale > 1
+            seen.setdefault((job["prompt"], job["negative_prompt"], guidance), None)
+    texts = {t for prompt, negative, guided in seen for t in ((prompt, negative) if guided else (prompt,))}
+    if len(texts) > plan.cfg.model.cache_prompts:
+        raise ConfigError(f"model.offload_text_encoder: the run has {len(texts)} distinct prompt texts, more than "
+                          f"model.cache_prompts={plan.cfg.model.cache_prompts} embeddings an editor keeps; "
+                          "raise model.cache_prompts or leave the text encoder on the GPU")
+    return list(seen)
 
 
 def encode_stage(ctx: BuildContext) -> Stage:

@@ -82,11 +82,12 @@ def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtim
                              override_num_blocks=max(1, len(tasks)))
     for i, stage in enumerate(stages):
         last, r = i == len(stages) - 1, stage.resources
+        pack = None if last else stages[i + 1].group_by
         common = dict(batch_size=stage.batch_size, num_cpus=r.cpus, batch_format="numpy")
         if r.gpus:
             common["num_gpus"] = r.gpus
         if not r.actors:
-            ds = ds.map_batches(run_stage_task, fn_kwargs={"stage": stage, "last": last}, **common)
+            ds = ds.map_batches(run_stage_task, fn_kwargs={"stage": stage, "last": last, "pack": pack}, **common)
             continue
         faults = runtime_cfg.faults if stage.name == FAULT_STAGE else None
         extra = {"scheduling_strategy": "SPREAD"} if r.spread else {}
@@ -96,7 +97,7 @@ def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtim
         # The queue keeps 1 + r.queue batches in flight per actor: its next input is always waiting.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-            ds = ds.map_batches(StageAdapter, fn_constructor_args=(stage, state_dir, last, faults),
+            ds = ds.map_batches(StageAdapter, fn_constructor_args=(stage, state_dir, last, faults, pack),
                                 compute=ActorPoolStrategy(size=r.actors, max_tasks_in_flight_per_actor=1 + r.queue),
                                 max_restarts=runtime_cfg.max_restarts, max_task_retries=runtime_cfg.max_restarts,
                                 **extra, **common)

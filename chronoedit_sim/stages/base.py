@@ -35,6 +35,9 @@ class Stage:
     name: str = "stage"
     resources: Resources = Resources()
     batch_size: int = 1
+    # rows that share this field reach one process_batch together, in one call (batch_size then counts
+    # such groups); None: rows travel one by one
+    group_by: str | None = None
 
     def setup(self) -> None:
         """Load models here, once per actor (or per task for task stages)."""
@@ -50,8 +53,15 @@ class Stage:
     def _guarded(self, row: dict) -> dict:
         if row["error"]:
             return row
+        return self.guard([row], lambda rows: [self.process_row(rows[0])])[0]
+
+    def guard(self, rows: list[dict], work) -> list[dict]:
+        """work(rows) -> rows; an exception fails exactly these rows, never the run."""
         try:
-            return self.process_row(row)
-        except Exception as exc:  # a failure is a row, never a crashed run
-            row["_traceback"] = traceback.format_exc(limit=5)
-            return fail_row(row, self.name, f"{type(exc).__name__}: {exc}")
+            return work(rows)
+        except Exception as exc:
+            tb = traceback.format_exc(limit=5)
+            for row in rows:
+                row["_traceback"] = tb
+                fail_row(row, self.name, f"{type(exc).__name__}: {exc}")
+            return rows

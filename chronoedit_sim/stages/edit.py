@@ -2,7 +2,9 @@
 
 The actor returns raw frames in transient fields (`_edited_rgb`, `_reasoning_rgb`,
 `_previews`); encoding them is the encode stage's work on other cores, so the GPU starts
-its next job at once.
+its next job at once. A frame's jobs arrive together (`group_by`), so its image embedding
+and VAE conditioning are computed once; with `batch_samples` the samples of one (frame, edit,
+prompt) share one pipeline call.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from .base import Resources, Stage
 
 class EditStage(Stage):
     name = "edit"
+    group_by = "source_id"
 
     def __init__(self, model_cfg: ModelConfig, settings: dict[str, EditSettings], resources: Resources,
-                 batch_size: int = 1):
+                 batch_size: int = 1, batch_samples: bool = False,
+                 prompts: list[tuple[str, str, bool]] | None = None):
         self.model_cfg, self.settings = model_cfg, settings
         self.resources, self.batch_size = resources, batch_size
+        self.batch_samples = batch_samples
+        # (prompt, negative prompt, guidance) of every job, encoded at setup when the text encoder is offloaded
+        self.prompts = prompts
         self.editor = None
 
     def setup(self) -> None:
@@ -35,21 +42,44 @@ class EditStage(Stage):
             raise RuntimeError(f"edit actor was given {self.resources.gpus} GPU(s) but torch sees no CUDA device "
                                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
         self.editor = Editor(self.model_cfg)
+        if self.model_cfg.offload_text_encoder:
+            self.editor.offload_text_encoder(self.prompts or [])
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        if not self.batch_samples:
+            return super().process_batch(rows)
+        # the samples of one (frame, edit, prompt): a fixed function of the jobs, so of the plan
+        groups: dict[tuple, list[dict]] = {}
+        for row in rows:
+            if not row["error"]:
+                key = (row["source_id"], row["scenario"], row["edit_id"], row["prompt"], row["negative_prompt"])
+                groups.setdefault(key, []).append(row)
+        for group in groups.values():
+            self.guard(group, self._edit_group)
+        return rows
 
     def process_row(self, row: dict) -> dict:
+        return self._edit_group([row])[0]
+
+    def _edit_group(self, rows: list[dict]) -> list[dict]:
         identity = self.editor.identity
-        row.update(model_id=identity.model_id, model_hash=identity.model_hash, random_weights=identity.random_weights)
-        s = self.settings[settings_key(row["scenario"], row["edit_id"])]
-        result = self.editor.edit(row["_source_rgb"], row["prompt"], seed=row["seed"], gen=s.generation,
-                                  negative_prompt=row["negative_prompt"])
-        row.update(
-            reasoning_kind=result.reasoning_kind,
-            reasoning_step=result.reasoning_step,
-            reasoning_sigma=result.reasoning_sigma,
-            generation=generation_struct(result.settings),
-            _edited_rgb=result.edited,
-            _reasoning_rgb=result.reasoning_frames,
-            _previews=result.previews,
-        )
-        row["timings_ms"] = {**(row["timings_ms"] or {}), **result.timings_ms}
-        return row
+        for row in rows:  # recorded even when the edit fails
+            row.update(model_id=identity.model_id, model_hash=identity.model_hash,
+                       random_weights=identity.random_weights)
+        first = rows[0]
+        s = self.settings[settings_key(first["scenario"], first["edit_id"])]
+        results = self.editor.edit_samples(first["_source_rgb"], first["prompt"], seeds=[r["seed"] for r in rows],
+                                           gen=s.generation, negative_prompt=first["negative_prompt"])
+        for row, result in zip(rows, results):
+            row.update(
+                reasoning_kind=result.reasoning_kind,
+                reasoning_step=result.reasoning_step,
+                reasoning_sigma=result.reasoning_sigma,
+                generation=generation_struct(result.settings),
+                component_calls=result.calls,
+                _edited_rgb=result.edited,
+                _reasoning_rgb=result.reasoning_frames,
+                _previews=result.previews,
+            )
+            row["timings_ms"] = {**(row["timings_ms"] or {}), **result.timings_ms}
+        return rows

@@ -39,7 +39,7 @@ def test_hf_features_declare_images_and_the_video_as_plain_values():
     assert f["reasoning_video"]["bytes"] == {"dtype": "binary", "_type": "Value"}  # not Image, not Video
     assert f["reject_reasons"]["feature"]["value"] == {"dtype": "float32", "_type": "Value"}
     meta = json.loads(schema_with_metadata({"run_id": "x"}).metadata[b"chronoedit_sim"])
-    assert meta == {"schema_version": SCHEMA_VERSION, "run_id": "x"} and SCHEMA_VERSION == "3"
+    assert meta == {"schema_version": SCHEMA_VERSION, "run_id": "x"} and SCHEMA_VERSION == "4"
 
 
 def test_fail_and_finish_row():
@@ -114,15 +114,22 @@ def test_manifest_start_and_finish(tmp_path):
     assert mf.read_manifest(tmp_path)["runs"][-1]["status"] == "running"
     writer = DatasetWriter(tmp_path, cfg.output)
     counts = RunCounts(planned=3, planned_by_edit={"s/e": 3, "s/other": 2})
-    for r in (row("a"), row("b", keep=False), fail_row(row("c"), "read", "bad")):
+    first = dict(text_encoder_calls=2, image_encoder_calls=1, vae_encode_calls=1, transformer_forwards=8,
+                 vae_decode_calls=1)
+    warm = {**first, "text_encoder_calls": 0, "image_encoder_calls": 0, "vae_encode_calls": 0}
+    for r in (row("a", component_calls=first), row("b", keep=False, component_calls=warm),
+              fail_row(row("c"), "read", "bad")):
         writer.add(r, True)
         counts.add(r)
     writer.flush()
     lines = []
     assert mf.finish_manifest(tmp_path, started, counts, 2.0, 0.5, lines.append) == 0
     done = mf.read_manifest(tmp_path)
+    calls = {"text_encoder_calls": 2, "image_encoder_calls": 1, "vae_encode_calls": 1, "transformer_forwards": 16,
+             "vae_decode_calls": 2}  # summed over the rows, read back from the shards
     assert done["counts"] == {"planned": 3, "written": 3, "kept": 1, "rejected": 1, "failed": 1,
-                              "failed_by_stage": {"read": 1}}
+                              "failed_by_stage": {"read": 1}, "component_calls": calls}
+    assert done["runs"][-1]["counts"]["component_calls"] == calls  # this run's, from its own rows
     assert done["runs"][-1]["status"] == "finished" and done["runs"][-1]["jobs_per_s"] == 1.5
     # planned per edit, beside what was written (an edit with nothing written yet still shows)
     assert {k: (v["planned"], v["written"]) for k, v in done["filter_stats"].items()} == {"s/e": (3, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chronoedit_sim.config import SCORES
+from chronoedit_sim.dataset.schema import CALL_FIELDS
 from chronoedit_sim.dataset.stats import RunCounts, Tally, outcome
 from chronoedit_sim.scoring.filter import rejection
 
@@ -87,7 +88,8 @@ def test_run_counts_wrap_a_tally_without_scores():
         counts.add(row)
     assert counts.failed == 1
     assert counts.as_dict() == {"planned": 5, "resumed_skipped": 2, "written": 3, "kept": 1, "rejected": 1,
-                                "failed": 1, "failed_by_stage": {"read": 1}}
+                                "failed": 1, "failed_by_stage": {"read": 1},
+                                "component_calls": dict.fromkeys(CALL_FIELDS, 0)}
     assert counts.rows.per_edit()["s/e"]["scores"] == {}  # a run's own tally keeps no score values
 
 

@@ -3,26 +3,26 @@ ledger names the job a worker is on, and the last stage's rows leave with only s
 
 from __future__ import annotations
 
+import numpy as np
+
 from chronoedit_sim.config import load_config
 from chronoedit_sim.dataset.schema import COLUMNS, base_row
 from chronoedit_sim.engine.editor import ModelIdentity
 from chronoedit_sim.runtime import ledger
-from chronoedit_sim.runtime.adapter import StageAdapter, from_payload, to_payload
+from chronoedit_sim.runtime.adapter import PAYLOAD, StageAdapter, from_payload, to_payload
 from chronoedit_sim.scenario import EditSettings
 from chronoedit_sim.stages.base import Resources, Stage
 from chronoedit_sim.stages.edit import EditStage
 from chronoedit_sim.stages.encode import EncodeStage
 from chronoedit_sim.stages.score import ScoreStage
+from helpers import JOB
 
-JOB = {"job_id": "j1", "scenario": "s", "edit_id": "e", "sample_index": 0, "seed": 1, "source_id": "a.png",
-       "source_uri": "/x/a.png", "prompt": "p", "negative_prompt": "", "target_caption": "t",
-       "source_caption": "c", "labels": {}, "choices": {}}
 
 
 class ExplodingEditor:
     identity = ModelIdentity("m", "h" * 16, "tiny", True, [])
 
-    def edit(self, *args, **kwargs):
+    def edit_samples(self, *args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
 
@@ -55,7 +55,7 @@ def test_a_failing_edit_is_an_error_row_naming_its_stage(frame, tmp_path, tiny_c
     (encoded,) = StageAdapter(EncodeStage(settings, Resources())).process([out])
     assert encoded["edited_image"] is None
     score = ScoreStage(settings, cfg.scoring.clip, Resources())
-    (final,) = from_payload(StageAdapter(score, last=True)(to_payload([encoded])))
+    (final,) = [r for p in StageAdapter(score, last=True)(to_payload([encoded])) for r in from_payload(p)]
     assert final["keep"] is False and tuple(final) == COLUMNS and final["scores"] is None
     assert final["error_stage"] == "edit"
 
@@ -85,3 +85,27 @@ def test_an_exception_in_one_row_fails_only_that_row():
     ok, bad = Picky().process_batch(rows)
     assert (ok["prompt"], ok["error"]) == ("seen", None)
     assert (bad["error"], bad["error_stage"], bad["keep"]) == ("picky: ValueError: no", "picky", False)
+
+
+def test_a_frames_jobs_travel_to_the_edit_stage_as_one_ray_row_and_leave_it_one_by_one():
+    """The read stage packs each frame's jobs by the edit stage's group_by: one Ray Data row, so one
+    actor and one batch get them all; the edit stage's own output travels one row at a time."""
+    class Fanout(Stage):
+        name = "fanout"
+
+        def process_batch(self, rows):
+            return [{**row, "job_id": f"{row['source_id']}#{k}"} for row in rows for k in range(3)]
+
+    frames = [base_row({**JOB, "source_id": f"f{i}"}, "r") for i in range(2)]
+    assert EditStage.group_by == "source_id"
+    payloads = list(StageAdapter(Fanout(), pack=EditStage.group_by)(to_payload(frames)))
+    assert [len(p[PAYLOAD]) for p in payloads] == [1, 1]  # one Ray row per frame
+    assert [[r["job_id"] for r in from_payload(p)] for p in payloads] == [["f0#0", "f0#1", "f0#2"],
+                                                                          ["f1#0", "f1#1", "f1#2"]]
+    # a frame's decoded pixels are pickled once for all its jobs
+    one = base_row({**JOB, "source_id": "big"}, "r")
+    one["_source_rgb"] = np.zeros((480, 832, 3), np.uint8)
+    (blob,) = next(iter(StageAdapter(Fanout(), pack="source_id")(to_payload([one]))))[PAYLOAD]
+    assert 480 * 832 * 3 < len(blob) < 2 * 480 * 832 * 3
+    unpacked = list(StageAdapter(Fanout())(to_payload(frames)))
+    assert len(unpacked) == 6 and all(len(p[PAYLOAD]) == 1 for p in unpacked)

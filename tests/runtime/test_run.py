@@ -39,6 +39,20 @@ def read_rows(out: Path) -> pa.Table:
     return pq.ParquetDataset(str(out / "data")).read()
 
 
+def never_twice_calls(rows: list[dict]) -> dict:
+    """The component calls of one editor that encodes each prompt once and each frame once per
+    resolution and frame count (these edits have no reasoning and no previews)."""
+    g = [r["generation"] for r in rows]
+    assert not any(x["reasoning"] for x in g) and not any(r["previews"] for r in rows)
+    texts = {t for r, x in zip(rows, g) for t in ((r["prompt"], r["negative_prompt"]) if x["guidance"] > 1
+                                                  else (r["prompt"],))}
+    return {"text_encoder_calls": len(texts),
+            "image_encoder_calls": len({(r["source_id"], x["height"], x["width"]) for r, x in zip(rows, g)}),
+            "vae_encode_calls": len({(r["source_id"], x["height"], x["width"], x["num_frames"]) for r, x in zip(rows, g)}),
+            "transformer_forwards": sum(x["steps"] * (2 if x["guidance"] > 1 else 1) for x in g),
+            "vae_decode_calls": len(rows)}
+
+
 def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp_path):
     frames = make_images(tmp_path / "frames", 1)
     out = tmp_path / "out"
@@ -74,7 +88,7 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     assert counts == {"rain": 3, "change_lighting": 4}
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["counts"] == {"planned": 7, "written": 7, "kept": kept, "rejected": 7 - kept, "failed": 0,
-                                  "failed_by_stage": {}}
+                                  "failed_by_stage": {}, "component_calls": never_twice_calls(rows)}
     stats = manifest["filter_stats"]["rain/steady_rain"]
     assert stats["written"] == 2 and stats["kept"] + stats["rejected"] == 2
     assert stats["scores"]["clip_image"]["n"] == 2 and set(stats["scores"]["ssim"]) >= {"p05", "p50", "p95"}
