@@ -349,6 +349,58 @@ def compiled_edits(b: Bench) -> int:
     return 0
 
 
+def never_twice(b: Bench) -> int:
+    """What the per-editor caches, batched samples and the offloaded text encoder save at true size:
+    each case's seconds per edit cold (caches emptied: a new frame and prompt), with a known prompt
+    on a new frame, and warm (the same frame and prompt, another seed); two samples in one call."""
+    other = np.ascontiguousarray(b.frame[::-1])
+
+    def timed(label, preset, mode, work, n_edits=1):
+        if b.over_budget():
+            b.doc["cases"].append({"preset": preset, "mode": mode, "option": label, "skipped": "time budget"})
+            return
+        b.meter.reset()
+        if b.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        b.sync()
+        t0 = time.perf_counter()
+        work(b.gen(preset, mode))
+        b.sync()
+        wall = time.perf_counter() - t0
+        row = {"preset": preset, "mode": mode, "option": label, "edits": n_edits,
+               "s_per_edit": round(wall / n_edits, 3), "calls": dict(b.meter.calls),
+               "phase_s": {k: round(v, 3) for k, v in b.meter.seconds.items()}}
+        if b.cuda:
+            row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        b.doc["cases"].append(row)
+        print(json.dumps(row), flush=True)
+        b.save()
+
+    ed = b.editor
+    for preset, mode in (("distill8", "none"), ("distill8", "full"), ("base50", "none")):
+        timed("warm-up", preset, mode, lambda g: ed.edit(b.frame, PROMPT, seed=0, gen=g))
+        b.doc["cases"].pop()
+        for _ in range(2 if preset == "distill8" else 1):
+            timed("cold", preset, mode, lambda g: (ed.cond.clear(), ed.edit(b.frame, PROMPT, seed=1, gen=g)))
+        timed("known prompt, new frame", preset, mode, lambda g: ed.edit(other, PROMPT, seed=1, gen=g))
+        for _ in range(2 if preset == "distill8" else 1):
+            timed("warm", preset, mode, lambda g: ed.edit(b.frame, PROMPT, seed=2, gen=g))
+        if preset == "distill8":
+            timed("2 samples in one call (warm)", preset, mode,
+                  lambda g: ed.edit_samples(b.frame, PROMPT, seeds=[3, 4], gen=g), n_edits=2)
+    if b.cuda:
+        before = torch.cuda.memory_allocated()
+        ed.offload_text_encoder([(PROMPT, "", False), (PROMPT, "", True)])
+        torch.cuda.synchronize()
+        b.doc["offload_text_encoder_freed_gib"] = round((before - torch.cuda.memory_allocated()) / 2**30, 2)
+        timed("text encoder offloaded (warm)", "distill8", "full", lambda g: ed.edit(b.frame, PROMPT, seed=2, gen=g))
+    b.doc["total_s"] = round(time.perf_counter() - b.t_start, 1)
+    b.save()
+    print_table(b.doc["cases"], ["preset", "mode", "option", "edits", "s_per_edit", "peak_gib"])
+    print(f"wrote {b.args.json} (RANDOM weights: timings are the real cost, the pixels are noise)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the main cases only")
@@ -359,6 +411,9 @@ def main() -> int:
     ap.add_argument("--compile", action="store_true",
                     help="whole edits with model.compile=true (the first edit of each shape compiles) against the "
                          "same edits uncompiled, in one process; writes gpu_compile.json unless --json is given")
+    ap.add_argument("--never-twice", action="store_true",
+                    help="the caches, batched samples and the offloaded text encoder: cold, known-prompt and warm "
+                         "edits; writes gpu_cache.json unless --json is given")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: the true-size benchmark runs only on a GPU (rehearse with --arch small --device cpu)")
@@ -366,9 +421,13 @@ def main() -> int:
     b = Bench(args)
     if args.compile and args.json == ap.get_default("json"):
         args.json = str(RESULTS / "gpu_compile.json")
+    if args.never_twice and args.json == ap.get_default("json"):
+        args.json = str(RESULTS / "gpu_cache.json")
     b.setup()
     if args.compile:
         return compiled_edits(b)
+    if args.never_twice:
+        return never_twice(b)
     latent = (b.arch["num_frames"] - 1) // 4 + 1
     # warm-ups: the first call of each shape pays for allocation and kernel selection
     b.case("distill8", "none", "toolkit", option="warm-up")
