@@ -83,23 +83,31 @@ class StageAdapter:
         self.node = _node_id()
         stage.setup()
 
-    def process(self, rows: list[dict]) -> list[dict]:
+    def stream(self, rows: list[dict]):
+        """The stage's output as it is ready (lists of rows), finished at the last stage. The ledger
+        names the whole batch until its last row is out: a retried batch repeats rows the driver
+        already has, and it keeps each job's first."""
         live = [r["job_id"] for r in rows if not r["error"]] if self.ledger else []
         if live:
             self.ledger.mark(live)
         if self.faults:
             self.faults.before(rows)
-        out = self.stage.process_batch(rows)
-        for row in out:
-            row.setdefault("_nodes", {})[self.stage.name] = self.node
+        for out in self.stage.iter_batch(rows):
+            for row in out:
+                row.setdefault("_nodes", {})[self.stage.name] = self.node
+            yield [finish_row(r) for r in out] if self.last else out
         if live:
             self.ledger.done()
-        return [finish_row(r) for r in out] if self.last else out
+
+    def process(self, rows: list[dict]) -> list[dict]:
+        return [row for out in self.stream(rows) for row in out]
 
     def __call__(self, batch: dict):
-        """Yields one payload per row or group: with the runner's one-row blocks, a batch that fans
-        out into many jobs still feeds the next stage (and the sink) one unit at a time."""
-        yield from packed(self.process(from_payload(batch)), self.pack)
+        """Yields one payload per row or group as soon as it is ready: with the runner's one-row
+        blocks, a batch that fans out into many jobs feeds the next stage (and the sink) one unit at
+        a time, and a frame's first edit is encoded while its next ones run."""
+        for out in self.stream(from_payload(batch)):
+            yield from packed(out, self.pack)
 
 
 def run_stage_task(batch: dict, stage: Stage, last: bool = False, pack: str | None = None):

@@ -47,6 +47,11 @@ class Stage:
         failed pass through untouched, and an exception fails only its own row."""
         return [self._guarded(row) for row in rows]
 
+    def iter_batch(self, rows: list[dict]):
+        """process_batch's output in parts as they are ready (a stage whose rows take long yields
+        each as it finishes, so the next stage starts on it)."""
+        yield self.process_batch(rows)
+
     def process_row(self, row: dict) -> dict:
         raise NotImplementedError
 

@@ -46,8 +46,15 @@ class EditStage(Stage):
             self.editor.offload_text_encoder(self.prompts or [])
 
     def process_batch(self, rows: list[dict]) -> list[dict]:
+        return [row for part in self.iter_batch(rows) for row in part]
+
+    def iter_batch(self, rows: list[dict]):
+        """Each call's rows as soon as they are edited (a batch holds a whole frame's jobs)."""
         if not self.batch_samples:
-            return super().process_batch(rows)
+            for row in rows:
+                yield [self._guarded(row)]
+            return
+        yield [row for row in rows if row["error"]]
         # the samples of one (frame, edit, prompt): a fixed function of the jobs, so of the plan
         groups: dict[tuple, list[dict]] = {}
         for row in rows:
@@ -55,8 +62,7 @@ class EditStage(Stage):
                 key = (row["source_id"], row["scenario"], row["edit_id"], row["prompt"], row["negative_prompt"])
                 groups.setdefault(key, []).append(row)
         for group in groups.values():
-            self.guard(group, self._edit_group)
-        return rows
+            yield self.guard(group, self._edit_group)
 
     def process_row(self, row: dict) -> dict:
         return self._edit_group([row])[0]

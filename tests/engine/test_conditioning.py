@@ -10,11 +10,17 @@ import pytest
 
 from chronoedit_sim.dataset.schema import CALL_FIELDS
 from chronoedit_sim.engine.conditioning import LRU
+from chronoedit_sim.runtime.adapter import StageAdapter, from_payload, to_payload
 from chronoedit_sim.stages.base import Resources
 from chronoedit_sim.stages.edit import EditStage
 from helpers import JOB
 
 P, Q = "add a red car on the road ahead", "make it rain"
+
+
+def small(tiny_cfg, **changes):
+    """The tiny preset at 80x48: what these tests check does not depend on the size."""
+    return dataclasses.replace(tiny_cfg.generation, height=48, width=80, **changes)
 
 
 def calls_of(editor, work) -> dict:
@@ -32,7 +38,7 @@ def cold(editor):
 
 
 def test_each_prompt_and_frame_is_encoded_once_and_every_call_is_counted(cold, tiny_cfg, frame):
-    gen = tiny_cfg.generation
+    gen = small(tiny_cfg)
     steps, guided = gen.num_inference_steps, gen.guidance_scale > 1
     other = np.ascontiguousarray(frame[::-1])
 
@@ -51,7 +57,7 @@ def test_each_prompt_and_frame_is_encoded_once_and_every_call_is_counted(cold, t
 
 
 def test_cached_conditioning_gives_the_uncached_result(cold, tiny_cfg, frame):
-    gen = dataclasses.replace(tiny_cfg.generation, temporal_reasoning=True, reasoning_steps=2, num_inference_steps=4)
+    gen = small(tiny_cfg, temporal_reasoning=True, reasoning_steps=2, num_inference_steps=4)
     first = cold.edit(frame, P, seed=5, gen=gen)
     assert first.calls["image_encoder_calls"] == 1 and first.calls["vae_encode_calls"] == 1
     second = cold.edit(frame, P, seed=5, gen=gen)
@@ -62,12 +68,12 @@ def test_cached_conditioning_gives_the_uncached_result(cold, tiny_cfg, frame):
 
 
 def test_a_resolution_or_frame_count_of_its_own_is_encoded_apart(cold, tiny_cfg, frame):
-    gen = tiny_cfg.generation
+    gen = small(tiny_cfg)
     cold.edit(frame, P, seed=1, gen=gen)
     reasoning = dataclasses.replace(gen, temporal_reasoning=True, reasoning_steps=gen.num_inference_steps)
     calls = calls_of(cold, lambda: cold.edit(frame, P, seed=1, gen=reasoning))
     assert calls["vae_encode_calls"] == 1 and calls["image_encoder_calls"] == 0  # 9 frames, not 5; same image
-    smaller = dataclasses.replace(gen, height=48, width=80)
+    smaller = dataclasses.replace(gen, height=32, width=48)
     calls = calls_of(cold, lambda: cold.edit(frame, P, seed=1, gen=smaller))
     assert calls["vae_encode_calls"] == 1 and calls["image_encoder_calls"] == 1
 
@@ -83,7 +89,7 @@ def test_the_caches_are_bounded():
 
 
 def test_samples_batched_in_one_call_match_the_single_calls_to_float_noise(cold, tiny_cfg, frame):
-    gen = dataclasses.replace(tiny_cfg.generation, temporal_reasoning=True, reasoning_steps=2, num_inference_steps=4)
+    gen = small(tiny_cfg, temporal_reasoning=True, reasoning_steps=2, num_inference_steps=4)
     singles = [cold.edit(frame, P, seed=s, gen=gen) for s in (3, 4)]
     guided = gen.guidance_scale > 1
     before = cold.cond.snapshot()
@@ -103,7 +109,7 @@ def test_samples_batched_in_one_call_match_the_single_calls_to_float_noise(cold,
 
 def test_offloaded_text_encoder_serves_the_runs_prompts_and_refuses_others(cold, tiny_cfg, frame, monkeypatch):
     monkeypatch.setattr(cold.cond, "pinned", None)  # restored for the session's other tests
-    gen = tiny_cfg.generation
+    gen = small(tiny_cfg)
     guided = gen.guidance_scale > 1
     calls = calls_of(cold, lambda: cold.offload_text_encoder([(P, "", guided), (P, "", guided)]))
     assert calls["text_encoder_calls"] == (2 if guided else 1)  # P and the negative prompt, once each
@@ -127,22 +133,39 @@ class SpyEditor:
         return self.editor.edit_samples(image, prompt, seeds=seeds, gen=gen, negative_prompt=negative_prompt)
 
 
-def test_batch_samples_puts_the_samples_of_one_frame_edit_and_prompt_in_one_call(editor, tiny_cfg, frame):
+def frame_jobs(tiny_cfg, frame, jobs, **stage_options):
+    """An edit stage and the rows of one frame's jobs, (edit, prompt, seed) each."""
     from chronoedit_sim.dataset.schema import base_row
     from chronoedit_sim.scenario import EditSettings
 
-    settings = {f"s/{e}": EditSettings(tiny_cfg.generation, tiny_cfg.trajectory, tiny_cfg.filter) for e in "ab"}
-    jobs = [("a", P, 0), ("a", P, 1), ("b", P, 0), ("a", Q, 2), ("a", P, 3)]
+    settings = {f"s/{e}": EditSettings(small(tiny_cfg), tiny_cfg.trajectory, tiny_cfg.filter) for e in "ab"}
     rows = []
     for i, (edit, prompt, seed) in enumerate(jobs):
         row = base_row({**JOB, "job_id": f"j{i}", "edit_id": edit, "sample_index": seed, "seed": seed,
                         "prompt": prompt}, "run")
         row.update(_source_rgb=frame, timings_ms={})
         rows.append(row)
-    stage = EditStage(tiny_cfg.model, settings, Resources(), batch_samples=True)
+    return EditStage(tiny_cfg.model, settings, Resources(), **stage_options), rows
+
+
+def test_a_frames_edits_leave_the_actor_one_by_one(editor, tiny_cfg, frame):
+    """A frame's jobs arrive as one batch; each edit is passed on before the next one starts, so the
+    encode stage works on it meanwhile."""
+    stage, rows = frame_jobs(tiny_cfg, frame, [("a", P, 0), ("a", P, 1)])
+    adapter = StageAdapter(stage)  # its setup loads an editor: replaced by the spy
+    stage.editor = spy = SpyEditor(editor)
+    payloads = adapter(to_payload([rows]))
+    assert [r["job_id"] for r in from_payload(next(payloads))] == ["j0"] and spy.seeds == [[0]]
+    assert [r["job_id"] for p in payloads for r in from_payload(p)] == ["j1"] and spy.seeds == [[0], [1]]
+
+
+def test_batch_samples_puts_the_samples_of_one_frame_edit_and_prompt_in_one_call(editor, tiny_cfg, frame):
+    jobs = [("a", P, 0), ("a", P, 1), ("b", P, 0), ("a", Q, 2), ("a", P, 3)]
+    stage, rows = frame_jobs(tiny_cfg, frame, jobs, batch_samples=True)
     stage.editor = spy = SpyEditor(editor)
     out = stage.process_batch(rows)
     assert spy.seeds == [[0, 1, 3], [0], [2]]
-    assert [r["job_id"] for r in out] == [f"j{i}" for i in range(5)] and not any(r["error"] for r in out)
+    # each call's rows as they are done
+    assert [r["job_id"] for r in out] == ["j0", "j1", "j4", "j2", "j3"] and not any(r["error"] for r in out)
     assert sum(r["component_calls"]["transformer_forwards"] for r in out) == 3 * tiny_cfg.generation.num_inference_steps \
         * (2 if tiny_cfg.generation.guidance_scale > 1 else 1)
