@@ -85,14 +85,13 @@ def build_pipeline(arch: dict, device: str, dtype):
 
     side = arch["image_encoder"]["image_size"]
     torch.manual_seed(0)
+    transformer = build_transformer(arch, device, dtype)
     with torch.device(device):
         with default_dtype(dtype):
-            transformer = ChronoEditTransformer3DModel(
-                patch_size=(1, 2, 2), cross_attn_norm=True, qk_norm="rms_norm_across_heads", **arch["transformer"])
             text_encoder = UMT5EncoderModel(UMT5Config(pad_token_id=0, eos_token_id=1, **arch["text_encoder"]))
         vae = AutoencoderKLWan(**arch["vae"])
         image_encoder = CLIPVisionModel(CLIPVisionConfig(**arch["image_encoder"]))
-    for module in (transformer, text_encoder, vae, image_encoder):
+    for module in (text_encoder, vae, image_encoder):
         module.eval().requires_grad_(False)
     return ChronoEditPipeline(
         # every prompt is padded to 512 tokens, so a small vocabulary costs the encoder the same
@@ -101,6 +100,15 @@ def build_pipeline(arch: dict, device: str, dtype):
         transformer=transformer, vae=vae,
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0),
     )
+
+
+def build_transformer(arch: dict, device: str, dtype):
+    from diffusers import ChronoEditTransformer3DModel
+
+    with torch.device(device), default_dtype(dtype):
+        transformer = ChronoEditTransformer3DModel(
+            patch_size=(1, 2, 2), cross_attn_norm=True, qk_norm="rms_norm_across_heads", **arch["transformer"])
+    return transformer.eval().requires_grad_(False)
 
 
 def transformer_flops(cfg, hidden_shape, context_tokens: int) -> float:
@@ -401,6 +409,56 @@ def never_twice(b: Bench) -> int:
     return 0
 
 
+def quantized(b: Bench) -> int:
+    """model.quantize through the toolkit's Editor: for each kind a freshly built (random) bf16
+    transformer, quantised by the editor, then whole edits and one timed forward."""
+    import gc
+
+    from chronoedit_sim.config import load_config
+    from chronoedit_sim.engine.editor import Editor
+
+    pipe = b.editor.pipe
+    latent = (b.arch["num_frames"] - 1) // 4 + 1
+    compiled = "true" if b.args.compile else "false"
+    for kind in ("none", "fp8_dynamic") if b.args.compile else ("none", "fp8_weight_only", "fp8_dynamic"):
+        if b.over_budget():
+            b.doc["cases"].append({"option": kind, "skipped": "time budget"})
+            continue
+        try:
+            if kind != "none":
+                pipe.transformer = None
+                b.editor = None
+                gc.collect()
+                if b.cuda:
+                    torch.cuda.empty_cache()
+                pipe.transformer = build_transformer(b.arch, b.args.device, torch.bfloat16 if b.cuda else torch.float32)
+                pipe.transformer.forward = b.meter._wrap("transformer", pipe.transformer.forward)
+            cfg = load_config([f"model.device={b.args.device}", "model.path=in-memory-random", f"model.quantize={kind}",
+                               f"model.compile={compiled}"])
+            t0 = time.perf_counter()
+            b.editor = Editor(cfg.model, pipeline=pipe)
+            b.sync()
+            note = {"option": kind, "quantize_s": round(time.perf_counter() - t0, 2)}
+            if b.cuda:
+                note["allocated_gib"] = round(torch.cuda.memory_allocated() / 2**30, 2)
+            b.doc.setdefault("quantize", []).append(note)
+            print(json.dumps(note), flush=True)
+        except Exception as exc:  # noqa: BLE001 - the stack may not support a kind: record it
+            b.doc["cases"].append({"option": kind, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            print(json.dumps(b.doc["cases"][-1]), flush=True)
+            continue
+        for mode in ("none", "full"):
+            b.case("distill8", mode, "toolkit", option=f"{kind} warm-up")
+            b.case("distill8", mode, "toolkit", reps=2 if mode == "none" else 1, option=kind)
+        b.forward_timing(kind, latent, reps=3)
+    b.doc["total_s"] = round(time.perf_counter() - b.t_start, 1)
+    b.save()
+    print_table(b.doc["cases"], ["preset", "mode", "option", "wall_s", "achieved_tflops", "mfu", "peak_gib", "error"])
+    print_table(b.doc["forwards"], ["option", "latent_frames", "forward_s", "tflops", "mfu"])
+    print(f"wrote {b.args.json} (RANDOM weights: timings are the real cost, the pixels are noise)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the main cases only")
@@ -414,6 +472,9 @@ def main() -> int:
     ap.add_argument("--never-twice", action="store_true",
                     help="the caches, batched samples and the offloaded text encoder: cold, known-prompt and warm "
                          "edits; writes gpu_cache.json unless --json is given")
+    ap.add_argument("--quantize", action="store_true",
+                    help="model.quantize (torchao fp8, weights only and dynamic) against bf16, whole edits and one "
+                         "forward; writes gpu_quantize.json unless --json is given")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: the true-size benchmark runs only on a GPU (rehearse with --arch small --device cpu)")
@@ -423,7 +484,11 @@ def main() -> int:
         args.json = str(RESULTS / "gpu_compile.json")
     if args.never_twice and args.json == ap.get_default("json"):
         args.json = str(RESULTS / "gpu_cache.json")
+    if args.quantize and args.json == ap.get_default("json"):
+        args.json = str(RESULTS / ("gpu_quantize_compile.json" if args.compile else "gpu_quantize.json"))
     b.setup()
+    if args.quantize:  # with --compile: bf16 and fp8_dynamic, both compiled
+        return quantized(b)
     if args.compile:
         return compiled_edits(b)
     if args.never_twice:

@@ -3,6 +3,7 @@
 from .loader import ConfigError, ConfigLoader, configs_dir, load_config, to_dict, to_yaml
 from .schema import (
     DTYPES,
+    QUANTIZE,
     IMAGE_FORMATS,
     INPUT_TYPES,
     SCORES,
@@ -25,7 +26,7 @@ from .schema import (
 )
 
 __all__ = [
-    "DTYPES", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
+    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LoraConfig",
     "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
-from .schema import DTYPES, IMAGE_FORMATS, INPUT_TYPES, SCORES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
+from .schema import DTYPES, IMAGE_FORMATS, QUANTIZE, INPUT_TYPES, SCORES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
 
 
 class ConfigError(UserError):
@@ -96,6 +96,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         ("trajectory.image_format", IMAGE_FORMATS),
         ("trajectory.edited_format", IMAGE_FORMATS),
         ("model.dtype", DTYPES),
+        ("model.quantize", QUANTIZE),
         ("output.source_format", IMAGE_FORMATS),
         ("input.type", INPUT_TYPES),
         ("trajectory.storage", TRAJECTORY_STORAGE),

@@ -16,6 +16,8 @@ TRAJECTORY_STORAGE = ("frames", "video")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 INPUT_TYPES = ("auto", "images", "video", "parquet", "lerobot", "kitti", "nuscenes")
 DTYPES = ("bfloat16", "float16", "float32")
+# model.quantize: torchao's fp8 of the transformer's linear layers, weights only or weights and activations
+QUANTIZE = ("none", "fp8_weight_only", "fp8_dynamic")
 SCORES = (
     "clip_text",
     "clip_text_source",
@@ -64,6 +66,9 @@ class ModelConfig:
     # diffusers attention backend of the transformer (e.g. "_native_cudnn"); null keeps torch SDPA's
     # own choice, the fastest measured on an H200 (docs/PERFORMANCE.md)
     attention_backend: Optional[str] = None
+    # fp8 of the transformer's linear layers through torchao (installed apart): "fp8_weight_only" halves its
+    # weight memory, "fp8_dynamic" also computes in fp8 (docs/PERFORMANCE.md has the measured trade-offs)
+    quantize: str = "none"
     # torch.compile of the transformer's repeated blocks: 1.42x faster forwards measured on an H200;
     # the first edit of each shape pays the compile (about 20 s cold)
     compile: bool = False

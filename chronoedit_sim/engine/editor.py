@@ -17,6 +17,7 @@ from PIL import Image
 from ..config import GenerationConfig, ModelConfig
 from .conditioning import CALLS, Conditioning, frame_digest
 from .lora import load_loras
+from .quantize import quantize_transformer
 from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
 from .weights import (
     MissingWeightsError,
@@ -112,6 +113,8 @@ class Editor:
         self.pipe.set_progress_bar_config(disable=True)
         self.cond = Conditioning(self.pipe, prompts=model.cache_prompts, frames=model.cache_frames)
         self._scheduler_config = dict(self.pipe.scheduler.config)
+        if model.quantize != "none":
+            quantize_transformer(self.pipe.transformer, model.quantize)
         if model.attention_backend:
             self.pipe.transformer.set_attention_backend(model.attention_backend)
         if model.compile:

@@ -97,3 +97,16 @@ def test_a_random_transformer_is_flagged_when_the_checkpoint_is_not(tiny_model_d
     assert not editor_with(unmarked).identity.random_weights
     source = other_model if layout == "checkpoint" else other_model / "transformer"
     assert editor_with(unmarked, f"model.transformer_path={source}").identity.random_weights
+
+
+def test_quantize_is_checked_at_config_load_and_needs_torchao(tiny_model_dir):
+    with pytest.raises(ConfigError, match="model.quantize.*int3"):
+        load_config(["model=tiny", f"model.path={tiny_model_dir}", "model.quantize=int3"])
+    import importlib.util
+
+    if importlib.util.find_spec("torchao"):
+        pytest.skip("torchao is installed here: the missing-torchao error cannot show")
+    from chronoedit_sim.engine.quantize import QuantizeError
+
+    with pytest.raises(QuantizeError, match="model.quantize=fp8_weight_only needs torchao"):
+        editor_with(tiny_model_dir, "model.quantize=fp8_weight_only")
