@@ -95,9 +95,10 @@ def one_edit_scenario(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def scored_dataset(ray_session, tiny_overrides, one_edit_scenario, tmp_path_factory):
-    """One run shared by the tests that read a finished dataset (HF images, rescoring): 4 frames, both
-    tiny models, partial reasoning with previews, lossless sources, no CLIP bound."""
+def scored_dataset(ray_session, run_overrides, one_edit_scenario, tmp_path_factory):
+    """One run shared by the tests that read a finished dataset (HF images, rescoring): 4 frames, the
+    tiny model, partial reasoning with previews, lossless sources, the weight-free scores (no CLIP: the
+    rescoring tests bound SSIM, and CLIP runs are the report dataset's and the shipped scenarios')."""
     from helpers import NO_CLIP_BOUNDS, SCORED_PREVIEW_EVERY, SCORED_STEPS, scored_frame
     from PIL import Image
 
@@ -109,7 +110,7 @@ def scored_dataset(ray_session, tiny_overrides, one_edit_scenario, tmp_path_fact
     for i in range(4):
         Image.fromarray(scored_frame(i)).save(frames / f"f{i}.png")
     out = root / "out"
-    overrides = [*tiny_overrides, *NO_CLIP_BOUNDS, "generation.temporal_reasoning=true",
+    overrides = [*run_overrides, *NO_CLIP_BOUNDS, "generation.temporal_reasoning=true",
                  f"generation.num_inference_steps={SCORED_STEPS}",
                  f"generation.denoise_preview_every={SCORED_PREVIEW_EVERY}", "output.source_format=png"]
     assert run([str(one_edit_scenario)], str(frames), str(out), overrides, quiet=True, echo=lambda *_: None) == 0
