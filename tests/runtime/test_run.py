@@ -101,6 +101,9 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     assert "NOTE: scores from a RANDOM-WEIGHT CLIP: they mean nothing" in summary
     assert any(line.split()[:3] == ["rain/steady_rain", "2", str(stats["kept"])] for line in summary)
     assert any(line.startswith("clip_image ") for line in summary)  # quantile table
+    calls = manifest["counts"]["component_calls"]
+    assert f"model component calls: text encoder calls {calls['text_encoder_calls']}, image encoder calls 1," \
+           f" vae encode calls 1, transformer forwards {calls['transformer_forwards']}, vae decode calls 7" in summary
     assert_whole(out)
 
 
