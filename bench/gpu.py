@@ -398,7 +398,7 @@ def never_twice(b: Bench) -> int:
                   lambda g: ed.edit_samples(b.frame, PROMPT, seeds=[3, 4], gen=g), n_edits=2)
     if b.cuda:
         before = torch.cuda.memory_allocated()
-        ed.offload_text_encoder([(PROMPT, "", False), (PROMPT, "", True)])
+        ed.offload_text_encoder([PROMPT, ""])
         torch.cuda.synchronize()
         b.doc["offload_text_encoder_freed_gib"] = round((before - torch.cuda.memory_allocated()) / 2**30, 2)
         timed("text encoder offloaded (warm)", "distill8", "full", lambda g: ed.edit(b.frame, PROMPT, seed=2, gen=g))

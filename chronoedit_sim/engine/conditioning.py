@@ -110,16 +110,11 @@ class Conditioning:
                                            max_sequence_length=max_sequence_length,
                                            device=self.pipe._execution_device)[0]
 
-    def pin_prompts(self, keys: list[tuple[str, str, bool]], max_sequence_length: int, device) -> None:
-        """Encode the run's (prompt, negative prompt, guidance) texts ahead, then move the text encoder
-        to `device` (the CPU)."""
-        pinned = {}
-        for prompt, negative, guidance in keys:
-            for text in (prompt, negative) if guidance else (prompt,):
-                if (text, max_sequence_length) not in pinned:
-                    pinned[(text, max_sequence_length)] = self._encode_text(text, max_sequence_length)
+    def pin_texts(self, texts: list[str], max_sequence_length: int, device) -> None:
+        """Encode the run's texts ahead, then move the text encoder to `device` (the CPU)."""
+        self.pinned = {(text, max_sequence_length): self._encode_text(text, max_sequence_length)
+                       for text in dict.fromkeys(texts)}
         self.pipe.text_encoder.to(device)
-        self.pinned = pinned
 
     @contextmanager
     def frame(self, digest: str, num_frames: int, height: int, width: int):

@@ -267,7 +267,7 @@ class Editor:
                            calls=spent if i == 0 else dict.fromkeys(CALLS, 0))
                 for i in range(n)]
 
-    def offload_text_encoder(self, prompts: list[tuple[str, str, bool]]) -> None:
-        """Encode every (prompt, negative prompt, guidance) the run will ask for, then move the text
-        encoder off the GPU; a prompt outside the list is then an error, never a silent CPU encode."""
-        self.cond.pin_prompts(prompts, MAX_SEQUENCE_LENGTH, "cpu")
+    def offload_text_encoder(self, texts: list[str]) -> None:
+        """Encode every text (prompts and negative prompts) the run will ask for, then move the text
+        encoder off the GPU; a text outside the list is then an error, never a silent CPU encode."""
+        self.cond.pin_texts(texts, MAX_SEQUENCE_LENGTH, "cpu")

@@ -63,22 +63,23 @@ def edit_stage(ctx: BuildContext) -> Stage:
                     spread=rt.spread_actors)
     model = ctx.plan.cfg.model
     return EditStage(model, ctx.plan.settings, res, rt.batch_size, batch_samples=rt.batch_samples,
-                     prompts=run_prompts(ctx.plan) if model.offload_text_encoder else None)
+                     prompt_texts=run_prompt_texts(ctx.plan) if model.offload_text_encoder else None)
 
 
-def run_prompts(plan: RunPlan) -> list[tuple[str, str, bool]]:
-    """The distinct (prompt, negative prompt, guidance) of the plan's jobs, in plan order."""
-    seen = {}
+def run_prompt_texts(plan: RunPlan) -> list[str]:
+    """The distinct texts the plan's jobs encode, in plan order: each prompt, and its negative prompt
+    where the edit uses guidance."""
+    texts = {}
     for task in plan.tasks:
         for job in task["jobs"]:
-            guidance = plan.settings[settings_key(job["scenario"], job["edit_id"])].generation.guidance_scale > 1
-            seen.setdefault((job["prompt"], job["negative_prompt"], guidance), None)
-    texts = {t for prompt, negative, guided in seen for t in ((prompt, negative) if guided else (prompt,))}
+            guided = plan.settings[settings_key(job["scenario"], job["edit_id"])].generation.guidance_scale > 1
+            for text in (job["prompt"], job["negative_prompt"]) if guided else (job["prompt"],):
+                texts.setdefault(text, None)
     if len(texts) > plan.cfg.model.cache_prompts:
         raise ConfigError(f"model.offload_text_encoder: the run has {len(texts)} distinct prompt texts, more than "
                           f"model.cache_prompts={plan.cfg.model.cache_prompts} embeddings an editor keeps; "
                           "raise model.cache_prompts or leave the text encoder on the GPU")
-    return list(seen)
+    return list(texts)
 
 
 def encode_stage(ctx: BuildContext) -> Stage:

@@ -23,12 +23,12 @@ class EditStage(Stage):
 
     def __init__(self, model_cfg: ModelConfig, settings: dict[str, EditSettings], resources: Resources,
                  batch_size: int = 1, batch_samples: bool = False,
-                 prompts: list[tuple[str, str, bool]] | None = None):
+                 prompt_texts: list[str] | None = None):
         self.model_cfg, self.settings = model_cfg, settings
         self.resources, self.batch_size = resources, batch_size
         self.batch_samples = batch_samples
-        # (prompt, negative prompt, guidance) of every job, encoded at setup when the text encoder is offloaded
-        self.prompts = prompts
+        # every text the jobs encode, encoded at setup when the text encoder is offloaded
+        self.prompt_texts = prompt_texts
         self.editor = None
 
     def setup(self) -> None:
@@ -43,7 +43,9 @@ class EditStage(Stage):
                                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
         self.editor = Editor(self.model_cfg)
         if self.model_cfg.offload_text_encoder:
-            self.editor.offload_text_encoder(self.prompts or [])
+            if self.prompt_texts is None:  # never a text encoder gone with nothing encoded
+                raise ValueError("model.offload_text_encoder needs the run's prompt texts (runtime.pipeline)")
+            self.editor.offload_text_encoder(self.prompt_texts)
 
     def process_batch(self, rows: list[dict]) -> list[dict]:
         return [row for part in self.iter_batch(rows) for row in part]

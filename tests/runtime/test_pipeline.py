@@ -48,3 +48,19 @@ def test_half_a_gpu_per_editor_runs_two_per_gpu_beside_the_scorer(one_edit_scena
     # with CLIP, its actor's quarter GPU leaves room for 15 editors, not 16 (the 16th would never start)
     res = stages_for(["runtime.gpus_per_actor=0.5"], one_edit_scenario, tmp_path)
     assert (res["edit"].actors, res["score"].gpus) == (15, 0.25)
+
+
+def test_an_offloaded_text_encoder_gets_the_runs_texts_and_they_must_fit_the_cache(one_edit_scenario, tmp_path):
+    import pytest
+
+    from chronoedit_sim.config import ConfigError
+
+    plan = plan_for(["model.offload_text_encoder=true"], one_edit_scenario, tmp_path)
+    (job,) = plan.tasks[0]["jobs"]
+    edit = build_stages(BuildContext(plan, "run", Cluster(2.0, 0.0)))[1]
+    assert edit.prompt_texts == [job["prompt"], ""]  # the tiny preset guides: the negative prompt too
+    assert build_stages(BuildContext(plan_for([], one_edit_scenario, tmp_path), "run", Cluster(2.0, 0.0)))[1] \
+        .prompt_texts is None
+    with pytest.raises(ConfigError, match="2 distinct prompt texts, more than model.cache_prompts=1"):
+        build_stages(BuildContext(plan_for(["model.offload_text_encoder=true", "model.cache_prompts=1"],
+                                           one_edit_scenario, tmp_path), "run", Cluster(2.0, 0.0)))
