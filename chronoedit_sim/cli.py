@@ -12,6 +12,9 @@ from .errors import UserError
 
 log = logging.getLogger("chronoedit_sim")
 TRAJECTORY_FORMATS = ("mp4", "gif", "webp", "png-strip")
+BENCHMARK_FORMATS = ("coco", "yolo", "kitti")
+WHERE_HELP = ("only rows where column=value (also !=, <, <=, >, >=), e.g. keep=true, scenario=rain, "
+              "outcome=rejected, scores.ssim>0.5; repeat it or separate with commas to AND them")
 EXIT_CODES = """exit codes:
   0  done (verify: the dataset is whole)
   1  verify: the dataset is not whole; anything else with a traceback is a bug
@@ -158,6 +161,21 @@ def cmd_export_trajectories(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .perception.export import export_benchmark
+
+    export_benchmark(Path(args.dir), Path(args.output), args.format, args.where, args.severity_ladder)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .perception.evaluate import evaluate
+
+    evaluate(Path(args.dir), args.detector, where=args.where, batch_size=args.batch_size, device=args.device,
+             gpus=args.gpus, actors=args.actors, address=args.address, verbose=args.verbose)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__, epilog=EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,11 +240,37 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--output", required=True, help="folder for the files")
     # dataset.trajectories.FORMATS, not imported: it would cost every command its numpy and pyarrow
     sp.add_argument("--format", choices=TRAJECTORY_FORMATS, default="mp4")
-    sp.add_argument("--where", action="append", default=[], metavar="EXPR",
-                    help="only rows where column=value (also !=, <, <=, >, >=), e.g. keep=true, scenario=rain, "
-                         "outcome=rejected, scores.ssim>0.5; repeat it or separate with commas to AND them")
+    sp.add_argument("--where", action="append", default=[], metavar="EXPR", help=WHERE_HELP)
     sp.add_argument("--fps", type=int, default=8, help="frames per second of mp4, gif and webp")
     sp.set_defaults(func=cmd_export_trajectories)
+
+    sp = sub.add_parser("export", help="a dataset as a robustness benchmark (coco, yolo, kitti): one split per "
+                                       "scenario, edit and severity, plus clean")
+    sp.add_argument("dir")
+    sp.add_argument("--format", choices=BENCHMARK_FORMATS, required=True)
+    sp.add_argument("--output", required=True, help="folder for the benchmark")
+    sp.add_argument("--where", action="append", default=[], metavar="EXPR",
+                    help=WHERE_HELP + " (default: outcome=kept)")
+    sp.add_argument("--severity-ladder", type=int, default=0, metavar="N",
+                    help="also N evenly spaced reasoning frames as severities 1..N, where SSIM to the source "
+                         "falls along them")
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("evaluate", help="a detector's AP on the clean and edited images: mPC, rPC, drops, "
+                                         "inserted-object recall (DIR/eval.json)")
+    sp.add_argument("dir")
+    sp.add_argument("--detector", required=True, metavar="MODULE:CALLABLE",
+                    help="module:callable or file.py:callable; called with a list of PIL images, it returns per "
+                         "image a list of {box: [x0, y0, x1, y1], label, score} (a class is built once per actor)")
+    sp.add_argument("--batch-size", type=int, default=8, help="images per detector call")
+    sp.add_argument("--device", default="auto", help="passed to a detector class that takes device=")
+    sp.add_argument("--gpus", type=float, default=None, help="GPUs per detector actor (default: 1 for a cuda "
+                                                              "device, else 0)")
+    sp.add_argument("--actors", type=int, default=1, help="detector actors")
+    sp.add_argument("--address", default="", help="Ray cluster to join (default: a private local instance)")
+    sp.add_argument("--where", action="append", default=[], metavar="EXPR",
+                    help=WHERE_HELP + " (default: outcome=kept)")
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("verify", help="check that a dataset is whole: exit 0 when it is, 1 with a summary if not")
     sp.add_argument("dir")

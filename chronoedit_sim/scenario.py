@@ -21,11 +21,11 @@ from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, T
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
-_TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits"}
+_TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits", "annotations"}
 _REQUIRED_TOP = ("name", "domain", "description", "edits")
 _EDIT_KEYS = {
     "id", "prompt", "vars", "target_caption", "source_caption", "samples",
-    "negative_prompt", "labels", "generation", "filter",
+    "negative_prompt", "labels", "generation", "filter", "annotations", "region", "severity",
 }
 _REQUIRED_EDIT = ("id", "prompt", "target_caption", "source_caption")
 
@@ -57,6 +57,12 @@ class Edit:
     labels: dict = field(default_factory=dict)
     generation: dict = field(default_factory=dict)
     filter: dict = field(default_factory=dict)
+    # what the edit does to the source's boxes (perception.labels.POLICIES); None = the scenario's
+    annotations: str | None = None
+    # where the edited object should appear: relative (x0, y0, x1, y1) or a name in perception.labels.REGIONS
+    region: tuple[float, float, float, float] | str | None = None
+    # variable -> {choice: severity level}; a job's severity is the highest level its choices map to
+    severity: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class Scenario:
     labels: dict = field(default_factory=dict)
     generation: dict = field(default_factory=dict)
     filter: dict = field(default_factory=dict)
+    # the edits' default annotation policy
+    annotations: str = "keep"
     # where it was read from, its text and the text's SHA-256 (recorded in run manifests)
     path: str = ""
     text: str = ""
@@ -107,6 +115,8 @@ class Job:
     labels: dict
     # the variable choices that rendered the prompt
     choices: dict
+    # the edit's severity level for these choices (scenario `severity:`), None when it declares none
+    severity: int | None = None
 
 
 def _placeholders(template: str, where: str) -> list[str]:
@@ -199,7 +209,51 @@ def _parse_edit(raw, idx: int, path: str) -> Edit:
         labels=_mapping(raw.get("labels"), f"{where}.labels"),
         generation=_mapping(raw.get("generation"), f"{where}.generation"),
         filter=_mapping(raw.get("filter"), f"{where}.filter"),
+        annotations=_policy(raw.get("annotations"), f"{where}.annotations"),
+        region=_region(raw.get("region"), f"{where}.region"),
+        severity=_severity(raw.get("severity"), variables, f"{where}.severity"),
     )
+
+
+def _policy(value, where: str) -> str | None:
+    from .perception.labels import POLICIES
+
+    if value is not None and value not in POLICIES:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(POLICIES)}")
+    return value
+
+
+def _region(value, where: str):
+    from .perception.labels import REGIONS
+
+    if value is None or (isinstance(value, str) and value in REGIONS):
+        return value
+    nums = value if isinstance(value, list) and len(value) == 4 else None
+    if nums is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in nums) \
+            or not (nums[0] < nums[2] and nums[1] < nums[3]):
+        raise ConfigError(f"{where}: expected [x0, y0, x1, y1] relative to the frame (0..1, x0 < x1, y0 < y1) "
+                          f"or one of {', '.join(REGIONS)}, got {value!r}")
+    return tuple(float(v) for v in nums)
+
+
+def _severity(raw, variables: dict, where: str) -> dict[str, dict[str, int]]:
+    out = {}
+    for name, levels in _mapping(raw, where).items():
+        if name not in variables:
+            raise ConfigError(f"{where}.{name}: not a variable of this edit (vars: {', '.join(variables) or 'none'})")
+        if not isinstance(levels, dict):
+            raise ConfigError(f"{where}.{name}: expected a mapping choice -> level")
+        choices = [c for c, _ in variables[name]]
+        for choice, level in levels.items():
+            if str(choice) not in choices:
+                raise ConfigError(f"{where}.{name}: {choice!r} is not a choice of {name} ({', '.join(choices)})")
+            if not isinstance(level, int) or isinstance(level, bool) or level < 1:
+                raise ConfigError(f"{where}.{name}.{choice}: severity must be an integer >= 1, got {level!r}")
+        missing = [c for c in choices if c not in {str(k) for k in levels}]
+        if missing:
+            raise ConfigError(f"{where}.{name}: no severity for {', '.join(map(repr, missing))}")
+        out[name] = {str(k): v for k, v in levels.items()}
+    return out
 
 
 def parse_scenario(text: str, path: str = "<string>") -> Scenario:
@@ -218,18 +272,24 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         raise ConfigError(f"{path}: edits: expected a non-empty list")
     edits = tuple(_parse_edit(raw, i, path) for i, raw in enumerate(data["edits"]))
     seen = set()
+    default_policy = _policy(data.get("annotations"), f"{path}: annotations") or "keep"
+    top_labels = _mapping(data.get("labels"), f"{path}: labels")
     for i, e in enumerate(edits):
         if e.id in seen:
             raise ConfigError(f"{path}: edits[{i}].id: duplicate edit id {e.id!r}")
         seen.add(e.id)
+        if (e.annotations or default_policy) == "keep_and_insert" and "inserted" not in {**top_labels, **e.labels}:
+            raise ConfigError(f"{path}: edits[{i}]: annotations keep_and_insert needs labels.inserted "
+                              "(the class of the inserted object's box)")
     return Scenario(
         name=data["name"],
         domain=data["domain"],
         description=str(data["description"]),
         edits=edits,
-        labels=_mapping(data.get("labels"), f"{path}: labels"),
+        labels=top_labels,
         generation=_mapping(data.get("generation"), f"{path}: generation"),
         filter=_mapping(data.get("filter"), f"{path}: filter"),
+        annotations=default_policy,
         path=path,
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
@@ -276,6 +336,7 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -
                 source_caption=edit.source_caption.format_map(choices),
                 labels={**scenario.labels, **edit.labels},
                 choices=choices,
+                severity=max((edit.severity[v][choices[v]] for v in edit.severity), default=None),
             )
         )
     return jobs
@@ -293,6 +354,10 @@ class EditSettings:
     generation: GenerationConfig
     trajectory: TrajectoryConfig
     filter: FilterConfig
+    # what the edit does to the source's boxes (perception.labels.POLICIES)
+    annotations: str = "keep"
+    # where the edited object should appear (relative box or region name); None = anywhere
+    region: tuple[float, float, float, float] | str | None = None
 
 
 def settings_key(scenario: str, edit_id: str) -> str:
@@ -305,7 +370,7 @@ def edit_settings(loader: ConfigLoader, scenarios: list[Scenario]) -> dict[str, 
     for scenario in scenarios:
         for edit in scenario.edits:
             built = loader.build(scenario.config_layers(edit))
-            settings[settings_key(scenario.name, edit.id)] = EditSettings(built.generation, built.trajectory,
-                                                                          built.filter)
+            settings[settings_key(scenario.name, edit.id)] = EditSettings(
+                built.generation, built.trajectory, built.filter, edit.annotations or scenario.annotations, edit.region)
     return settings
 

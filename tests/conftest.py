@@ -96,19 +96,16 @@ def one_edit_scenario(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def scored_dataset(ray_session, run_overrides, one_edit_scenario, tmp_path_factory):
-    """One run shared by the tests that read a finished dataset (HF images, rescoring): 4 frames, the
-    tiny model, partial reasoning with previews, lossless sources, the weight-free scores (no CLIP: the
-    rescoring tests bound SSIM, and CLIP runs are the report dataset's and the shipped scenarios')."""
-    from helpers import NO_CLIP_BOUNDS, SCORED_PREVIEW_EVERY, SCORED_STEPS, scored_frame
-    from PIL import Image
+    """One run shared by the tests that read a finished dataset (HF images, rescoring, export, evaluate): 4
+    frames of a KITTI tree with labels, the tiny model, partial reasoning with previews, lossless sources,
+    the weight-free scores (no CLIP: the rescoring tests bound SSIM, and CLIP runs are the report dataset's
+    and the shipped scenarios')."""
+    from helpers import NO_CLIP_BOUNDS, SCORED_PREVIEW_EVERY, SCORED_STEPS, write_scored_kitti
 
     from chronoedit_sim.runtime.run import run
 
     root = tmp_path_factory.mktemp("scored")
-    frames = root / "frames"
-    frames.mkdir()
-    for i in range(4):
-        Image.fromarray(scored_frame(i)).save(frames / f"f{i}.png")
+    frames = write_scored_kitti(root / "kitti")
     out = root / "out"
     overrides = [*run_overrides, *NO_CLIP_BOUNDS, "generation.temporal_reasoning=true",
                  f"generation.num_inference_steps={SCORED_STEPS}",

@@ -107,6 +107,7 @@ def decode_frame(rgb: np.ndarray) -> int:
 def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_index_name="task") -> Path:
     features = {
         "action": {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
+        "observation.state": {"dtype": "float32", "shape": [3], "names": ["a", "b", "c"]},
         **{
             cam: {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"],
                   "info": {"video.fps": FPS, "video.codec": "mp4v"}}
@@ -139,7 +140,7 @@ def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_ind
     for ep, (length, task, dfile, vfile) in enumerate(episodes):
         rows = data.setdefault(dfile, [])
         rows += [dict(index=start + i, episode_index=ep, frame_index=i, timestamp=i / FPS, task_index=task,
-                      action=[0.1 * i, -0.1 * i]) for i in range(length)]
+                      action=[0.1 * i, -0.1 * i], **{"observation.state": [ep, i, 0.5]}) for i in range(length)]
         from_ts = video_time.get(vfile, 0.0)
         video_time[vfile] = from_ts + length / FPS
         row = {"episode_index": ep, "tasks": [TASKS[task]], "length": length,
@@ -161,7 +162,7 @@ def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_ind
         path.parent.mkdir(parents=True, exist_ok=True)
         schema = pa.schema([("index", pa.int64()), ("episode_index", pa.int64()), ("frame_index", pa.int64()),
                             ("timestamp", pa.float32()), ("task_index", pa.int64()),
-                            ("action", pa.list_(pa.float32()))])
+                            ("action", pa.list_(pa.float32())), ("observation.state", pa.list_(pa.float32()))])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     for (cam, vfile), codes in videos.items():
         path = root / f"videos/{cam}/chunk-000/file-{vfile:03d}.mp4"
@@ -191,6 +192,24 @@ def read_stage_rows(scenario, input_path, overrides) -> list[dict]:
 NO_CLIP_BOUNDS = ["filter.clip_text_min=null", "filter.clip_image_min=null", "filter.clip_direction_min=null"]
 # the tiny preset's 4 steps with 2 reasoning steps (partial reasoning) and a preview every 2 steps
 SCORED_STEPS, SCORED_PREVIEW_EVERY = 4, 2
+
+
+# the scored dataset's KITTI labels: frame -> [(label, box)]; frame 3 also has a DontCare region
+SCORED_LABELS = {0: [("Car", (4.0, 20.0, 30.0, 40.0)), ("Pedestrian", (50.0, 6.0, 58.0, 30.0))],
+                 1: [("Cyclist", (10.5, 12.0, 22.5, 36.0))], 2: [],
+                 3: [("Car", (40.0, 24.0, 78.0, 46.0)), ("DontCare", (0.0, 0.0, 12.0, 8.0))]}
+
+
+def write_scored_kitti(root: Path) -> Path:
+    """The scored frames as a KITTI object tree, training/image_2/00000i.png with label_2 files."""
+    for i, objects in SCORED_LABELS.items():
+        for sub in ("image_2", "label_2"):
+            (root / "training" / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(scored_frame(i)).save(root / "training" / "image_2" / f"{i:06d}.png")
+        (root / "training" / "label_2" / f"{i:06d}.txt").write_text("".join(
+            f"{label} 0.00 0 -1.00 {b[0]:.2f} {b[1]:.2f} {b[2]:.2f} {b[3]:.2f} 1.50 1.60 3.90 1.00 1.60 12.00 0.10\n"
+            for label, b in objects))
+    return root
 
 
 def scored_frame(i: int) -> np.ndarray:

@@ -256,7 +256,7 @@ def test_unknown_top_level_key(tmp_path):
     data = _base()
     data["colour"] = "red"
     path, msg = _load_error(tmp_path, data)
-    assert msg == f"{path}: colour: unknown key (allowed: description, domain, edits, filter, generation, labels, name)"
+    assert msg == f"{path}: colour: unknown key (allowed: annotations, description, domain, edits, filter, generation, labels, name)"
 
 
 def test_unknown_edit_key(tmp_path):
@@ -264,8 +264,8 @@ def test_unknown_edit_key(tmp_path):
     data["edits"][0]["promt"] = "typo"
     path, msg = _load_error(tmp_path, data)
     assert msg == (
-        f"{path}: edits[0].promt: unknown key (allowed: filter, generation, id, labels, negative_prompt, "
-        "prompt, samples, source_caption, target_caption, vars)"
+        f"{path}: edits[0].promt: unknown key (allowed: annotations, filter, generation, id, labels, "
+        "negative_prompt, prompt, region, samples, severity, source_caption, target_caption, vars)"
     )
 
 

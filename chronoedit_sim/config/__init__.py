@@ -6,6 +6,7 @@ from .schema import (
     QUANTIZE,
     IMAGE_FORMATS,
     INPUT_TYPES,
+    LOCALIZE_SCORES,
     SCORES,
     TRAJECTORY_STORAGE,
     X264_PRESETS,
@@ -16,6 +17,7 @@ from .schema import (
     FilterConfig,
     GenerationConfig,
     InputConfig,
+    LocalizeConfig,
     LoraConfig,
     ModelConfig,
     OutputConfig,
@@ -26,8 +28,8 @@ from .schema import (
 )
 
 __all__ = [
-    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
-    "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LoraConfig",
+    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "LOCALIZE_SCORES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
+    "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LocalizeConfig", "LoraConfig",
     "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",
 ]

@@ -28,7 +28,14 @@ SCORES = (
     "ssim",
     "psnr",
     "flow_warp_error",
+    # the localize stage's, weight-free: fraction of the frame changed; of it changed outside the object's
+    # box and the edit's region (unintended edits); share of the inserted box inside the region
+    "change_area",
+    "change_outside",
+    "inserted_in_region",
 )
+# the scores the localize stage computes; a rescoring keeps them as the dataset has them
+LOCALIZE_SCORES = ("change_area", "change_outside", "inserted_in_region")
 
 
 @dataclass
@@ -153,6 +160,12 @@ class FilterConfig:
     psnr_max: Optional[float] = None
     flow_warp_error_min: Optional[float] = None
     flow_warp_error_max: Optional[float] = None
+    change_area_min: Optional[float] = None
+    change_area_max: Optional[float] = None
+    change_outside_min: Optional[float] = None
+    change_outside_max: Optional[float] = None
+    inserted_in_region_min: Optional[float] = None
+    inserted_in_region_max: Optional[float] = None
 
 
 @dataclass
@@ -179,6 +192,11 @@ class InputConfig:
     id_column: str = ""
     # parquet: a caption column; its text becomes the job's source_caption
     caption_column: str = ""
+    # COCO instances JSON whose images are matched to frames by file name (image folders, Parquet);
+    # empty = none (KITTI labels and nuScenes boxes are found beside the frames without it)
+    annotations: str = ""
+    # parquet: columns copied into each row's source_columns (JSON), e.g. [objects]
+    keep_columns: List[str] = field(default_factory=list)
     # lerobot: camera video keys (e.g. observation.images.top); nuscenes: CAM_* names; kitti:
     # image_2 / image_3 / image_02 ...; empty = every camera
     cameras: List[str] = field(default_factory=list)
@@ -291,6 +309,19 @@ class ScoringConfig:
 
 
 @dataclass
+class LocalizeConfig:
+    # find inserted and removed objects and score change_area / change_outside (weight-free, CPU);
+    # off: rows carry the source's boxes only
+    enabled: bool = True
+    # mean absolute difference (0-255) after the photometric fit above which a pixel counts as changed
+    threshold: float = 24.0
+    # blur (Gaussian sigma, px) before thresholding, so codec noise is not change
+    blur_sigma: float = 1.5
+    # smallest inserted or removed object, as a fraction of the frame
+    min_area: float = 0.001
+
+
+@dataclass
 class ReportConfig:
     # write OUT/report/index.html at the end of every run and rescoring (`chronoedit-sim report OUT` builds
     # it any time); a failed report is one line and never fails the run
@@ -327,5 +358,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     # consistency scoring (CLIP and weight-free metrics)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # boxes of inserted and removed objects from the change between source and edit
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     # the static HTML report and the thumbnails it shows
     report: ReportConfig = field(default_factory=ReportConfig)

@@ -20,6 +20,21 @@ def _random_weights(shards: list[Path]) -> tuple[bool, bool]:
     return edits, scores
 
 
+def _ground_truth(shards: list[Path]) -> str | None:
+    """One line on the `annotations` column: boxes, what the edits inserted and removed, boxes per label."""
+    from collections import Counter
+
+    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=["annotations"])
+    anns = [a for row in table["annotations"].to_pylist() for a in row or []]
+    if not anns:
+        return None
+    labels = Counter(a["label"] for a in anns if not a["ignore"])
+    inserted = sum(a["synthetic"] for a in anns)
+    removed = sum('"removed"' in a["attributes"] for a in anns)
+    return (f"ground truth: {len(anns) - sum(a['ignore'] for a in anns)} boxes ({inserted} inserted, {removed} removed, "
+            f"{sum(a['ignore'] for a in anns)} ignore regions); " + ", ".join(f"{k} {n}" for k, n in labels.most_common(8)))
+
+
 def summarize(out: Path) -> list[str]:
     out = Path(out)
     readable, notes = damage_notes(out)  # damaged and quarantined shards are skipped, and said so
@@ -45,6 +60,9 @@ def summarize(out: Path) -> list[str]:
         lines.append(f"{name:28s} {q['n']:5d} {q['p05']:8.3f} {q['p50']:8.3f} {q['p95']:8.3f}")
     for stage, n in tally.failed_by_stage.items():
         lines.append(f"failed in {stage}: {n}")
+    truth = _ground_truth(shards)
+    if truth:
+        lines.append(truth)
     if any(tally.calls.values()):
         lines.append("model component calls: " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in tally.calls.items()))
     manifest = read_manifest(out)

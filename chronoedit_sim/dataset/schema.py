@@ -23,7 +23,9 @@ from . import video
 # 3: `thumbnails` (small webp previews of the source, the edit and the trajectory, made by the encode stage
 #    for the report)
 # 4: `component_calls` (the model components each edit ran; cache hits run none)
-SCHEMA_VERSION = "4"
+# 5: `annotations` (ground truth after the edit), `severity`, `episode` (LeRobot), `source_columns`;
+#    scores change_area, change_outside, inserted_in_region
+SCHEMA_VERSION = "5"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image")
@@ -52,7 +54,7 @@ GENERATION = pa.struct(
 SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
 # total_ms is the edit (prepare to the last decode); read_ms, encode_ms and score_ms are the other stages
 TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "preview_decode_ms",
-                 "encode_ms", "total_ms", "score_ms")
+                 "encode_ms", "total_ms", "localize_ms", "score_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
 # the model components' calls of one edit; a batched call's go to its first sample's row
 CALL_FIELDS = ("text_encoder_calls", "image_encoder_calls", "vae_encode_calls", "transformer_forwards",
@@ -61,6 +63,20 @@ COMPONENT_CALLS = pa.struct([(name, pa.int32()) for name in CALL_FIELDS])
 # one failed filter bound: bound is "min" or "max"; value is null when the score could not be computed
 REJECTION = pa.struct([("score", pa.string()), ("bound", pa.string()), ("value", pa.float32()),
                        ("limit", pa.float32()), ("text", pa.string())])
+
+# one object of the `annotations` column (see perception/labels.py): box in the edited image's pixels,
+# source_box in the source frame's (null for an object the edit created); ignore: a region a detector is
+# neither rewarded nor penalised for (KITTI DontCare, COCO crowd, a removed object); confidence: the
+# change mask's for a localised box; occlusion: the share of a source box the inserted object covers;
+# attributes: JSON (truncation, 3D box, visibility, "edit": "inserted" | "removed" ...)
+BOX = pa.list_(pa.float32())
+ANNOTATION = pa.struct([("label", pa.string()), ("box", BOX), ("source_box", BOX), ("synthetic", pa.bool_()),
+                        ("ignore", pa.bool_()), ("confidence", pa.float32()), ("occlusion", pa.float32()),
+                        ("attributes", pa.string())])
+# a LeRobot frame's place in its episode and its robot vectors, to put edited frames back into episodes
+EPISODE = pa.struct([("episode_index", pa.int64()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
+                     ("task", pa.string()), ("action", pa.list_(pa.float32())),
+                     ("state", pa.list_(pa.float32()))])
 
 SCHEMA = pa.schema(
     [
@@ -82,6 +98,14 @@ SCHEMA = pa.schema(
         ("labels", pa.string()),
         # JSON object of the template variable choices that rendered the prompt
         ("choices", pa.string()),
+        # the severity level the scenario maps these choices to (1 = mildest); null when it declares none
+        ("severity", pa.int32()),
+        # the ground truth of the edited image: the source's boxes as the edit leaves them, plus what it inserted
+        ("annotations", pa.list_(ANNOTATION)),
+        # LeRobot sources: episode, frame, timestamp, task, action and state of the frame; null otherwise
+        ("episode", EPISODE),
+        # JSON object: the input's own columns named by input.keep_columns (Parquet sources)
+        ("source_columns", pa.string()),
         ("source_image", IMAGE),
         ("edited_image", IMAGE),
         ("reasoning_frames", pa.list_(IMAGE)),
@@ -130,7 +154,8 @@ def _feature(arrow_type: pa.DataType, name: str = "") -> dict:
         return {f.name: _feature(f.type) for f in arrow_type}
     if pa.types.is_timestamp(arrow_type):
         return {"dtype": f"timestamp[{arrow_type.unit}, tz={arrow_type.tz}]", "_type": "Value"}
-    names = {pa.float32(): "float32", pa.string(): "string", pa.bool_(): "bool", pa.int32(): "int32", pa.int64(): "int64"}
+    names = {pa.float32(): "float32", pa.float64(): "float64", pa.string(): "string", pa.bool_(): "bool",
+             pa.int32(): "int32", pa.int64(): "int64"}
     return {"dtype": names[arrow_type], "_type": "Value"}
 
 
@@ -169,6 +194,10 @@ def base_row(task: dict, run_id: str) -> dict:
         "source_caption": task["source_caption"],
         "labels": json.dumps(task["labels"], sort_keys=True),
         "choices": json.dumps(task["choices"], sort_keys=True),
+        "severity": task.get("severity"),
+        "annotations": [],
+        "episode": None,
+        "source_columns": None,
         "source_image": None,
         "edited_image": None,
         "reasoning_frames": [],

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import UserError
 from .encode import frame_strip, stored_trajectory
-from .sink import atomic_write_bytes, damage_notes
-from .where import parse_where, to_filter
+from .sink import atomic_write_bytes
+from .where import scan
 
 # format -> file extension
 FORMATS = {"mp4": ".mp4", "gif": ".gif", "webp": ".webp", "png-strip": ".png"}
@@ -56,24 +56,14 @@ def encode_trajectory(frames: np.ndarray, fmt: str, fps: int = 8) -> bytes:
 def export_trajectories(dataset: Path, output: Path, fmt: str = "mp4", where: list[str] = (), fps: int = 8,
                         echo=print) -> int:
     """Write the matching rows' trajectories; returns how many files were written."""
-    import pyarrow.dataset as pads
-
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
-    expr = to_filter(parse_where(list(where)))  # a bad expression stops before anything is written
-    shards, notes = damage_notes(Path(dataset))
-    for note in notes:
-        echo(note)
-    if not shards:
-        raise UserError(f"{dataset}: no complete shards under data/: nothing to export")
+    rows = scan(dataset, where, ["job_id", "reasoning_frames", "reasoning_video"], BATCH_ROWS, echo)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = without = 0
-    scan = pads.dataset([str(s) for s in shards], format="parquet").to_batches(
-        columns=["job_id", "reasoning_frames", "reasoning_video"], filter=expr, batch_size=BATCH_ROWS,
-        batch_readahead=1, fragment_readahead=1)
-    for batch in scan:
-        for row in batch.to_pylist():
+    for batch in rows:
+        for row in batch:
             path = output / f"{file_stem(row['job_id'])}{FORMATS[fmt]}"
             if fmt == "mp4" and row["reasoning_video"]:
                 data = row["reasoning_video"]["bytes"]  # already an MP4: as stored, not encoded again

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..config import SCORES
 from ..errors import UserError
-from .schema import SCHEMA
+from .schema import SCHEMA, SCHEMA_VERSION
 
 OUTCOMES = ("kept", "rejected", "failed")
 # `=` last: the two-character operators must be tried first
@@ -125,3 +125,29 @@ def to_filter(conditions: list[Condition]):
     for c in conditions:
         expr = _expression(c) if expr is None else expr & _expression(c)
     return expr
+
+
+def scan(dataset, where: list[str], columns: list[str], batch_rows: int, echo=print, default: list[str] = ()):
+    """An iterator over the matching rows of a dataset's readable shards, a list of dicts at a time (the
+    filter is pushed into the scan, so memory stays bounded); `default` applies when no --where is given.
+    The expression and the shards are checked here, before the caller writes anything."""
+    from pathlib import Path
+
+    import pyarrow.dataset as pads
+
+    from .sink import damage_notes
+
+    expr = to_filter(parse_where(list(where or default)))
+    shards, notes = damage_notes(Path(dataset))
+    for note in notes:
+        echo(note)
+    if not shards:
+        raise UserError(f"{dataset}: no complete shards under data/: nothing to read")
+    data = pads.dataset([str(s) for s in shards], format="parquet")
+    missing = [c for c in columns if not c.startswith("__") and c not in data.schema.names]
+    if missing:
+        raise UserError(f"{dataset}: the shards have no column(s) {', '.join(missing)}: written by an older "
+                        f"chronoedit-sim (dataset schema before {SCHEMA_VERSION}); rerun the scenarios into a new output")
+    batches = data.to_batches(columns=columns, filter=expr, batch_size=batch_rows, batch_readahead=1,
+                              fragment_readahead=1)
+    return (batch.to_pylist() for batch in batches)

@@ -7,6 +7,7 @@ replaced only when it is a report (it holds MARKER): --output never deletes anyt
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -78,7 +79,8 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
                 if gallery.thumbnails_made else "")
         head = "".join([html.banners(models, scorers), "".join(f'<p class="note">{html.esc(n)}</p>' for n in notes),
                         html.overview(manifest, models, scorers, per_edit, tally.counts)])
-        tail = html.charts_section(charts) + html.failures_section(gallery.failures, tally.counts["failed"])
+        tail = (html.charts_section(charts) + html.evaluation_section(_evaluation(dataset))
+                + html.failures_section(gallery.failures, tally.counts["failed"]))
         meta = {"pageSize": cfg.page_size, "chunkRows": CHUNK_ROWS, "scores": list(SCORES), "outcomes": OUTCOMES,
                 "rows": gallery.rows}
         subtitle = (f"{dataset.resolve()}: {gallery.rows:,} rows in {len(shards)} shard(s); schema "
@@ -94,9 +96,17 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
     return out / "index.html"
 
 
-def build_after_run(out: Path, cfg: ReportConfig, echo) -> None:
-    """The report at the end of a run or rescoring. The dataset is complete by now: a failed report is one
-    line (the traceback with -v), never the run's failure or exit code."""
+def _evaluation(dataset: Path) -> dict | None:
+    from ..perception.evaluate import EVAL_FILE
+
+    path = dataset / EVAL_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def build_after_run(out: Path, cfg: ReportConfig | None, echo) -> None:
+    """The report at the end of a run, rescoring or evaluation (cfg None: the dataset's recorded settings).
+    The dataset is complete by now: a failed report is one line (the traceback with -v), never the
+    command's failure or exit code."""
     try:
         path = build_report(out, cfg=cfg)
     except Exception as exc:  # whatever broke, the dataset stays and the run's result stands

@@ -93,6 +93,22 @@ def charts_section(charts) -> str:
     return f'<section id="charts"><h2>Charts</h2>{figures}</section>'
 
 
+def evaluation_section(result: dict | None) -> str:
+    """`chronoedit-sim evaluate`'s numbers (DIR/eval.json), when it has run."""
+    if not result:
+        return ""
+    metric = "accuracy" if result.get("task") == "classification" else "ap"
+    rows = [[split, v.get("scenario") or "", v.get("severity") if v.get("severity") is not None else "",
+             _fmt(v.get(metric), 3), _fmt(v.get("drop"), 3), v.get("images")]
+            for split, v in sorted(result["splits"].items())]
+    recall = (f"; inserted objects found at IoU 0.5: {_fmt(result['inserted_recall'], 3)} of "
+              f"{result['inserted_objects']}" if result.get("inserted_objects") else "")
+    return (f'<section id="evaluation"><h2>Evaluation</h2><p>{esc(result["detector"])}: {esc(result["metric"])}. '
+            f'mPC {_fmt(result.get("mPC"), 3)}, rPC {_fmt(result.get("rPC"), 3)}{esc(recall)}; '
+            f'{result.get("failed_images", 0)} image(s) failed.</p>'
+            f'{table(["split", "scenario", "severity", metric, "drop", "images"], rows, "evaluation")}</section>')
+
+
 def failures_section(failures: list[dict], failed: int) -> str:
     if not failed:
         return '<section id="failed"><h2>Failed rows</h2><p>None.</p></section>'

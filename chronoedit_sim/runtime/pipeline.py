@@ -15,6 +15,7 @@ from ..scenario import settings_key
 from ..stages.base import Resources, Stage
 from ..stages.edit import EditStage
 from ..stages.encode import EncodeStage
+from ..stages.localize import LocalizeStage
 from ..stages.read import ReadStage
 from ..stages.score import ScoreStage
 from .plan import RunPlan
@@ -88,6 +89,12 @@ def encode_stage(ctx: BuildContext) -> Stage:
                        thumbnail_side=ctx.plan.cfg.report.thumbnail_side)
 
 
+def localize_stage(ctx: BuildContext) -> Stage:
+    # weight-free CPU work: tasks like encode's, which Ray Data fuses with its neighbours
+    return LocalizeStage(ctx.plan.settings, ctx.plan.cfg.localize, Resources(cpus=None),
+                         batch_size=ctx.plan.cfg.runtime.batch_size)
+
+
 def score_stage(ctx: BuildContext) -> Stage:
     sc = ctx.plan.cfg.scoring
     # without CLIP there is no model to keep loaded: the weight-free scores run as Ray tasks, and no
@@ -99,13 +106,17 @@ def score_stage(ctx: BuildContext) -> Stage:
                       flow_max_side=sc.flow_max_side)
 
 
-PIPELINE = [read_stage, edit_stage, encode_stage, score_stage]
+PIPELINE = [read_stage, edit_stage, encode_stage, localize_stage, score_stage]
 
 
 def build_stages(ctx: BuildContext) -> list[Stage]:
-    stages = [make(ctx) for make in PIPELINE]
+    return share_cpus([make(ctx) for make in PIPELINE], ctx.cluster)
+
+
+def share_cpus(stages: list[Stage], cluster: Cluster) -> list[Stage]:
+    """Task stages without a declared CPU count get a share of what the actors leave, never all of it."""
     held = sum(s.resources.cpus * s.resources.actors for s in stages if s.resources.actors)
-    share = max(min(max(ctx.cluster.cpus - held, 0.5) / 4, 1.0), 0.1)
+    share = max(min(max(cluster.cpus - held, 0.5) / 4, 1.0), 0.1)
     for stage in stages:
         if stage.resources.cpus is None:
             stage.resources = replace(stage.resources, cpus=share)

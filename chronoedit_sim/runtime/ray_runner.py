@@ -66,8 +66,10 @@ def ray_session(address: str, verbose: bool):
             private.close()
 
 
-def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtime_cfg, verbose: bool = False):
-    """Ray Data plan: one map_batches per stage, as tasks or as an actor pool by its resources."""
+def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtime_cfg, verbose: bool = False,
+                  finish: bool = True):
+    """Ray Data plan: one map_batches per stage, as tasks or as an actor pool by its resources; the last
+    stage finishes dataset rows (`finish`; other pipelines, such as evaluate's, carry rows of their own)."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -81,8 +83,9 @@ def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtim
     ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in tasks],
                              override_num_blocks=max(1, len(tasks)))
     for i, stage in enumerate(stages):
-        last, r = i == len(stages) - 1, stage.resources
-        pack = None if last else stages[i + 1].group_by
+        final, r = i == len(stages) - 1, stage.resources
+        last = finish and final
+        pack = None if final else stages[i + 1].group_by
         common = dict(batch_size=stage.batch_size, num_cpus=r.cpus, batch_format="numpy")
         if r.gpus:
             common["num_gpus"] = r.gpus

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
-from ..config import SCORES
+from ..config import LOCALIZE_SCORES, SCORES
 from . import metrics
 
 NO_CLIP = json.dumps({"model": None, "clip": "disabled"})
@@ -23,6 +23,7 @@ def compute_scores(row: dict, embedder, flow_max_side: int = 0) -> tuple[dict, d
     reasoning = row.get("_reasoning_rgb")
     has_reasoning = reasoning is not None and len(reasoning) > 1
     scores = dict.fromkeys(SCORES)
+    scores.update({k: (row.get("scores") or {}).get(k) for k in LOCALIZE_SCORES})  # the localize stage's
     notes = {}
     scores["ssim"] = metrics.ssim(source, edited)
     scores["psnr"] = metrics.psnr(source, edited)

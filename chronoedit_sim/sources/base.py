@@ -28,6 +28,15 @@ class FrameRef:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
     # a caption the input itself provides (Parquet caption column, LeRobot task): fills source_caption
     caption: str | None = None
+    # ground truth read on the driver (COCO, nuScenes: a list of source annotations, or the message of an
+    # entry that cannot be read, which fails the frame); None = none read here
+    annotations: list | str | None = field(default=None, compare=False, hash=False)
+    # a label file the read task parses (KITTI), so a malformed one fails only its frame
+    label_file: str | None = None
+    # LeRobot: the frame's episode record (the `episode` column)
+    episode: dict | None = field(default=None, compare=False, hash=False)
+    # Parquet: the input's columns named by input.keep_columns
+    columns: dict | None = field(default=None, compare=False, hash=False)
 
 
 def has_ext(name: str, exts: tuple[str, ...]) -> bool:

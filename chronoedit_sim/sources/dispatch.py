@@ -41,7 +41,14 @@ def detect(cfg: InputConfig) -> str:
 
 
 def list_input(cfg: InputConfig) -> list[FrameRef]:
-    kind = detect(cfg)
+    """The input's frames, each with the ground truth found beside it (or named by input.annotations)."""
+    from .annotations import attach_coco
+
+    refs = _list(cfg, detect(cfg))
+    return attach_coco(cfg.annotations, refs) if cfg.annotations else refs
+
+
+def _list(cfg: InputConfig, kind: str) -> list[FrameRef]:
     if kind in ("images", "video", "images_or_video"):
         return list_frames(cfg)
     root = Path(os.path.expanduser(cfg.path)).resolve()
@@ -55,9 +62,12 @@ def list_input(cfg: InputConfig) -> list[FrameRef]:
         from .lerobot import list_lerobot
 
         return list_lerobot(cfg, root)
+    from .annotations import attach_nuscenes
     from .trees import list_kitti, list_nuscenes
 
-    return (list_kitti if kind == "kitti" else list_nuscenes)(cfg, root)
+    if kind == "kitti":
+        return list_kitti(cfg, root)
+    return attach_nuscenes(root, list_nuscenes(cfg, root))
 
 
 def read_input(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:

@@ -27,6 +27,8 @@ from chronoedit_sim.sources.base import FrameRef, InputError
 DEFAULT_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 DEFAULT_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 _DATA_COLUMNS = ["episode_index", "frame_index", "timestamp", "task_index"]
+# the `episode` column's action and state, read where info.json declares them
+_VECTOR_COLUMNS = ["action", "observation.state"]
 
 
 def _load_info(root: Path) -> dict | None:
@@ -137,13 +139,16 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
     by_file: dict[tuple[int, int], list[int]] = defaultdict(list)
     for ep in available:
         by_file[(episodes[ep]["data/chunk_index"], episodes[ep]["data/file_index"])].append(ep)
-    frames: dict[int, list[tuple[int, float, int]]] = defaultdict(list)
+    frames: dict[int, list[tuple]] = defaultdict(list)
     for (chunk, file), eps in by_file.items():
         path = root / data_tpl.format(chunk_index=chunk, file_index=file)
-        table = _read(path, _DATA_COLUMNS, "data file", filters=pc.field("episode_index").isin(eps))
-        cols_ = [table.column(c).to_pylist() for c in _DATA_COLUMNS]
-        for ep, fi, ts, ti in zip(*cols_):
-            frames[int(ep)].append((int(fi), float(ts), ti))
+        # the robot's vectors ride along, so edited frames can be put back into their episodes
+        vectors = [c for c in _VECTOR_COLUMNS if c in info["features"]]
+        table = _read(path, _DATA_COLUMNS + vectors, "data file", filters=pc.field("episode_index").isin(eps))
+        cols_ = [table.column(c).to_pylist() for c in _DATA_COLUMNS + vectors]
+        cols_ += [[None] * table.num_rows] * (len(_VECTOR_COLUMNS) - len(vectors))
+        for ep, fi, ts, ti, *vec in zip(*cols_):
+            frames[int(ep)].append((int(fi), float(ts), ti, *vec))
 
     refs: list[FrameRef] = []
     for ep in available:
@@ -156,7 +161,7 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
             if not mp4.is_file():
                 raise InputError(f"input.path: {shown}: episode {ep} camera {cam}: video file {mp4} is missing")
             start = float(e[f"videos/{cam}/from_timestamp"])
-            for fi, ts, ti in rows:
+            for fi, ts, ti, action, state in rows:
                 # timestamp is float32 in the data file: round off its binary noise (0.1 -> 0.10000000149)
                 ts = round(ts, 6)
                 t = start + ts
@@ -175,6 +180,8 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
                         meta={"episode_index": ep, "frame_index": fi, "timestamp": ts, "task": task,
                               "camera": cam, "dataset": "lerobot"},
                         caption=task if cfg.use_input_captions else None,
+                        episode={"episode_index": ep, "frame_index": fi, "timestamp": ts, "task": task,
+                                 "action": action, "state": state},
                     )
                 )
                 if cfg.max_frames and len(refs) >= cfg.max_frames:

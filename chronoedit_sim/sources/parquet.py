@@ -25,6 +25,9 @@ def _columns_ok(pf: pq.ParquetFile, rel: str, cfg: InputConfig) -> None:
         col = getattr(cfg, key)
         if col and col not in names:
             raise InputError(f"input.{key}: {rel} has no column '{col}' (columns: {', '.join(names)})")
+    for col in cfg.keep_columns:
+        if col not in names:
+            raise InputError(f"input.keep_columns: {rel} has no column '{col}' (columns: {', '.join(names)})")
     t = schema.field(cfg.image_column).type
     ok = pa.types.is_binary(t) or pa.types.is_large_binary(t)
     ok = ok or (pa.types.is_struct(t) and t.get_field_index("bytes") >= 0)
@@ -53,6 +56,7 @@ def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
         raise InputError(f"input.path: {root} does not exist")
     refs: list[FrameRef] = []
     want = [c for c in (cfg.id_column, cfg.caption_column if cfg.use_input_captions else "") if c]
+    want += cfg.keep_columns
     for full, rel in files:
         try:
             pf = pq.ParquetFile(full)
@@ -81,7 +85,9 @@ def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
             cap = captions[i] if captions is not None else None
             sid = f"{rel}#{ids[i]}" if ids is not None else f"{rel}#{i:08d}"
             cap = None if cap is None or cap == "" else str(cap)
-            refs.append(FrameRef(sid, f"{full}#row={i}", full, i, None, kind="parquet", meta=meta, caption=cap))
+            kept = {c: cols[c][i] for c in cfg.keep_columns} if cfg.keep_columns else None
+            refs.append(FrameRef(sid, f"{full}#row={i}", full, i, None, kind="parquet", meta=meta, caption=cap,
+                                 columns=kept))
         if cfg.max_frames and len(refs) >= cfg.max_frames:
             break  # no need to open the remaining files
     if not refs:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from chronoedit_sim.config import InputConfig
+from chronoedit_sim.sources.annotations import kitti_label_path
 from chronoedit_sim.sources.base import FrameRef, InputError, walk
 from chronoedit_sim.sources.frames import IMAGE_EXTENSIONS
 
@@ -66,7 +67,8 @@ def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[
     refs = []
     for full, rel in walk(cam_dir, IMAGE_EXTENSIONS)[:: cfg.stride]:
         rid = Path(os.path.relpath(full, root)).as_posix()
-        refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": Path(rel).stem}))
+        refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": Path(rel).stem},
+                             label_file=kitti_label_path(full) if meta["dataset"] == "kitti" else None))
     return refs
 
 

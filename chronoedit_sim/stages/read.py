@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from ..config import InputConfig, OutputConfig
 from ..dataset.encode import encode_image
 from ..dataset.schema import base_row, fail_row, image_struct
+from ..sources.annotations import LabelError, read_kitti_labels
 from ..sources.decode import FrameError
 from .base import Resources, Stage
 
@@ -35,13 +37,30 @@ class ReadStage(Stage):
             if not isinstance(decoded, FrameError):
                 meta.update(decoded.meta)
                 source = image_struct(encode_image(decoded.rgb, self.output_cfg.source_format), ref.source_id)
+            try:
+                truth = ground_truth(ref)
+            except LabelError as e:
+                truth = e
+            columns = None if ref.columns is None else json.dumps(ref.columns, sort_keys=True, default=str)
             for job in task["jobs"]:
                 row = base_row({**job, "source_meta": meta}, self.run_id)
-                row["source_image"] = source
+                row.update(source_image=source, episode=ref.episode, source_columns=columns)
                 row["timings_ms"] = {"read_ms": read_ms}
                 if isinstance(decoded, FrameError):
                     fail_row(row, self.name, str(decoded))
+                elif isinstance(truth, LabelError):
+                    fail_row(row, self.name, str(truth))
                 else:
                     row["_source_rgb"] = decoded.rgb
+                    row["_source_annotations"] = truth
                 out.append(row)
         return out
+
+
+def ground_truth(ref) -> list[dict]:
+    """The frame's source annotations: read on the driver, or parsed from its label file here."""
+    if isinstance(ref.annotations, str):
+        raise LabelError(ref.annotations)
+    if ref.label_file:
+        return read_kitti_labels(ref.label_file)
+    return list(ref.annotations or [])

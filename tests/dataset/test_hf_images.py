@@ -6,11 +6,13 @@ schema's `Sequence` features of images to `List(Image())`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import SCORED_PREVIEW_EVERY, SCORED_STEPS, scored_frame
+from helpers import SCORED_LABELS, SCORED_PREVIEW_EVERY, SCORED_STEPS, scored_frame
 
 pytestmark = pytest.mark.ray
 
@@ -55,5 +57,17 @@ def test_every_image_column_loads_as_pil_images_of_the_right_size(hf_rows, tiny_
 
 def test_source_image_round_trips_the_input_pixels(hf_rows):
     for row in hf_rows:
-        expected = scored_frame(int(row["source_id"][1]))  # f0.png ... f3.png
+        expected = scored_frame(int(Path(row["source_id"]).stem))  # training/image_2/000000.png ...
         np.testing.assert_array_equal(np.asarray(row["source_image"].convert("RGB")), expected)
+
+
+def test_ground_truth_loads_as_a_list_of_objects_scaled_to_the_edited_image(hf_rows):
+    # the KITTI labels beside the frames, carried by the scenario's default policy (keep): the box in the
+    # edited image's pixels (160x96, twice the source's 80x48), the label file's box beside it
+    for row in hf_rows:
+        labels = SCORED_LABELS[int(Path(row["source_id"]).stem)]
+        anns = row["annotations"]
+        assert [(a["label"], a["source_box"]) for a in anns] == [(label, list(box)) for label, box in labels]
+        assert [a["box"] for a in anns] == [[2 * v for v in box] for _, box in labels]
+        assert [a["ignore"] for a in anns] == [label == "DontCare" for label, _ in labels]
+        assert not any(a["synthetic"] for a in anns)

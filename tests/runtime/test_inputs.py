@@ -38,15 +38,14 @@ def test_bad_input_corpus_gives_one_row_each(ray_session, run_overrides, one_edi
     assert counts["written"] == 9 and counts["failed"] == 5
 
 
-def test_lerobot_dataset_run_keeps_identity_and_uses_the_task_as_caption(ray_session, run_overrides, tmp_path):
+def test_lerobot_dataset_keeps_identity_and_uses_the_task_as_caption(tmp_path):
+    # what a run makes of a LeRobot input is settled by its read stage (read_stage_rows: no Ray needed)
     from helpers import TASKS, TOP, make_dataset
 
     root = make_dataset(tmp_path / "lerobot")
-    out = tmp_path / "out"
     scenario = REPO / "scenarios/robotics/change_lighting.yaml"
-    assert run([str(scenario)], str(root), str(out), [*run_overrides, f"input.cameras=[{TOP}]", "input.stride=3",
-                                                       "input.episodes=[1]"], quiet=True, echo=lambda *_: None) == 0
-    rows = pq.ParquetDataset(str(out / "data")).read().to_pylist()
+    rows = read_stage_rows(scenario, root, ["model=tiny", "model.path=/unused", f"input.cameras=[{TOP}]",
+                                            "input.stride=3", "input.episodes=[1]"])
     # episode 1 has 4 frames: stride 3 keeps frames 0 and 3; change_lighting has 4 jobs per frame
     assert sorted({r["source_id"] for r in rows}) == [f"{TOP}/episode_000001/frame_000000",
                                                      f"{TOP}/episode_000001/frame_000003"]
@@ -55,9 +54,11 @@ def test_lerobot_dataset_run_keeps_identity_and_uses_the_task_as_caption(ray_ses
     meta = json.loads(rows[0]["source_meta"])
     assert meta["dataset"] == "lerobot" and meta["episode_index"] == 1 and meta["camera"] == TOP
     assert meta["task"] == TASKS[1]
+    assert [r["episode"]["frame_index"] for r in rows[::4]] == [0, 3]
 
 
-def test_parquet_input_runs_and_kitti_and_nuscenes_trees_are_read(ray_session, run_overrides, one_edit_scenario, tmp_path):
+def test_parquet_input_and_kitti_and_nuscenes_trees_are_read(run_overrides, one_edit_scenario, tmp_path):
+    # the read stage settles what a run makes of each input kind (read_stage_rows: no Ray needed)
     import io
 
     import pyarrow as pa
@@ -77,15 +78,11 @@ def test_parquet_input_runs_and_kitti_and_nuscenes_trees_are_read(ray_session, r
     for folder in (kitti, nusc):
         folder.mkdir(parents=True)
         Image.new("RGB", (48, 32), (90, 90, 90)).save(folder / "000001.png")
-    out = tmp_path / "out"
-    assert run([str(one_edit_scenario)], str(tmp_path / "frames.parquet"), str(out),
-               [*run_overrides, "input.id_column=key", "input.caption_column=text", "runtime.max_failed_fraction=1"],
-               quiet=True, echo=lambda *_: None) == 0
-    rows = {r["source_id"]: r for r in pq.ParquetDataset(str(out / "data")).read().to_pylist()}
+    rows = {r["source_id"]: r for r in read_stage_rows(one_edit_scenario, tmp_path / "frames.parquet",
+                                                        [*run_overrides, "input.id_column=key", "input.caption_column=text"])}
     assert set(rows) == {"frames.parquet#a", "frames.parquet#b"}
     assert rows["frames.parquet#a"]["error"] is None and rows["frames.parquet#a"]["source_caption"] == "a dashcam frame"
     assert "image column 'image' is null" in rows["frames.parquet#b"]["error"]
-    # the KITTI and nuScenes trees are detected and read as a run would (read_stage_rows: no Ray needed)
     for name, ids in (("kitti", ["training/image_2/000001.png"]), ("nuscenes", ["samples/CAM_FRONT/000001.png"])):
         rows = read_stage_rows(one_edit_scenario, tmp_path / name, run_overrides)
         assert [r["source_id"] for r in rows] == ids and rows[0]["error"] is None, name

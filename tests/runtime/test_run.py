@@ -73,7 +73,7 @@ def test_image_folder_and_two_shipped_scenarios(ray_session, tiny_overrides, tmp
     # each rejection is structured and its text agrees with its numbers
     reasons = [x for r in rows for x in r["reject_reasons"]]
     assert reasons and all(x["text"].startswith(x["score"]) and x["bound"] in ("min", "max") for x in reasons)
-    assert all(json.loads(r["nodes"]).keys() == {"read", "edit", "encode", "score"} for r in rows)
+    assert all(json.loads(r["nodes"]).keys() == {"read", "edit", "encode", "localize", "score"} for r in rows)
     assert all(json.loads(r["scorer"])["random_weights"] is True for r in rows)
     kept = sum(r["keep"] for r in rows)
     import datasets
@@ -288,7 +288,7 @@ def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, run_over
     assert len(rows) == 2
     for r in rows:
         assert r["prompt"].endswith(" [tag: (96, 160, 3), encoded=False]")  # after edit, before encode
-        assert list(json.loads(r["nodes"])) == ["edit", "encode", "read", "score", "tag"]
+        assert list(json.loads(r["nodes"])) == ["edit", "encode", "localize", "read", "score", "tag"]
         assert r["reasoning_frames"] == [] and r["reasoning_video"]["path"] == "reasoning.mp4"
         video = decode_video(r["reasoning_video"]["bytes"])
         assert video.shape == (9, 96, 160, 3)

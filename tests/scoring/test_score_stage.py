@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from chronoedit_sim.config import SCORES, ClipConfig, FilterConfig, load_config
+from chronoedit_sim.config import LOCALIZE_SCORES, SCORES, ClipConfig, FilterConfig, load_config
 from chronoedit_sim.dataset.schema import COLUMNS, base_row, fail_row, finish_row
 from chronoedit_sim.scenario import EditSettings
 from chronoedit_sim.stages.base import Resources
@@ -25,6 +25,8 @@ from chronoedit_sim.stages.score import ScoreStage
 TRAJECTORY = ("trajectory_min_adjacent", "trajectory_monotonic")
 CLIP_SCORES = ("clip_text", "clip_text_source", "clip_image", "clip_direction")
 NO_BOUNDS = {f"{name}_{side}": None for name in SCORES for side in ("min", "max")}
+# what the score stage computes; the localize stage's scores pass through it (tested below)
+COMPUTED = tuple(name for name in SCORES if name not in LOCALIZE_SCORES)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,7 +81,7 @@ def test_all_scores_finite_with_reasoning(embedder, frame):
     edited = edited_of(frame)
     scores, notes = compute_scores(transient("f0", frame, edited, reasoning_of(frame, edited)), embedder)
     assert tuple(scores) == SCORES
-    for name in SCORES:
+    for name in COMPUTED:
         assert isinstance(scores[name], float), name
         assert math.isfinite(scores[name]), name
     assert notes == {}
@@ -121,7 +123,12 @@ def test_identical_source_and_edit(embedder, frame):
     assert scores["clip_image"] == pytest.approx(1.0, abs=1e-6)
     assert scores["trajectory_min_adjacent"] == pytest.approx(1.0, abs=1e-6)
     assert scores["trajectory_monotonic"] == 1.0
-    assert all(math.isfinite(v) for v in scores.values())
+    assert all(math.isfinite(scores[name]) for name in COMPUTED)
+    # the localize stage's scores are the row's, whatever the rest computes
+    row = transient("f0", frame, frame.copy(), None)
+    row["scores"] = {"change_area": 0.25, "change_outside": 0.0, "inserted_in_region": None}
+    scores, _ = compute_scores(row, embedder)
+    assert [scores[name] for name in LOCALIZE_SCORES] == [0.25, 0.0, None] and scores["ssim"] == 1.0
 
 
 def test_identical_captions_note(embedder, frame):
@@ -310,7 +317,7 @@ def test_score_stage_row_contents(base_cfg, clip_cfg, tiny_clip_dir, frame):
     scorer = json.loads(out["scorer"])
     assert scorer == {"model": f"local-dir:{tiny_clip_dir}", "pretrained": None, "random_weights": True}
     assert set(out["scores"]) == set(SCORES)
-    assert all(isinstance(v, float) and math.isfinite(v) for v in out["scores"].values())
+    assert all(isinstance(out["scores"][k], float) and math.isfinite(out["scores"][k]) for k in COMPUTED)
     for name in SCORES:
         assert out["scores"][name] == pytest.approx(expected_scores[name], abs=1e-6), name
     assert (out["keep"], out["reject_reasons"]) == apply_filter(out["scores"], FilterConfig(), expected_notes)

@@ -1,0 +1,137 @@
+"""detect: a user's detector over images, for `evaluate`; and the read step that feeds it from the shards.
+
+The detector is `module:callable` or `path/to/file.py:callable`. A class is instantiated once per actor
+(its __init__ loads the weights; it gets `device=` when it takes one); a function is called as it is.
+Called with a list of PIL images, it returns per image a list of detections
+{"box": [x0, y0, x1, y1], "label": str, "score": float} in that image's pixels.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import io
+import os
+
+from ..errors import UserError
+from .base import Resources, Stage
+
+
+def load_callable(spec: str):
+    """The object `spec` names; a UserError that says what is wrong otherwise."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(f"--detector {spec!r}: expected module:callable or path/to/file.py:callable")
+    try:
+        if module_name.endswith(".py"):
+            path = os.path.abspath(module_name)
+            if not os.path.isfile(path):
+                raise UserError(f"--detector {spec!r}: {path} does not exist")
+            loader = importlib.util.spec_from_file_location(f"_detector_{abs(hash(path))}", path)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"--detector {spec!r}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise UserError(f"--detector {spec!r}: {module_name} has no callable {attr!r}")
+    return fn
+
+
+def _check(dets, n: int) -> list[list[dict]]:
+    if not isinstance(dets, (list, tuple)) or len(dets) != n:
+        raise ValueError(f"the detector returned {type(dets).__name__} of length "
+                         f"{len(dets) if hasattr(dets, '__len__') else '?'} for {n} image(s); expected a list per image")
+    out = []
+    for per_image in dets:
+        if isinstance(per_image, str):  # a classifier: one label per image
+            out.append(per_image)
+            continue
+        checked = []
+        for d in per_image:
+            box = [float(v) for v in d["box"]]
+            if len(box) != 4:
+                raise ValueError(f"a detection's box has {len(box)} values, not 4: {d}")
+            checked.append({"box": box, "label": str(d["label"]), "score": float(d["score"])})
+        out.append(checked)
+    return out
+
+
+class DetectStage(Stage):
+    """Rows {"job_id": image key, "image": bytes, "error": None} in; "detections" out, image dropped."""
+
+    name = "detect"
+
+    def __init__(self, spec: str, device: str, resources: Resources, batch_size: int):
+        self.spec, self.device = spec, device
+        self.resources, self.batch_size = resources, batch_size
+        self.fn = None
+
+    def setup(self) -> None:
+        obj = load_callable(self.spec)
+        if inspect.isclass(obj):
+            takes_device = "device" in inspect.signature(obj).parameters
+            obj = obj(device=self._device()) if takes_device else obj()
+        self.fn = obj
+
+    def _device(self) -> str:
+        """"auto" is cuda where this actor was given a GPU (Ray sets what it sees), else cpu."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def process_batch(self, rows: list[dict]) -> list[dict]:
+        from PIL import Image
+
+        def work(rows):
+            images = [Image.open(io.BytesIO(r.pop("image"))).convert("RGB") for r in rows]
+            for row, dets in zip(rows, _check(self.fn(images), len(images))):
+                row["detections"] = dets
+            return rows
+
+        live = [r for r in rows if not r["error"]]
+        self.guard(live, work)
+        for r in rows:
+            r.pop("image", None)
+        return rows
+
+
+class ShardImagesStage(Stage):
+    """A shard's wanted images, one row each: the edited image of each job, the source image where the
+    job stands for its frame in the clean split. Runs as tasks, beside the detector actors."""
+
+    name = "images"
+
+    def __init__(self):
+        self.resources, self.batch_size = Resources(cpus=None), 1
+
+    def process_batch(self, tasks: list[dict]) -> list[dict]:
+        return [row for part in self.iter_batch(tasks) for row in part]
+
+    def iter_batch(self, tasks: list[dict]):
+        """A record batch of images at a time: a shard holds hundreds of them, and the detector can start on
+        the first while the rest are read."""
+        import pyarrow.parquet as pq
+
+        for task in tasks:
+            wanted = task["edited"] | task["clean"]
+            shard = pq.ParquetFile(task["shard"])
+            for batch in shard.iter_batches(columns=["job_id", "source_image", "edited_image"], batch_size=16):
+                out = []
+                for row in batch.to_pylist():
+                    if row["job_id"] not in wanted:
+                        continue
+                    if row["job_id"] in task["edited"]:
+                        out.append({"job_id": row["job_id"], "image": row["edited_image"]["bytes"], "error": None})
+                    if row["job_id"] in task["clean"]:
+                        out.append({"job_id": "clean:" + row["job_id"], "image": row["source_image"]["bytes"],
+                                    "error": None})
+                if out:
+                    yield out

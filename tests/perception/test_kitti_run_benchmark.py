@@ -1,0 +1,60 @@
+"""The issue's end to end: a real run (Ray, the tiny model) over a KITTI tree with labels, `export --format
+coco` and `evaluate` through the command line. The tiny model's pixels are noise (random weights); the
+labels are what this checks: carried by the keep policy and scaled to the edited size."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import SCORED_LABELS
+from perception_helpers import write_oracle
+
+from chronoedit_sim.cli import main
+
+pytestmark = pytest.mark.ray
+
+
+def test_a_kitti_run_exports_its_labels_scaled_and_the_oracle_scores_one(scored_dataset, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    assert main(["inspect", str(scored_dataset)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("ground truth:"))
+    assert line.startswith("ground truth: 4 boxes (0 inserted, 0 removed, 1 ignore regions); Car 2, ")
+    assert {"Pedestrian 1", "Cyclist 1"} <= set(line.split("; ")[1].split(", "))
+    out = tmp_path / "bench"
+    assert main(["export", str(scored_dataset), "--format", "coco", "--output", str(out)]) == 0
+    assert "8 image(s) in 2 split(s) (coco)" in capsys.readouterr().out
+    splits = sorted(p.name for p in (out / "annotations").iterdir())
+    assert splits == ["instances_clean.json", "instances_tiny_edit__add_car.json"]
+    manifest = {Path(m.split(",")[1]).name: m.split(",") for m in (out / "manifest.csv").read_text().splitlines()[1:]}
+    for split, scale, size in (("clean", 1, (80, 48)), ("tiny_edit__add_car", 2, (160, 96))):
+        coco = COCO(str(out / "annotations" / f"instances_{split}.json"))
+        assert len(coco.getImgIds()) == 4
+        for img in coco.loadImgs(coco.getImgIds()):
+            assert (img["width"], img["height"]) == size
+            frame = int(Path(manifest[img["file_name"]][3]).stem)
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))
+            got = sorted((coco.cats[a["category_id"]]["name"], tuple(a["bbox"])) for a in anns if not a["iscrowd"])
+            want = sorted((label, (scale * x0, scale * y0, scale * (x1 - x0), scale * (y1 - y0)))
+                          for label, (x0, y0, x1, y1) in SCORED_LABELS[frame] if label != "DontCare")
+            assert got == want, (split, frame)
+            # KITTI's DontCare: one crowd (ignore) region per category
+            assert len([a for a in anns if a["iscrowd"]]) == (3 if frame == 3 else 0)
+
+    # evaluate writes into the dataset (eval.json, its report): a copy, so the shared dataset stays as it was
+    dataset = tmp_path / "dataset"
+    shutil.copytree(scored_dataset, dataset)
+    spec = write_oracle(tmp_path / "oracle.py", dataset)
+    assert main(["report", str(dataset)]) == 0
+    assert main(["evaluate", str(dataset), "--detector", spec, "--batch-size", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean 1.000  mPC 1.000  rPC 1.000" in printed and f"report: {dataset / 'report' / 'index.html'}" in printed
+    result = json.loads((dataset / "eval.json").read_text())
+    assert (result["clean_ap"], result["rPC"], result["splits"]["tiny_edit__add_car"]["ap"]) == (1.0, 1.0, 1.0)
+    assert result["images"] == 8 and result["failed_images"] == 0
+    page = (dataset / "report" / "index.html").read_text()
+    assert '<section id="evaluation"><h2>Evaluation</h2>' in page and "mPC 1.000, rPC 1.000" in page
