@@ -47,13 +47,21 @@ def test_an_inserted_object_is_found_where_it_was_pasted(name):
 
 
 def test_the_trajectory_confirms_the_object_and_a_larger_edited_size_scales_every_box():
+    import cv2
+
     src = scene("000000")
     edited = fake_insert(src)
-    big = np.kron(edited, np.ones((2, 2, 1), np.uint8))  # the edit at twice the source's size
-    anns, _ = localize(src, big, [np.kron(f, np.ones((2, 2, 1), np.uint8)) for f in ramp(src, edited, 7)],
-                       truth("000000"), "keep_and_insert", {"inserted": "pedestrian"}, None, P)
-    assert iou(anns[-1]["box"], [2 * v for v in PASTE_BOX]) >= 0.7
-    assert [a["box"] for a in anns[:-1]] == [[2.0 * v for v in box] for _, box in SCENES["000000"]]
+
+    def stretched(img):  # the editor's own stretch to its size: here 2x wider, 1.5x taller
+        return cv2.resize(img, (192, 96), interpolation=cv2.INTER_NEAREST)
+
+    def scaled(box):
+        return [box[0] * 2.0, box[1] * 1.5, box[2] * 2.0, box[3] * 1.5]
+
+    anns, _ = localize(src, stretched(edited), [stretched(f) for f in ramp(src, edited, 7)], truth("000000"),
+                       "keep_and_insert", {"inserted": "pedestrian"}, None, P)
+    assert iou(anns[-1]["box"], scaled(PASTE_BOX)) >= 0.9
+    assert [a["box"] for a in anns[:-1]] == [scaled(box) for _, box in SCENES["000000"]]
     assert [a["source_box"] for a in anns[:-1]] == [list(map(float, box)) for _, box in SCENES["000000"]]
 
 
