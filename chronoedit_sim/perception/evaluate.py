@@ -130,8 +130,7 @@ def detect_all(tasks: list[dict], spec: str, device: str, gpus: float | None, ac
         res = ray.cluster_resources()
         if gpus is None:  # a GPU per detector where the cluster has them and the device allows
             gpus = 1.0 if device.startswith("cuda") or (device == "auto" and res.get("GPU", 0)) else 0.0
-        stages = [ShardImagesStage(), DetectStage(spec, device, Resources(cpus=0.5, gpus=gpus, actors=actors),
-                                                  batch_size)]
+        stages = [ShardImagesStage(batch_size), DetectStage(spec, device, Resources(cpus=0.5, gpus=gpus, actors=actors))]
         share_cpus(stages, Cluster(cpus=res.get("CPU", 1), gpus=res.get("GPU", 0)))
         ds = build_dataset(stages, tasks, "", RuntimeConfig(), verbose, finish=False)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

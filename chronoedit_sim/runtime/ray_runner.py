@@ -85,7 +85,9 @@ def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtim
     for i, stage in enumerate(stages):
         final, r = i == len(stages) - 1, stage.resources
         last = finish and final
-        pack = None if final else stages[i + 1].group_by
+        # rows go out packed as the next stage takes them; a pipeline of other rows (finish=False) hands its
+        # last stage's groups to the driver whole: each Ray Data row costs tens of ms there on a small machine
+        pack = stages[i + 1].group_by if not final else None if finish else stage.group_by
         common = dict(batch_size=stage.batch_size, num_cpus=r.cpus, batch_format="numpy")
         if r.gpus:
             common["num_gpus"] = r.gpus

@@ -188,7 +188,7 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
     Image.new("RGB", (8, 8)).save(buf, "PNG")
     for name, message in (("detect", "detect: ValueError: the detector returned list of length 1 for 2 image(s); expected a list per image"),
                           ("boom", "detect: RuntimeError: cuda oom")):
-        stage = DetectStage(f"{tmp_path / 'bad.py'}:{name}", "cpu", Resources(), 2)
+        stage = DetectStage(f"{tmp_path / 'bad.py'}:{name}", "cpu", Resources())
         stage.setup()
         rows = stage.process_batch([{"job_id": k, "image": buf.getvalue(), "error": None} for k in "ab"])
         assert [r["error"] for r in rows] == [message] * 2 and "image" not in rows[0]
@@ -196,4 +196,4 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
                           (f"{tmp_path / 'bad.py'}:missing", "has no callable 'missing'"),
                           ("no_such_module:f", "cannot import no_such_module")):
         with pytest.raises(UserError, match=message):
-            DetectStage(spec, "cpu", Resources(), 1).setup()
+            DetectStage(spec, "cpu", Resources()).setup()
