@@ -12,7 +12,8 @@ from .errors import UserError
 
 log = logging.getLogger("chronoedit_sim")
 TRAJECTORY_FORMATS = ("mp4", "gif", "webp", "png-strip")
-BENCHMARK_FORMATS = ("coco", "yolo", "kitti")
+# export's formats: robustness benchmarks, and a LoRA training set for DiffSynth-Studio
+EXPORT_FORMATS = ("coco", "yolo", "kitti", "diffsynth")
 WHERE_HELP = ("only rows where column=value (also !=, <, <=, >, >=), e.g. keep=true, scenario=rain, "
               "outcome=rejected, scores.ssim>0.5; repeat it or separate with commas to AND them")
 EXIT_CODES = """exit codes:
@@ -162,6 +163,11 @@ def cmd_export_trajectories(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.format == "diffsynth":
+        from .dataset.diffsynth import export_diffsynth
+
+        export_diffsynth(Path(args.dir), Path(args.output), args.where)
+        return 0
     from .perception.export import export_benchmark
 
     export_benchmark(Path(args.dir), Path(args.output), args.format, args.where, args.severity_ladder)
@@ -244,10 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fps", type=int, default=8, help="frames per second of mp4, gif and webp")
     sp.set_defaults(func=cmd_export_trajectories)
 
-    sp = sub.add_parser("export", help="a dataset as a robustness benchmark (coco, yolo, kitti): one split per "
-                                       "scenario, edit and severity, plus clean")
+    sp = sub.add_parser("export", help="a dataset as a robustness benchmark (coco, yolo, kitti: one split per "
+                                       "scenario, edit and severity, plus clean) or a DiffSynth-Studio training set")
     sp.add_argument("dir")
-    sp.add_argument("--format", choices=BENCHMARK_FORMATS, required=True)
+    sp.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     sp.add_argument("--output", required=True, help="folder for the benchmark")
     sp.add_argument("--where", action="append", default=[], metavar="EXPR",
                     help=WHERE_HELP + " (default: outcome=kept)")
