@@ -91,7 +91,8 @@ class Editor:
             # the folder of a transformer kept apart, or None: path's own
             self.transformer_dir = (resolve_transformer(model.transformer_path, model.allow_download)
                                     if model.transformer_path else None)
-            lora_files = [(resolve_lora_path(l.path, self.root), l.scale, l.name) for l in model.loras]
+            lora_files = [(resolve_lora_path(l.path, self.root, model.allow_download), l.scale, l.name)
+                          for l in model.loras]
             self.pipe = self._load(self.dtype)
             names = load_loras(self.pipe, lora_files)
             apart = self.transformer_dir

@@ -128,8 +128,22 @@ def check_complete(root: Path, tried: str, path: str) -> None:
             )
 
 
-def resolve_lora_path(lora_path: str, root: Path) -> Path:
-    """A LoRA file given absolutely or relative to the model root."""
+def resolve_lora_path(lora_path: str, root: Path, allow_download: bool = False) -> Path:
+    """A LoRA file given absolutely, relative to the model root, or as `<repo id>:<file>` resolved from the
+    Hugging Face cache (the LoRAs NVIDIA ships in repos of their own, e.g. the PaintBrush and Upscaler)."""
+    repo, sep, name = lora_path.partition(":")
+    if sep and is_repo_id(repo) and name:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(repo, name, local_files_only=not allow_download))
+        except Exception as exc:  # not cached (LocalEntryNotFoundError), or the fetch failed
+            raise MissingWeightsError(
+                f"LoRA weights not found: {name!r} of repo {repo!r} is not in the local Hugging Face cache"
+                f"{'' if allow_download else ' and model.allow_download is false'} ({type(exc).__name__}). "
+                f"Download it on a machine with network access (`hf download {repo} --local-dir DIR`) and set the "
+                f"LoRA's path to DIR/{name}, or pre-populate the cache (HF_HOME)."
+            ) from None
     candidate = Path(lora_path).expanduser()
     if not candidate.is_absolute():
         candidate = root / candidate if (root / candidate).exists() else candidate.resolve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
@@ -92,3 +93,38 @@ def test_stacked_diffsynth_loras_load_and_change_the_edit(tiny_model_dir, tmp_pa
     b = editor.edit(frame, "add a car", seed=1, gen=base_cfg.generation)
     assert np.abs(a.edited.astype(int) - b.edited).mean() > 1.0
     assert not (tiny_model_dir / "lora").exists()
+
+
+def _cached(cache, repo: str, name: str, make) -> None:
+    """A file as the Hugging Face cache holds it after `hf download repo name` (refs/main -> a snapshot)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    (folder / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    make(folder / "snapshots" / ("0" * 40) / name)
+
+
+def test_the_lora_presets_take_nvidias_lora_repos_from_the_cache(tiny_model_dir, tmp_path, monkeypatch, frame):
+    import huggingface_hub
+
+    from chronoedit_sim.config import configs_dir
+    from chronoedit_sim.errors import MissingWeightsError
+
+    paintbrush = load_config(config_files=[str(configs_dir() / "lora" / "paintbrush.yaml")])
+    assert [(l.name, l.path) for l in paintbrush.model.loras] == [
+        ("distill", "lora/chronoedit_distill_lora.safetensors"),
+        ("paintbrush", "nvidia/ChronoEdit-14B-Diffusers-Paint-Brush-Lora:paintbrush_lora_diffusers.safetensors")]
+    g = paintbrush.generation
+    assert (g.num_inference_steps, g.guidance_scale, g.flow_shift) == (8, 1.0, 2.0)
+    upscaler = load_config(config_files=[str(configs_dir() / "lora" / "upscaler.yaml")])
+    repo, _, name = upscaler.model.loras[0].path.partition(":")
+    assert (repo, name) == ("nvidia/ChronoEdit-14B-Diffusers-Upscaler-Lora", "upsample_lora_diffusers.safetensors")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    overrides = ["model=tiny", f"model.path={tiny_model_dir}", f"model.loras=[{{path: '{repo}:{name}'}}]"]
+    with pytest.raises(MissingWeightsError, match=f"`hf download {repo} --local-dir DIR`"):
+        Editor(load_config(overrides).model)
+    _cached(tmp_path / "hub", repo, name, lambda p: _diffsynth_lora(p, 3))
+    editor = Editor(load_config(overrides).model)
+    assert editor.pipe.get_active_adapters() == ["upsample_lora_diffusers"]
+    assert editor.edit(frame, "sharper", seed=0, gen=load_config(overrides).generation).edited.shape[2] == 3
