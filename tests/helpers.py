@@ -224,3 +224,19 @@ def scored_frame(i: int) -> np.ndarray:
 JOB = {"job_id": "j1", "scenario": "s", "edit_id": "e", "sample_index": 0, "seed": 1, "source_id": "a.png",
        "source_uri": "/x/a.png", "prompt": "p", "negative_prompt": "", "target_caption": "t",
        "source_caption": "c", "labels": {}, "choices": {}}
+
+
+def write_diffsynth_lora(path: Path, seed: int) -> Path:
+    """A rank-4 LoRA for the tiny model in DiffSynth-Studio's layout: Wan module names, no prefix, peft's
+    .default segment."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for block in range(2):
+        for module, (fan_in, fan_out) in {"self_attn.q": (24, 24), "cross_attn.k": (24, 24), "ffn.0": (24, 32)}.items():
+            sd[f"blocks.{block}.{module}.lora_A.default.weight"] = torch.randn(4, fan_in, generator=g)
+            sd[f"blocks.{block}.{module}.lora_B.default.weight"] = torch.randn(fan_out, 4, generator=g)
+    save_file(sd, str(path))
+    return path

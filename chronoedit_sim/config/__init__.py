@@ -25,11 +25,12 @@ from .schema import (
     RuntimeConfig,
     ScoringConfig,
     TrajectoryConfig,
+    UpscaleConfig,
 )
 
 __all__ = [
     "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "LOCALIZE_SCORES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LocalizeConfig", "LoraConfig",
-    "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "configs_dir",
+    "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "UpscaleConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",
 ]

@@ -146,6 +146,11 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         raise bad("trajectory.video_preset", f"{cfg.trajectory.video_preset!r} is not one of {', '.join(X264_PRESETS)}")
     if not 0 <= cfg.trajectory.video_crf <= 51:
         raise bad("trajectory.video_crf", "must be within 0..51 (x264's range)")
+    up = cfg.upscale
+    if up.enabled and not up.to_source_size and up.max_area < 256:
+        raise bad("upscale.max_area", "set the upscaled size (at least 256 pixels) or upscale.to_source_size=true")
+    if up.num_inference_steps is not None and up.num_inference_steps < 1:
+        raise bad("upscale.num_inference_steps", "must be >= 1")
 
 
 def _has_path(data, parts: list[str]) -> bool:

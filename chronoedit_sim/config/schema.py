@@ -309,6 +309,27 @@ class ScoringConfig:
 
 
 @dataclass
+class UpscaleConfig:
+    # a second ChronoEdit pass over each edited frame with NVIDIA's Upscaler LoRA; its output is the stored
+    # edit and the base-resolution edit is kept beside it (edited_base_image). Costs a second edit at the
+    # larger size, so off unless asked
+    enabled: bool = False
+    # the LoRA: a file, relative to the model root, or <repo id>:<file> from the Hugging Face cache
+    lora: str = "nvidia/ChronoEdit-14B-Diffusers-Upscaler-Lora:upsample_lora_diffusers.safetensors"
+    # its adapter strength
+    lora_scale: float = 1.0
+    # the LoRA's trigger prompt
+    prompt: str = ("The user want to enhance image clarity and resolution while keeping the content identical. "
+                   "super-resolution, high detail, 4K clarity, same composition, natural texture.")
+    # upscale to the source frame's size (KITTI 1242x375, nuScenes 1600x900), so the edit matches its camera
+    to_source_size: bool = True
+    # otherwise: the edit's aspect ratio fitted into this many pixels (e.g. 1584 * 1056)
+    max_area: int = 0
+    # denoising steps of the pass; null = the edit's own
+    num_inference_steps: Optional[int] = None
+
+
+@dataclass
 class LocalizeConfig:
     # find inserted and removed objects and score change_area / change_outside (weight-free, CPU);
     # off: rows carry the source's boxes only
@@ -360,5 +381,7 @@ class Config:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     # boxes of inserted and removed objects from the change between source and edit
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    # a super-resolution pass over each edit (NVIDIA's Upscaler LoRA), in the edit actor
+    upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
     # the static HTML report and the thumbnails it shows
     report: ReportConfig = field(default_factory=ReportConfig)

@@ -24,11 +24,12 @@ from . import video
 #    for the report)
 # 4: `component_calls` (the model components each edit ran; cache hits run none)
 # 5: `annotations` (ground truth after the edit), `severity`, `episode` (LeRobot), `source_columns`;
-#    scores change_area, change_outside, inserted_in_region
+#    scores change_area, change_outside, inserted_in_region; `edited_base_image` (the edit before
+#    upscale.enabled's super-resolution pass) and timings_ms.upscale_ms
 SCHEMA_VERSION = "5"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-IMAGE_COLUMNS = ("source_image", "edited_image")
+IMAGE_COLUMNS = ("source_image", "edited_image", "edited_base_image")
 IMAGE_LIST_COLUMNS = ("reasoning_frames", "previews")
 # columns emptied for rows kept only as a record (rejected/ when filter.write_rejected=false); the small
 # thumbnails stay, so the report still shows what was rejected
@@ -54,7 +55,7 @@ GENERATION = pa.struct(
 SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
 # total_ms is the edit (prepare to the last decode); read_ms, encode_ms and score_ms are the other stages
 TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "preview_decode_ms",
-                 "encode_ms", "total_ms", "localize_ms", "score_ms")
+                 "upscale_ms", "encode_ms", "total_ms", "localize_ms", "score_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
 # the model components' calls of one edit; a batched call's go to its first sample's row
 CALL_FIELDS = ("text_encoder_calls", "image_encoder_calls", "vae_encode_calls", "transformer_forwards",
@@ -108,6 +109,8 @@ SCHEMA = pa.schema(
         ("source_columns", pa.string()),
         ("source_image", IMAGE),
         ("edited_image", IMAGE),
+        # upscale.enabled: the edit at the model's resolution, before the super-resolution pass (edited_image)
+        ("edited_base_image", IMAGE),
         ("reasoning_frames", pa.list_(IMAGE)),
         # trajectory.storage=video: the reasoning frames as one MP4 (decode: dataset.video.decode_video)
         ("reasoning_video", video.VIDEO),
@@ -200,6 +203,7 @@ def base_row(task: dict, run_id: str) -> dict:
         "source_columns": None,
         "source_image": None,
         "edited_image": None,
+        "edited_base_image": None,
         "reasoning_frames": [],
         "reasoning_video": None,
         "reasoning_kind": None,

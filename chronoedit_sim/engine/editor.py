@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
 
-from ..config import GenerationConfig, ModelConfig
+from ..config import GenerationConfig, ModelConfig, UpscaleConfig
 from .conditioning import CALLS, Conditioning, frame_digest
 from .lora import load_loras
 from .quantize import quantize_transformer
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # The transformer's attention processor hard-codes a 512-token text context.
 MAX_SEQUENCE_LENGTH = 512
+# the adapter name of upscale.lora
+UPSCALER = "upscaler"
 
 
 def fit_resolution(width: int, height: int, max_area: int, multiple: int = 16) -> tuple[int, int]:
@@ -95,6 +97,7 @@ class Editor:
                           for l in model.loras]
             self.pipe = self._load(self.dtype)
             names = load_loras(self.pipe, lora_files)
+            self._adapters = (names, [s for _, s, _ in lora_files])  # the edits' active set
             apart = self.transformer_dir
             self.identity = ModelIdentity(
                 model_id=model.path if apart is None else f"{model.path} + transformer {model.transformer_path}",
@@ -105,6 +108,7 @@ class Editor:
             )
         else:
             self.root, self.pipe = None, pipeline
+            self._adapters = ([], [])
             self.identity = ModelIdentity(model_id=model.path, model_hash="in-memory", preset=model.preset,
                                           random_weights=True, loras=[])
         if model.cpu_offload:
@@ -267,6 +271,38 @@ class Editor:
                            identity=self.identity, timings_ms=dict(timings),
                            calls=spent if i == 0 else dict.fromkeys(CALLS, 0))
                 for i in range(n)]
+
+    def add_upscaler(self, cfg: UpscaleConfig) -> None:
+        """Load the Upscaler LoRA as an adapter of its own, inactive for edits (upscale() switches to it)."""
+        path = resolve_lora_path(cfg.lora, self.root, self.cfg.allow_download)
+        load_loras(self.pipe, [(path, cfg.lora_scale, UPSCALER)])
+        self.upscale_cfg = cfg
+        self._use(*self._adapters)  # loading activated it alone: back to the edits' own set
+
+    def _use(self, names: list[str], weights: list[float]) -> None:
+        if names:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters(names, adapter_weights=weights)
+        else:  # no LoRA of the edits: the loaded upscaler must not take part
+            self.pipe.disable_lora()
+
+    def upscale(self, edited: np.ndarray, size: tuple[int, int], *, seed: int, gen: GenerationConfig) -> EditResult:
+        """The super-resolution pass: the edited frame through the pipeline with the Upscaler LoRA alone
+        and its trigger prompt, at `size` (width, height; sides rounded to multiples of 16), no reasoning.
+        The result's `edited` is resized to exactly `size` (the source camera's resolution)."""
+        cfg = self.upscale_cfg
+        w16, h16 = (max(16, round(v / 16) * 16) for v in size)
+        steps = cfg.num_inference_steps or gen.num_inference_steps
+        pass_gen = replace(gen, width=w16, height=h16, temporal_reasoning=False, num_inference_steps=steps,
+                           denoise_preview_every=0)
+        self._use([UPSCALER], [cfg.lora_scale])
+        try:
+            result = self.edit(edited, cfg.prompt, seed=seed, gen=pass_gen)
+        finally:
+            self._use(*self._adapters)
+        if (w16, h16) != tuple(size):
+            result.edited = np.asarray(Image.fromarray(result.edited).resize(size, Image.Resampling.BICUBIC))
+        return result
 
     def offload_text_encoder(self, texts: list[str]) -> None:
         """Encode every text (prompts and negative prompts) the run will ask for, then move the text

@@ -62,9 +62,12 @@ def edit_stage(ctx: BuildContext) -> Stage:
         actors = rt.num_actors or max(1, int(gpus_in_cluster))
     res = Resources(cpus=rt.cpus_per_actor, gpus=gpus, actors=actors, queue=rt.queue_per_actor,
                     spread=rt.spread_actors)
-    model = ctx.plan.cfg.model
+    model, upscale = ctx.plan.cfg.model, ctx.plan.cfg.upscale
+    texts = run_prompt_texts(ctx.plan) if model.offload_text_encoder else None
+    if texts is not None and upscale.enabled:  # the upscaler pass's prompt, and its empty negative one
+        texts += [t for t in (upscale.prompt, "") if t not in texts]
     return EditStage(model, ctx.plan.settings, res, rt.batch_size, batch_samples=rt.batch_samples,
-                     prompt_texts=run_prompt_texts(ctx.plan) if model.offload_text_encoder else None)
+                     prompt_texts=texts, upscale=upscale)
 
 
 def run_prompt_texts(plan: RunPlan) -> list[str]:

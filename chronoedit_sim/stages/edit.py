@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ..config import ModelConfig
+from ..config import ModelConfig, UpscaleConfig
 from ..dataset.schema import generation_struct
 from ..scenario import EditSettings, settings_key
 from .base import Resources, Stage
@@ -23,8 +23,10 @@ class EditStage(Stage):
 
     def __init__(self, model_cfg: ModelConfig, settings: dict[str, EditSettings], resources: Resources,
                  batch_size: int = 1, batch_samples: bool = False,
-                 prompt_texts: list[str] | None = None):
+                 prompt_texts: list[str] | None = None, upscale: UpscaleConfig | None = None):
         self.model_cfg, self.settings = model_cfg, settings
+        # the super-resolution pass after each edit (None or disabled: none)
+        self.upscale = upscale if upscale is not None and upscale.enabled else None
         self.resources, self.batch_size = resources, batch_size
         self.batch_samples = batch_samples
         # every text the jobs encode, encoded at setup when the text encoder is offloaded
@@ -42,6 +44,8 @@ class EditStage(Stage):
             raise RuntimeError(f"edit actor was given {self.resources.gpus} GPU(s) but torch sees no CUDA device "
                                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
         self.editor = Editor(self.model_cfg)
+        if self.upscale:
+            self.editor.add_upscaler(self.upscale)
         if self.model_cfg.offload_text_encoder:
             if self.prompt_texts is None:  # never a text encoder gone with nothing encoded
                 raise ValueError("model.offload_text_encoder needs the run's prompt texts (runtime.pipeline)")
@@ -90,4 +94,19 @@ class EditStage(Stage):
                 _previews=result.previews,
             )
             row["timings_ms"] = {**(row["timings_ms"] or {}), **result.timings_ms}
+            if self.upscale:
+                self._upscale(row, s)
         return rows
+
+    def _upscale(self, row: dict, s: EditSettings) -> None:
+        """The stored edit becomes the Upscaler pass's output; the model-resolution edit stays beside it."""
+        from ..engine.editor import fit_resolution
+
+        base = row["_edited_rgb"]
+        src_h, src_w = row["_source_rgb"].shape[:2]
+        size = (src_w, src_h) if self.upscale.to_source_size else fit_resolution(base.shape[1], base.shape[0],
+                                                                                  self.upscale.max_area)
+        up = self.editor.upscale(base, size, seed=row["seed"], gen=s.generation)
+        row["_edited_base_rgb"], row["_edited_rgb"] = base, up.edited
+        row["timings_ms"]["upscale_ms"] = up.timings_ms["total_ms"]
+        row["component_calls"] = {k: v + up.calls.get(k, 0) for k, v in row["component_calls"].items()}

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+
+from helpers import write_diffsynth_lora
 
 from chronoedit_sim.config import load_config
 from chronoedit_sim.engine.editor import Editor
@@ -54,18 +55,6 @@ def test_same_seed_writes_identical_weights(tiny_model_dir, tmp_path):
         tiny_model_dir / "transformer/diffusion_pytorch_model.safetensors").read_bytes()
 
 
-def _diffsynth_lora(path, seed):
-    """A rank-4 LoRA in DiffSynth-Studio's layout: Wan module names, no prefix, peft's .default segment."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for block in range(2):
-        for module, (fan_in, fan_out) in {"self_attn.q": (24, 24), "cross_attn.k": (24, 24), "ffn.0": (24, 32)}.items():
-            sd[f"blocks.{block}.{module}.lora_A.default.weight"] = torch.randn(4, fan_in, generator=g)
-            sd[f"blocks.{block}.{module}.lora_B.default.weight"] = torch.randn(fan_out, 4, generator=g)
-    save_file(sd, str(path))
-    return path
-
-
 def test_normalize_lora_keys():
     assert normalize_lora_keys({"blocks.0.self_attn.q.lora_A.default.weight": 1}) == {
         "diffusion_model.blocks.0.self_attn.q.lora_A.weight": 1}
@@ -81,8 +70,8 @@ def test_stacked_diffsynth_loras_load_and_change_the_edit(tiny_model_dir, tmp_pa
     # into a copy of the checkpoint, never the session's shared one (model_hash covers every file there)
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "tiny-chronoedit")
     (model_dir / "lora").mkdir()
-    _diffsynth_lora(model_dir / "lora" / "style.safetensors", 1)
-    second = _diffsynth_lora(tmp_path / "second.safetensors", 2)
+    write_diffsynth_lora(model_dir / "lora" / "style.safetensors", 1)
+    second = write_diffsynth_lora(tmp_path / "second.safetensors", 2)
     cfg = load_config(["model=tiny", f"model.path={model_dir}",
                        f"model.loras=[{{path: lora/style.safetensors, scale: 1.0}}, {{path: {second}, scale: 0.5, name: b}}]"])
     with_lora = Editor(cfg.model)
@@ -124,7 +113,7 @@ def test_the_lora_presets_take_nvidias_lora_repos_from_the_cache(tiny_model_dir,
     overrides = ["model=tiny", f"model.path={tiny_model_dir}", f"model.loras=[{{path: '{repo}:{name}'}}]"]
     with pytest.raises(MissingWeightsError, match=f"`hf download {repo} --local-dir DIR`"):
         Editor(load_config(overrides).model)
-    _cached(tmp_path / "hub", repo, name, lambda p: _diffsynth_lora(p, 3))
+    _cached(tmp_path / "hub", repo, name, lambda p: write_diffsynth_lora(p, 3))
     editor = Editor(load_config(overrides).model)
     assert editor.pipe.get_active_adapters() == ["upsample_lora_diffusers"]
     assert editor.edit(frame, "sharper", seed=0, gen=load_config(overrides).generation).edited.shape[2] == 3
