@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
+from .perception.sketch import LIBRARY, SketchSpec, load_shape, place
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
@@ -25,7 +26,7 @@ _TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", 
 _REQUIRED_TOP = ("name", "domain", "description", "edits")
 _EDIT_KEYS = {
     "id", "prompt", "vars", "target_caption", "source_caption", "samples",
-    "negative_prompt", "labels", "generation", "filter", "annotations", "region", "severity",
+    "negative_prompt", "labels", "generation", "filter", "annotations", "region", "severity", "sketch",
 }
 _REQUIRED_EDIT = ("id", "prompt", "target_caption", "source_caption")
 
@@ -63,6 +64,8 @@ class Edit:
     region: tuple[float, float, float, float] | str | None = None
     # variable -> {choice: severity level}; a job's severity is the highest level its choices map to
     severity: dict[str, dict[str, int]] = field(default_factory=dict)
+    # a black sketch drawn on the frame before the edit (PaintBrush LoRA): what, where, how big
+    sketch: SketchSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Job:
     choices: dict
     # the edit's severity level for these choices (scenario `severity:`), None when it declares none
     severity: int | None = None
+    # sketch edits: where the drawing stands (perception.sketch.place: shape, center_x, base, height, aspect)
+    sketch: dict | None = None
 
 
 def _placeholders(template: str, where: str) -> list[str]:
@@ -212,7 +217,39 @@ def _parse_edit(raw, idx: int, path: str) -> Edit:
         annotations=_policy(raw.get("annotations"), f"{where}.annotations"),
         region=_region(raw.get("region"), f"{where}.region"),
         severity=_severity(raw.get("severity"), variables, f"{where}.severity"),
+        sketch=_sketch(raw.get("sketch"), f"{where}.sketch"),
     )
+
+
+def _pair(value, where: str) -> tuple[float, float]:
+    ok = isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok or not 0 < value[0] <= value[1] <= 1:
+        raise ConfigError(f"{where}: expected [min, max] fractions of the frame height, 0 < min <= max <= 1, "
+                          f"got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _sketch(raw, where: str):
+    if raw is None:
+        return None
+    data = _mapping(raw, where)
+    allowed = {"shape", "region", "height_at_bottom", "height_at_horizon", "horizon", "aspect"}
+    _check_keys(data, allowed, ("shape", "height_at_bottom", "height_at_horizon"), where + ".")
+    try:
+        load_shape(str(data["shape"]))
+    except ValueError as e:
+        shipped = ", ".join(sorted(p.stem for p in LIBRARY.glob("*.txt")))
+        raise ConfigError(f"{where}.shape: {e} (shipped: {shipped})") from None
+    horizon, aspect = data.get("horizon", 0.45), data.get("aspect", 0.4)
+    if not isinstance(horizon, (int, float)) or not 0 <= horizon < 1:
+        raise ConfigError(f"{where}.horizon: a fraction of the frame height in [0, 1), got {horizon!r}")
+    if not isinstance(aspect, (int, float)) or not 0 < aspect <= 10:
+        raise ConfigError(f"{where}.aspect: width / height of the drawing, in (0, 10], got {aspect!r}")
+    return SketchSpec(shape=str(data["shape"]), region=_region(data.get("region", "full"), f"{where}.region"),
+                      height_at_bottom=_pair(data["height_at_bottom"], f"{where}.height_at_bottom"),
+                      height_at_horizon=_pair(data["height_at_horizon"], f"{where}.height_at_horizon"),
+                      horizon=float(horizon), aspect=float(aspect))
 
 
 def _policy(value, where: str) -> str | None:
@@ -278,9 +315,13 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         if e.id in seen:
             raise ConfigError(f"{path}: edits[{i}].id: duplicate edit id {e.id!r}")
         seen.add(e.id)
-        if (e.annotations or default_policy) == "keep_and_insert" and "inserted" not in {**top_labels, **e.labels}:
-            raise ConfigError(f"{path}: edits[{i}]: annotations keep_and_insert needs labels.inserted "
-                              "(the class of the inserted object's box)")
+        policy = e.annotations or ("keep_and_insert" if e.sketch else default_policy)
+        if policy == "keep_and_insert" and "inserted" not in {**top_labels, **e.labels}:
+            raise ConfigError(f"{path}: edits[{i}]: annotations keep_and_insert{' (a sketch)' if e.sketch else ''} "
+                              "needs labels.inserted (the class of the inserted object's box)")
+        if e.sketch and policy != "keep_and_insert":
+            raise ConfigError(f"{path}: edits[{i}].annotations: a sketch edit inserts its object: keep_and_insert, "
+                              f"not {policy}")
     return Scenario(
         name=data["name"],
         domain=data["domain"],
@@ -337,9 +378,18 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -
                 labels={**scenario.labels, **edit.labels},
                 choices=choices,
                 severity=max((edit.severity[v][choices[v]] for v in edit.severity), default=None),
+                sketch=_sketch_of(edit, run_seed, job_id),
             )
         )
     return jobs
+
+
+def _sketch_of(edit: Edit, run_seed: int, job_id: str) -> dict | None:
+    """Where this job's sketch goes: a fixed function of (run seed, job), like its seed and choices."""
+    if edit.sketch is None:
+        return None
+    digest = stable_hash("sketch", run_seed, job_id)
+    return place(edit.sketch, tuple(int.from_bytes(digest[8 * i:8 * i + 8], "big") / 2**64 for i in range(3)))
 
 
 def expand(scenario: Scenario, source_id: str, run_seed: int) -> list[Job]:
@@ -370,7 +420,8 @@ def edit_settings(loader: ConfigLoader, scenarios: list[Scenario]) -> dict[str, 
     for scenario in scenarios:
         for edit in scenario.edits:
             built = loader.build(scenario.config_layers(edit))
+            policy = edit.annotations or ("keep_and_insert" if edit.sketch else scenario.annotations)
             settings[settings_key(scenario.name, edit.id)] = EditSettings(
-                built.generation, built.trajectory, built.filter, edit.annotations or scenario.annotations, edit.region)
+                built.generation, built.trajectory, built.filter, policy, edit.region)
     return settings
 

@@ -178,14 +178,26 @@ def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_ind
 def read_stage_rows(scenario, input_path, overrides) -> list[dict]:
     """The read stage's job rows for an input, as a run plans and reads them, without Ray: after the
     read stage a run is the same whatever the input kind, so one Ray run per kind proves nothing more."""
+    return stage_rows([scenario], input_path, overrides, [])
+
+
+def stage_rows(scenarios, input_path, overrides, stages) -> list[dict]:
+    """The rows a run's read stage and then `stages` (runtime.pipeline entries, e.g. edit_stage) make, in
+    this process: the run's own stage code, without Ray."""
     from chronoedit_sim.config import ConfigLoader
+    from chronoedit_sim.runtime.pipeline import BuildContext, Cluster
     from chronoedit_sim.runtime.plan import make_plan
     from chronoedit_sim.stages.base import Resources
     from chronoedit_sim.stages.read import ReadStage
 
-    plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(scenario)])
-    stage = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources())
-    return stage.process_batch(plan.tasks)
+    plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(s) for s in scenarios])
+    rows = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources()).process_batch(plan.tasks)
+    ctx = BuildContext(plan, "run", Cluster(cpus=2, gpus=0))
+    for make in stages:
+        stage = make(ctx)
+        stage.setup()
+        rows = stage.process_batch(rows)
+    return rows
 
 
 # bounds on the weight-free scores only (random CLIP scores mean nothing): no row is rejected by CLIP

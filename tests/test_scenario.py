@@ -59,6 +59,9 @@ LIBRARY = {
     ),
     "robotics/change_table_surface": ([("new_material", 2), ("tablecloth", 1)], False, {"changed": "table_surface"}),
     "robotics/add_occluder": ([("human_hand", 2), ("foreground_object", 1)], True, {"inserted": "occluder"}),
+    "driving/sketch_pedestrian": ([("on_road", 2)], False, {"inserted": "pedestrian", "actor_class": "pedestrian"}),
+    "driving/sketch_cone": ([("on_road", 2)], False, {"inserted": "traffic_cone"}),
+    "robotics/sketch_object": ([("bottle", 1), ("mug", 1), ("box", 1)], False, {"inserted": "distractor_object"}),
 }
 
 SOURCES = [f"cam_front/{i:06d}.jpg" for i in range(5)] + ["episode_3/wrist/000017.png"]
@@ -265,7 +268,7 @@ def test_unknown_edit_key(tmp_path):
     path, msg = _load_error(tmp_path, data)
     assert msg == (
         f"{path}: edits[0].promt: unknown key (allowed: annotations, filter, generation, id, labels, "
-        "negative_prompt, prompt, region, samples, severity, source_caption, target_caption, vars)"
+        "negative_prompt, prompt, region, samples, severity, sketch, source_caption, target_caption, vars)"
     )
 
 

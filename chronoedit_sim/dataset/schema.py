@@ -25,11 +25,12 @@ from . import video
 # 4: `component_calls` (the model components each edit ran; cache hits run none)
 # 5: `annotations` (ground truth after the edit), `severity`, `episode` (LeRobot), `source_columns`;
 #    scores change_area, change_outside, inserted_in_region; `edited_base_image` (the edit before
-#    upscale.enabled's super-resolution pass) and timings_ms.upscale_ms
+#    upscale.enabled's super-resolution pass) and timings_ms.upscale_ms; `sketch` and `edit_input_image`
+#    (sketch edits: what was drawn where, and the frame the model edited)
 SCHEMA_VERSION = "5"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-IMAGE_COLUMNS = ("source_image", "edited_image", "edited_base_image")
+IMAGE_COLUMNS = ("source_image", "edited_image", "edited_base_image", "edit_input_image")
 IMAGE_LIST_COLUMNS = ("reasoning_frames", "previews")
 # columns emptied for rows kept only as a record (rejected/ when filter.write_rejected=false); the small
 # thumbnails stay, so the report still shows what was rejected
@@ -101,6 +102,9 @@ SCHEMA = pa.schema(
         ("choices", pa.string()),
         # the severity level the scenario maps these choices to (1 = mildest); null when it declares none
         ("severity", pa.int32()),
+        # sketch edits: JSON, where the drawing stood on the frame before the edit (shape, center_x, base and
+        # height as fractions of the frame, aspect in pixels); the box itself is in `annotations`
+        ("sketch", pa.string()),
         # the ground truth of the edited image: the source's boxes as the edit leaves them, plus what it inserted
         ("annotations", pa.list_(ANNOTATION)),
         # LeRobot sources: episode, frame, timestamp, task, action and state of the frame; null otherwise
@@ -111,6 +115,8 @@ SCHEMA = pa.schema(
         ("edited_image", IMAGE),
         # upscale.enabled: the edit at the model's resolution, before the super-resolution pass (edited_image)
         ("edited_base_image", IMAGE),
+        # sketch edits: the frame the model was given (the source with the sketch drawn on it)
+        ("edit_input_image", IMAGE),
         ("reasoning_frames", pa.list_(IMAGE)),
         # trajectory.storage=video: the reasoning frames as one MP4 (decode: dataset.video.decode_video)
         ("reasoning_video", video.VIDEO),
@@ -198,12 +204,14 @@ def base_row(task: dict, run_id: str) -> dict:
         "labels": json.dumps(task["labels"], sort_keys=True),
         "choices": json.dumps(task["choices"], sort_keys=True),
         "severity": task.get("severity"),
+        "sketch": json.dumps(task["sketch"], sort_keys=True) if task.get("sketch") else None,
         "annotations": [],
         "episode": None,
         "source_columns": None,
         "source_image": None,
         "edited_image": None,
         "edited_base_image": None,
+        "edit_input_image": None,
         "reasoning_frames": [],
         "reasoning_video": None,
         "reasoning_kind": None,

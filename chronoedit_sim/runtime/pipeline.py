@@ -18,6 +18,7 @@ from ..stages.encode import EncodeStage
 from ..stages.localize import LocalizeStage
 from ..stages.read import ReadStage
 from ..stages.score import ScoreStage
+from ..stages.sketch import SketchStage
 from .plan import RunPlan
 
 
@@ -46,6 +47,13 @@ def _score_gpus(ctx: BuildContext) -> float:
 def read_stage(ctx: BuildContext) -> Stage:
     cfg = ctx.plan.cfg
     return ReadStage(cfg.input, cfg.output, ctx.run_id, Resources(cpus=None))
+
+
+def sketch_stage(ctx: BuildContext) -> Stage | None:
+    # only where a scenario draws sketches: a stage a run does not need is not in its pipeline
+    if not any(e.sketch for sc in ctx.plan.scenarios for e in sc.edits):
+        return None
+    return SketchStage(Resources(cpus=None), batch_size=ctx.plan.cfg.input.read_batch_size)
 
 
 def edit_stage(ctx: BuildContext) -> Stage:
@@ -109,11 +117,12 @@ def score_stage(ctx: BuildContext) -> Stage:
                       flow_max_side=sc.flow_max_side)
 
 
-PIPELINE = [read_stage, edit_stage, encode_stage, localize_stage, score_stage]
+PIPELINE = [read_stage, sketch_stage, edit_stage, encode_stage, localize_stage, score_stage]
 
 
 def build_stages(ctx: BuildContext) -> list[Stage]:
-    return share_cpus([make(ctx) for make in PIPELINE], ctx.cluster)
+    """The run's stages; an entry may return None when the run does not need it."""
+    return share_cpus([s for s in (make(ctx) for make in PIPELINE) if s is not None], ctx.cluster)
 
 
 def share_cpus(stages: list[Stage], cluster: Cluster) -> list[Stage]:

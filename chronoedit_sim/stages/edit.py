@@ -65,7 +65,9 @@ class EditStage(Stage):
         groups: dict[tuple, list[dict]] = {}
         for row in rows:
             if not row["error"]:
-                key = (row["source_id"], row["scenario"], row["edit_id"], row["prompt"], row["negative_prompt"])
+                # a sketch edit's samples differ in their input (each its own drawing)
+                key = (row["source_id"], row["scenario"], row["edit_id"], row["prompt"], row["negative_prompt"],
+                       row["sketch"])
                 groups.setdefault(key, []).append(row)
         for group in groups.values():
             yield self.guard(group, self._edit_group)
@@ -80,7 +82,8 @@ class EditStage(Stage):
                        random_weights=identity.random_weights)
         first = rows[0]
         s = self.settings[settings_key(first["scenario"], first["edit_id"])]
-        results = self.editor.edit_samples(first["_source_rgb"], first["prompt"], seeds=[r["seed"] for r in rows],
+        frame = first.get("_edit_input_rgb", first["_source_rgb"])  # a sketch edit edits the drawn frame
+        results = self.editor.edit_samples(frame, first["prompt"], seeds=[r["seed"] for r in rows],
                                            gen=s.generation, negative_prompt=first["negative_prompt"])
         for row, result in zip(rows, results):
             row.update(

@@ -34,9 +34,10 @@ class EncodeStage(Stage):
 
         row["edited_image"] = image_struct(encode_image(row["_edited_rgb"], traj.edited_format),
                                            "edited." + traj.edited_format)
-        if row.get("_edited_base_rgb") is not None:  # upscale.enabled: the edit before the upscaler pass
-            row["edited_base_image"] = image_struct(encode_image(row["_edited_base_rgb"], traj.edited_format),
-                                                    "edited_base." + traj.edited_format)
+        for field, name in (("edited_base_image", "edited_base"), ("edit_input_image", "edit_input")):
+            frame = row.get(f"_{name}_rgb")  # the edit before upscaling; a sketch edit's drawn input
+            if frame is not None:
+                row[field] = image_struct(encode_image(frame, traj.edited_format), f"{name}.{traj.edited_format}")
         frames = row.get("_reasoning_rgb")
         if frames is not None and traj.storage == "video":
             from ..dataset.video import encode_video

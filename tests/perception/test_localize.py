@@ -116,7 +116,7 @@ def test_stray_changes_outside_the_object_are_change_outside():
 def _row(src, edited, policy_labels="{}"):
     return {"scenario": "s", "edit_id": "e", "labels": policy_labels, "_source_rgb": src, "_edited_rgb": edited,
             "_reasoning_rgb": None, "_source_annotations": truth("000000"), "timings_ms": {}, "scores": None,
-            "annotations": [], "error": None}
+            "annotations": [], "sketch": None, "error": None}
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -278,7 +278,8 @@ def test_an_inserted_stage_runs_in_order_and_video_storage(ray_session, run_over
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
     stages = list(pipeline.PIPELINE)
-    monkeypatch.setattr(pipeline, "PIPELINE", [*stages[:2], lambda ctx: Tagger(), *stages[2:]])
+    after_edit = stages.index(pipeline.edit_stage) + 1
+    monkeypatch.setattr(pipeline, "PIPELINE", [*stages[:after_edit], lambda ctx: Tagger(), *stages[after_edit:]])
     frames = make_images(tmp_path / "frames", 2)
     out = tmp_path / "out"
     assert run([str(one_edit_scenario)], str(frames), str(out),

@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import write_diffsynth_lora
+from helpers import stage_rows, write_diffsynth_lora
 from perception_helpers import SCENES, write_kitti
 
-from chronoedit_sim.config import ConfigError, ConfigLoader, load_config
+from chronoedit_sim.config import ConfigError, load_config
 from chronoedit_sim.engine.editor import fit_resolution
-from chronoedit_sim.runtime.pipeline import BuildContext, Cluster, edit_stage, encode_stage, localize_stage
-from chronoedit_sim.runtime.plan import make_plan
-from chronoedit_sim.stages.base import Resources
-from chronoedit_sim.stages.read import ReadStage
+from chronoedit_sim.runtime.pipeline import edit_stage, encode_stage, localize_stage
 
 
 def _run(tmp_path, one_edit_scenario, overrides):
-    plan = make_plan(ConfigLoader([*overrides, f"input.path={tmp_path / 'kitti'}", "input.max_frames=1"]),
-                     [str(one_edit_scenario)])
-    ctx = BuildContext(plan, "r", Cluster(cpus=2, gpus=0))
-    rows = ReadStage(plan.cfg.input, plan.cfg.output, "r", Resources()).process_batch(plan.tasks)
-    for make in (edit_stage, encode_stage, localize_stage):
-        stage = make(ctx)
-        stage.setup()
-        rows = stage.process_batch(rows)
-    return rows
+    return stage_rows([one_edit_scenario], tmp_path / "kitti", [*overrides, "input.max_frames=1"],
+                      [edit_stage, encode_stage, localize_stage])
 
 
 @pytest.fixture(scope="module")
