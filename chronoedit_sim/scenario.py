@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
-from .perception.sketch import LIBRARY, SketchSpec, load_shape, place
+from .perception.sketch import SketchSpec, place
+from .scenario_keys import check_keys, mapping, parse_policy, parse_region, parse_severity, parse_sketch
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
@@ -164,28 +165,11 @@ def _parse_vars(raw, where: str) -> dict[str, tuple[tuple[str, float], ...]]:
     return out
 
 
-def _check_keys(data: dict, allowed: set, required: tuple, where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"{where}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
-    for key in required:
-        if data.get(key) in (None, ""):
-            raise ConfigError(f"{where}{key}: missing required value")
-
-
-def _mapping(value, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return dict(value)
-
-
 def _parse_edit(raw, idx: int, path: str) -> Edit:
     where = f"{path}: edits[{idx}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping")
-    _check_keys(raw, _EDIT_KEYS, _REQUIRED_EDIT, where + ".")
+    check_keys(raw, _EDIT_KEYS, _REQUIRED_EDIT, where + ".")
     if not _ID.fullmatch(str(raw["id"])):
         raise ConfigError(f"{where}.id: {raw['id']!r} must match [a-z0-9_]+")
     variables = _parse_vars(raw.get("vars"), f"{where}.vars")
@@ -211,86 +195,14 @@ def _parse_edit(raw, idx: int, path: str) -> Edit:
         source_caption=raw["source_caption"],
         samples=samples,
         negative_prompt=raw.get("negative_prompt") or "",
-        labels=_mapping(raw.get("labels"), f"{where}.labels"),
-        generation=_mapping(raw.get("generation"), f"{where}.generation"),
-        filter=_mapping(raw.get("filter"), f"{where}.filter"),
-        annotations=_policy(raw.get("annotations"), f"{where}.annotations"),
-        region=_region(raw.get("region"), f"{where}.region"),
-        severity=_severity(raw.get("severity"), variables, f"{where}.severity"),
-        sketch=_sketch(raw.get("sketch"), f"{where}.sketch"),
+        labels=mapping(raw.get("labels"), f"{where}.labels"),
+        generation=mapping(raw.get("generation"), f"{where}.generation"),
+        filter=mapping(raw.get("filter"), f"{where}.filter"),
+        annotations=parse_policy(raw.get("annotations"), f"{where}.annotations"),
+        region=parse_region(raw.get("region"), f"{where}.region"),
+        severity=parse_severity(raw.get("severity"), variables, f"{where}.severity"),
+        sketch=parse_sketch(raw.get("sketch"), f"{where}.sketch"),
     )
-
-
-def _pair(value, where: str) -> tuple[float, float]:
-    ok = isinstance(value, list) and len(value) == 2 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    if not ok or not 0 < value[0] <= value[1] <= 1:
-        raise ConfigError(f"{where}: expected [min, max] fractions of the frame height, 0 < min <= max <= 1, "
-                          f"got {value!r}")
-    return float(value[0]), float(value[1])
-
-
-def _sketch(raw, where: str):
-    if raw is None:
-        return None
-    data = _mapping(raw, where)
-    allowed = {"shape", "region", "height_at_bottom", "height_at_horizon", "horizon", "aspect"}
-    _check_keys(data, allowed, ("shape", "height_at_bottom", "height_at_horizon"), where + ".")
-    try:
-        load_shape(str(data["shape"]))
-    except ValueError as e:
-        shipped = ", ".join(sorted(p.stem for p in LIBRARY.glob("*.txt")))
-        raise ConfigError(f"{where}.shape: {e} (shipped: {shipped})") from None
-    horizon, aspect = data.get("horizon", 0.45), data.get("aspect", 0.4)
-    if not isinstance(horizon, (int, float)) or not 0 <= horizon < 1:
-        raise ConfigError(f"{where}.horizon: a fraction of the frame height in [0, 1), got {horizon!r}")
-    if not isinstance(aspect, (int, float)) or not 0 < aspect <= 10:
-        raise ConfigError(f"{where}.aspect: width / height of the drawing, in (0, 10], got {aspect!r}")
-    return SketchSpec(shape=str(data["shape"]), region=_region(data.get("region", "full"), f"{where}.region"),
-                      height_at_bottom=_pair(data["height_at_bottom"], f"{where}.height_at_bottom"),
-                      height_at_horizon=_pair(data["height_at_horizon"], f"{where}.height_at_horizon"),
-                      horizon=float(horizon), aspect=float(aspect))
-
-
-def _policy(value, where: str) -> str | None:
-    from .perception.labels import POLICIES
-
-    if value is not None and value not in POLICIES:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(POLICIES)}")
-    return value
-
-
-def _region(value, where: str):
-    from .perception.labels import REGIONS
-
-    if value is None or (isinstance(value, str) and value in REGIONS):
-        return value
-    nums = value if isinstance(value, list) and len(value) == 4 else None
-    if nums is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in nums) \
-            or not (nums[0] < nums[2] and nums[1] < nums[3]):
-        raise ConfigError(f"{where}: expected [x0, y0, x1, y1] relative to the frame (0..1, x0 < x1, y0 < y1) "
-                          f"or one of {', '.join(REGIONS)}, got {value!r}")
-    return tuple(float(v) for v in nums)
-
-
-def _severity(raw, variables: dict, where: str) -> dict[str, dict[str, int]]:
-    out = {}
-    for name, levels in _mapping(raw, where).items():
-        if name not in variables:
-            raise ConfigError(f"{where}.{name}: not a variable of this edit (vars: {', '.join(variables) or 'none'})")
-        if not isinstance(levels, dict):
-            raise ConfigError(f"{where}.{name}: expected a mapping choice -> level")
-        choices = [c for c, _ in variables[name]]
-        for choice, level in levels.items():
-            if str(choice) not in choices:
-                raise ConfigError(f"{where}.{name}: {choice!r} is not a choice of {name} ({', '.join(choices)})")
-            if not isinstance(level, int) or isinstance(level, bool) or level < 1:
-                raise ConfigError(f"{where}.{name}.{choice}: severity must be an integer >= 1, got {level!r}")
-        missing = [c for c in choices if c not in {str(k) for k in levels}]
-        if missing:
-            raise ConfigError(f"{where}.{name}: no severity for {', '.join(map(repr, missing))}")
-        out[name] = {str(k): v for k, v in levels.items()}
-    return out
 
 
 def parse_scenario(text: str, path: str = "<string>") -> Scenario:
@@ -300,7 +212,7 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a scenario is a mapping with name, domain, description and edits")
-    _check_keys(data, _TOP_KEYS, _REQUIRED_TOP, f"{path}: ")
+    check_keys(data, _TOP_KEYS, _REQUIRED_TOP, f"{path}: ")
     if not _ID.fullmatch(str(data["name"])):
         raise ConfigError(f"{path}: name: {data['name']!r} must match [a-z0-9_]+")
     if data["domain"] not in DOMAINS:
@@ -309,8 +221,8 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         raise ConfigError(f"{path}: edits: expected a non-empty list")
     edits = tuple(_parse_edit(raw, i, path) for i, raw in enumerate(data["edits"]))
     seen = set()
-    default_policy = _policy(data.get("annotations"), f"{path}: annotations") or "keep"
-    top_labels = _mapping(data.get("labels"), f"{path}: labels")
+    default_policy = parse_policy(data.get("annotations"), f"{path}: annotations") or "keep"
+    top_labels = mapping(data.get("labels"), f"{path}: labels")
     for i, e in enumerate(edits):
         if e.id in seen:
             raise ConfigError(f"{path}: edits[{i}].id: duplicate edit id {e.id!r}")
@@ -328,8 +240,8 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         description=str(data["description"]),
         edits=edits,
         labels=top_labels,
-        generation=_mapping(data.get("generation"), f"{path}: generation"),
-        filter=_mapping(data.get("filter"), f"{path}: filter"),
+        generation=mapping(data.get("generation"), f"{path}: generation"),
+        filter=mapping(data.get("filter"), f"{path}: filter"),
         annotations=default_policy,
         path=path,
         text=text,
