@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import time
 from collections import Counter
@@ -78,7 +77,7 @@ def default_dtype(dtype):
 
 def build_pipeline(arch: dict, device: str, dtype):
     """ChronoEditPipeline of `arch` with random weights, made on `device` in the reference dtypes."""
-    from diffusers import AutoencoderKLWan, ChronoEditPipeline, ChronoEditTransformer3DModel, UniPCMultistepScheduler
+    from diffusers import AutoencoderKLWan, ChronoEditPipeline, UniPCMultistepScheduler
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
     from chronoedit_sim.engine.tiny import tiny_tokenizer
@@ -519,8 +518,6 @@ def main() -> int:
                           "ChronoEditPipeline in diffusers 0.42.1: block class not registered, no cache_context")
     if not args.quick:
         b.case("base50", "partial", "toolkit")
-        b.doc["fp8_weight_only"] = ("torchao installed" if importlib.util.find_spec("torchao")
-                                    else "not measured: torchao is not installed on this machine")
         b.case("base50", "full", "toolkit")
         if b.cuda:
             b.editor.pipe.transformer.compile_repeated_blocks(fullgraph=True)

@@ -137,9 +137,8 @@ def write_oracle(path: Path, dataset: Path) -> str:
         for row in pq.read_table(shard).to_pylist():
             if row["edited_image"] is None:
                 continue
-            for key, data, anns in ((row["job_id"], row["edited_image"]["bytes"], row["annotations"]),):
-                px = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-                truth[hashlib.sha256(px.tobytes()).hexdigest()] = [a for a in anns if not a["ignore"]]
+            px = np.asarray(Image.open(io.BytesIO(row["edited_image"]["bytes"])).convert("RGB"))
+            truth[hashlib.sha256(px.tobytes()).hexdigest()] = [a for a in row["annotations"] if not a["ignore"]]
             by_source.setdefault(row["source_id"], (row["source_image"]["bytes"], []))[1].append(row["annotations"])
     for data, all_anns in by_source.values():
         px = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -17,7 +17,7 @@ from PIL import Image
 from ..config import GenerationConfig, ModelConfig, UpscaleConfig
 from .conditioning import CALLS, Conditioning, frame_digest
 from .lora import load_loras
-from .quantize import quantize_transformer
+from .quantize import fp8_config, quantize_transformer
 from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
 from .weights import (
     MissingWeightsError,
@@ -85,6 +85,7 @@ class Editor:
 
         self.cfg = model
         self.device = self._pick_device(model.device)
+        fp8 = fp8_config(model.quantize, self.device) if model.quantize != "none" else None
         on_gpu = self.device.startswith("cuda")
         # reference dtypes: transformer / text encoder low precision on GPU, VAE and CLIP fp32; CPU all fp32
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
@@ -118,8 +119,8 @@ class Editor:
         self.pipe.set_progress_bar_config(disable=True)
         self.cond = Conditioning(self.pipe, prompts=model.cache_prompts, frames=model.cache_frames)
         self._scheduler_config = dict(self.pipe.scheduler.config)
-        if model.quantize != "none":
-            quantize_transformer(self.pipe.transformer, model.quantize)
+        if fp8 is not None:
+            quantize_transformer(self.pipe.transformer, fp8)
         if model.attention_backend:
             self.pipe.transformer.set_attention_backend(model.attention_backend)
         if model.compile:

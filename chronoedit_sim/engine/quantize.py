@@ -10,19 +10,30 @@ class QuantizeError(UserError):
     """model.quantize asked for what this machine cannot do."""
 
 
-def quantize_transformer(transformer, kind: str) -> None:
-    """In place: "fp8_weight_only" stores the weights in fp8 and computes in the original dtype;
-    "fp8_dynamic" also quantises activations per row and multiplies in fp8 (Hopper and later)."""
+def fp8_config(kind: str, device: str):
+    """torchao's config for `kind` ("fp8_weight_only": fp8 weights, computed in the original dtype;
+    "fp8_dynamic": activations quantised per row too, fp8 matmuls, Hopper and later). Checked before the
+    model loads: without torchao, or off a GPU that runs fp8, the run stops here instead of at the first
+    edit (or minutes into loading a 14B model)."""
     try:
-        from torchao.quantization import (
-            Float8DynamicActivationFloat8WeightConfig,
-            Float8WeightOnlyConfig,
-            PerRow,
-            quantize_,
-        )
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig, PerRow
     except ImportError:
         raise QuantizeError(f"model.quantize={kind} needs torchao, which is not installed here "
                             "(pip install torchao, matching your torch)") from None
-    config = (Float8WeightOnlyConfig() if kind == "fp8_weight_only"
-              else Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    if not device.startswith("cuda"):
+        raise QuantizeError(f"model.quantize={kind} needs a CUDA GPU; the model runs on {device}")
+    if kind == "fp8_weight_only":
+        return Float8WeightOnlyConfig()
+    import torch
+
+    if torch.cuda.get_device_capability(torch.device(device)) < (8, 9):
+        raise QuantizeError(f"model.quantize={kind} multiplies in fp8, which needs compute capability 8.9 or "
+                            f"later (Ada, Hopper); this GPU has {torch.cuda.get_device_capability(torch.device(device))}")
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+
+
+def quantize_transformer(transformer, config) -> None:
+    """In place, with a config from fp8_config."""
+    from torchao.quantization import quantize_
+
     quantize_(transformer, config)

@@ -21,8 +21,8 @@ from pathlib import Path
 from ..dataset.sink import atomic_write_bytes
 from ..dataset.where import scan
 from ..errors import UserError
-from .export import CLEAN, split_name, source_truth
-from .labels import for_categories, iou
+from .export import CLEAN, coco_dataset, split_name, source_truth
+from .labels import iou
 
 EVAL_FILE = "eval.json"
 # what the driver reads to plan the evaluation: no image bytes (the reader tasks fetch those by job_id)
@@ -36,16 +36,10 @@ def coco_ap(images: list[tuple[str, list[dict]]], detections: dict[str, list[dic
     from pycocotools.cocoeval import COCOeval
 
     labels = sorted({a["label"] for _, anns in images for a in anns if not a["ignore"]})
-    cat = {name: i + 1 for i, name in enumerate(labels)}
-    gt = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for n, i in cat.items()]}
+    gt = coco_dataset([(key, None, None, anns) for key, anns in images], labels)
+    cat = {c["name"]: c["id"] for c in gt["categories"]}
     dets = []
-    for image_id, (key, anns) in enumerate(images, 1):
-        gt["images"].append({"id": image_id})
-        for a in for_categories(anns, cat):
-            x0, y0, x1, y1 = a["box"]
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": image_id, "category_id": cat[a["label"]],
-                                      "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                                      "iscrowd": int(bool(a["ignore"]))})
+    for image_id, (key, _) in enumerate(images, 1):  # coco_dataset numbers the images 1.. in this order
         for d in detections.get(key) or []:
             if d["label"] in cat:  # a class the ground truth never has cannot be matched or scored
                 x0, y0, x1, y1 = d["box"]

@@ -104,7 +104,7 @@ class _Writer:
         if self.fmt == "coco":
             for split, entries in self.images.items():
                 _write(self.out / f"annotations/instances_{split}.json",
-                                   json.dumps(_coco(entries, names), indent=1).encode())
+                                   json.dumps(coco_dataset(entries, names), indent=1).encode())
         elif self.fmt == "yolo":
             for split, entries in self.images.items():
                 for rel, w, h, anns in entries:
@@ -118,7 +118,9 @@ class _Writer:
         return names
 
 
-def _coco(entries, names: list[str]) -> dict:
+def coco_dataset(entries, names: list[str]) -> dict:
+    """A COCO instances dict of (file, width, height, annotations) entries, category ids 1.. in `names`'
+    order; ignore regions are crowd annotations (export writes it, evaluate hands it to pycocotools)."""
     cat = {name: i + 1 for i, name in enumerate(names)}
     images, anns = [], []
     for image_id, (rel, w, h, boxes) in enumerate(entries, 1):

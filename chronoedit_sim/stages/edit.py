@@ -60,7 +60,9 @@ class EditStage(Stage):
             for row in rows:
                 yield [self._guarded(row)]
             return
-        yield [row for row in rows if row["error"]]
+        failed = [row for row in rows if row["error"]]
+        if failed:
+            yield failed
         # the samples of one (frame, edit, prompt): a fixed function of the jobs, so of the plan
         groups: dict[tuple, list[dict]] = {}
         for row in rows:

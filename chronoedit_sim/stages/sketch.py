@@ -22,8 +22,9 @@ class SketchStage(Stage):
     def process_row(self, row: dict) -> dict:
         if row["sketch"]:
             sketch = json.loads(row["sketch"])
-            strokes = self.shapes.get(sketch["shape"]) or self.shapes.setdefault(sketch["shape"],
-                                                                                 load_shape(sketch["shape"]))
+            if sketch["shape"] not in self.shapes:  # each drawing read once per worker
+                self.shapes[sketch["shape"]] = load_shape(sketch["shape"])
+            strokes = self.shapes[sketch["shape"]]
             h, w = row["_source_rgb"].shape[:2]
             row["_edit_input_rgb"] = draw(row["_source_rgb"], strokes, box_px(sketch, w, h))
         return row

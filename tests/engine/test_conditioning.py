@@ -112,11 +112,14 @@ def test_offloaded_text_encoder_serves_the_runs_prompts_and_refuses_others(cold,
     gen = small(tiny_cfg)
     guided = gen.guidance_scale > 1
     moved = []
-    monkeypatch.setattr(cold.pipe.text_encoder, "to", lambda device: moved.append(device))
+    before = cold.cond.snapshot()
+    # the move, with how many texts had been encoded when it came
+    monkeypatch.setattr(cold.pipe.text_encoder, "to",
+                        lambda device: moved.append((device, cold.cond.since(before)["text_encoder_calls"])))
     texts = [P, ""] if guided else [P]
     calls = calls_of(cold, lambda: cold.offload_text_encoder([*texts, P]))
     assert calls["text_encoder_calls"] == len(texts)  # each text once
-    assert moved == ["cpu"]  # after encoding: the GPU's copy would be gone
+    assert moved == [("cpu", len(texts))]  # after every text is encoded: the GPU's copy would be gone
     reference = cold.edit(frame, P, seed=1, gen=gen)
     assert reference.calls["text_encoder_calls"] == 0
     with pytest.raises(RuntimeError, match="model.offload_text_encoder"):

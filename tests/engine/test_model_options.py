@@ -110,3 +110,22 @@ def test_quantize_is_checked_at_config_load_and_needs_torchao(tiny_model_dir):
 
     with pytest.raises(QuantizeError, match="model.quantize=fp8_weight_only needs torchao"):
         editor_with(tiny_model_dir, "model.quantize=fp8_weight_only")
+
+
+def test_quantize_picks_torchaos_config_and_refuses_a_cpu_before_loading(tiny_model_dir, monkeypatch):
+    import sys
+    import types
+
+    from chronoedit_sim.engine import editor as editor_module
+    from chronoedit_sim.engine.quantize import QuantizeError, fp8_config
+
+    fake = types.ModuleType("torchao.quantization")  # the three names fp8_config takes from torchao
+    fake.Float8WeightOnlyConfig = lambda: "weight-only"
+    fake.Float8DynamicActivationFloat8WeightConfig = lambda granularity: f"dynamic/{granularity}"
+    fake.PerRow = lambda: "per-row"
+    monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
+    monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
+    assert fp8_config("fp8_weight_only", "cuda:0") == "weight-only"
+    monkeypatch.setattr(editor_module.Editor, "_load", lambda *a: pytest.fail("loaded a model it cannot quantize"))
+    with pytest.raises(QuantizeError, match="model.quantize=fp8_dynamic needs a CUDA GPU; the model runs on cpu"):
+        editor_with(tiny_model_dir, "model.quantize=fp8_dynamic")
