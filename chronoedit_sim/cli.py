@@ -50,15 +50,18 @@ def _no_progress_bars(args) -> None:
 def cmd_make_tiny_model(args) -> int:
     _no_progress_bars(args)
     from .engine.tiny import write_tiny_model
+    from .engine.tiny_vlm import write_tiny_vlm
     from .scoring.clip import write_tiny_clip
 
     path = write_tiny_model(args.dir, seed=args.seed)
     clip = write_tiny_clip(args.clip_dir or f"{str(path).rstrip('/')}-clip", seed=args.seed)
-    for what, folder in (("ChronoEdit checkpoint", path), ("open_clip model", clip)):
+    vlm = write_tiny_vlm(args.vlm_dir or f"{str(path).rstrip('/')}-vlm", seed=args.seed)
+    for what, folder in (("ChronoEdit checkpoint", path), ("open_clip model", clip),
+                         ("Qwen-VL (its text is noise)", vlm)):
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         print(f"wrote a tiny RANDOM-WEIGHT {what} to {folder} ({size / 1024:.0f} KiB)")
     print("they prove the plumbing, not edit or score quality; use them with: model=tiny "
-          f"model.path={path} scoring.clip.model=local-dir:{clip}")
+          f"model.path={path} scoring.clip.model=local-dir:{clip} vlm.path={vlm}")
     return 0
 
 
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("make-tiny-model", help="write a tiny random-weight ChronoEdit checkpoint (tests, demo)")
     sp.add_argument("dir")
     sp.add_argument("--clip-dir", default="", help="where the tiny open_clip model goes (default: DIR-clip)")
+    sp.add_argument("--vlm-dir", default="", help="where the tiny Qwen-VL goes (default: DIR-vlm)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_make_tiny_model)
 

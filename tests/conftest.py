@@ -27,6 +27,22 @@ def tiny_clip_dir(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_vlm_dir(tiny_model_dir):
+    from chronoedit_sim.engine.tiny_vlm import write_tiny_vlm
+
+    return write_tiny_vlm(tiny_model_dir.parent / "tiny-vlm", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tiny_vlm_dir):
+    """The tiny RANDOM Qwen3-VL-MoE, loaded once: its text is noise, its ratings meaningless."""
+    from chronoedit_sim.config import VlmConfig
+    from chronoedit_sim.engine.vlm import VisionLanguageModel
+
+    return VisionLanguageModel(VlmConfig(path=str(tiny_vlm_dir), dtype="float32"))
+
+
+@pytest.fixture(scope="session")
 def tiny_overrides(tiny_model_dir, tiny_clip_dir):
     """Both tiny RANDOM models; the default InstructPix2Pix thresholds stay on (rows get rejected). No report
     at the end of each run (seconds of matplotlib per run): `report_dataset` makes the one the tests read."""

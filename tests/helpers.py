@@ -181,9 +181,9 @@ def read_stage_rows(scenario, input_path, overrides) -> list[dict]:
     return stage_rows([scenario], input_path, overrides, [])
 
 
-def stage_rows(scenarios, input_path, overrides, stages) -> list[dict]:
+def stage_rows(scenarios, input_path, overrides, stages, vlm=None, state_dir: str = "") -> list[dict]:
     """The rows a run's read stage and then `stages` (runtime.pipeline entries, e.g. edit_stage) make, in
-    this process: the run's own stage code, without Ray."""
+    this process: the run's own stage code, without Ray (`vlm`: a VlmClient for the enhancer and judge)."""
     from chronoedit_sim.config import ConfigLoader
     from chronoedit_sim.runtime.pipeline import BuildContext, Cluster
     from chronoedit_sim.runtime.plan import make_plan
@@ -192,7 +192,7 @@ def stage_rows(scenarios, input_path, overrides, stages) -> list[dict]:
 
     plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(s) for s in scenarios])
     rows = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources()).process_batch(plan.tasks)
-    ctx = BuildContext(plan, "run", Cluster(cpus=2, gpus=0))
+    ctx = BuildContext(plan, "run", Cluster(cpus=2, gpus=0), state_dir=state_dir, vlm=vlm)
     for make in stages:
         stage = make(ctx)
         stage.setup()

@@ -492,7 +492,7 @@ def test_to_yaml_of_dictconfig_matches_dataclass():
 def test_to_dict_values():
     d = to_dict(load_config(["model=chronoedit-14b-distill"]))
     assert set(d) == {"seed", "model", "generation", "trajectory", "filter", "input", "runtime", "encode", "output",
-                      "scoring", "localize", "upscale", "report"}
+                      "scoring", "localize", "upscale", "vlm", "enhance", "judge", "report"}
     assert d["model"]["loras"] == [{"path": "lora/chronoedit_distill_lora.safetensors", "scale": 1.0, "name": "distill"}]
     assert d["generation"]["num_inference_steps"] == 8
     assert d["generation"]["height"] is None

@@ -6,6 +6,7 @@ from .schema import (
     QUANTIZE,
     IMAGE_FORMATS,
     INPUT_TYPES,
+    JUDGE_SCORES,
     LOCALIZE_SCORES,
     SCORES,
     TRAJECTORY_STORAGE,
@@ -27,10 +28,11 @@ from .schema import (
     TrajectoryConfig,
     UpscaleConfig,
 )
+from .vlm import EnhanceConfig, JudgeConfig, VlmConfig
 
 __all__ = [
-    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "LOCALIZE_SCORES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
+    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "JUDGE_SCORES", "LOCALIZE_SCORES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LocalizeConfig", "LoraConfig",
-    "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "UpscaleConfig", "configs_dir",
+    "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "UpscaleConfig", "VlmConfig", "EnhanceConfig", "JudgeConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",
 ]

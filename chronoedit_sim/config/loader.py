@@ -96,6 +96,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         ("trajectory.image_format", IMAGE_FORMATS),
         ("trajectory.edited_format", IMAGE_FORMATS),
         ("model.dtype", DTYPES),
+        ("vlm.dtype", DTYPES),
         ("model.quantize", QUANTIZE),
         ("output.source_format", IMAGE_FORMATS),
         ("input.type", INPUT_TYPES),
@@ -129,7 +130,8 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         raise bad("generation.max_area", "must be at least 256 (16x16)")
     for key in ("input.stride", "input.read_batch_size", "runtime.batch_size", "output.shard_max_rows", "output.row_group_rows",
                 "scoring.clip.batch_size", "scoring.num_actors", "encode.batch_size", "report.page_size",
-                "model.cache_prompts", "model.cache_frames"):
+                "model.cache_prompts", "model.cache_frames", "vlm.num_actors", "vlm.max_side", "enhance.max_new_tokens",
+                "enhance.batch_size"):
         if OmegaConf.select(cfg, key) < 1:
             raise bad(key, "must be >= 1")
     for key in ("generation.denoise_preview_every", "trajectory.max_side", "input.max_frames", "runtime.num_actors",
@@ -151,6 +153,10 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         raise bad("upscale.max_area", "set the upscaled size (at least 256 pixels) or upscale.to_source_size=true")
     if up.num_inference_steps is not None and up.num_inference_steps < 1:
         raise bad("upscale.num_inference_steps", "must be >= 1")
+    if cfg.enhance.enabled and cfg.model.offload_text_encoder:
+        # the editor encodes every text before it lets its text encoder go; enhanced texts exist only later
+        raise bad("enhance.enabled", "needs the editor's text encoder: model.offload_text_encoder encodes every "
+                  "prompt at plan time, and the enhancer writes its prompts during the run")
 
 
 def _has_path(data, parts: list[str]) -> bool:

@@ -11,6 +11,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
+from .vlm import EnhanceConfig, JudgeConfig, VlmConfig
+
 IMAGE_FORMATS = ("png", "webp", "jpeg")
 TRAJECTORY_STORAGE = ("frames", "video")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -33,9 +35,14 @@ SCORES = (
     "change_area",
     "change_outside",
     "inserted_in_region",
+    # the VLM judge's (judge.enabled), 0-10: the instruction followed without other changes; a natural image
+    "vlm_consistency",
+    "vlm_quality",
 )
 # the scores the localize stage computes; a rescoring keeps them as the dataset has them
 LOCALIZE_SCORES = ("change_area", "change_outside", "inserted_in_region")
+# the VLM judge's (judge.enabled)
+JUDGE_SCORES = ("vlm_consistency", "vlm_quality")
 
 
 @dataclass
@@ -166,6 +173,10 @@ class FilterConfig:
     change_outside_max: Optional[float] = None
     inserted_in_region_min: Optional[float] = None
     inserted_in_region_max: Optional[float] = None
+    vlm_consistency_min: Optional[float] = None
+    vlm_consistency_max: Optional[float] = None
+    vlm_quality_min: Optional[float] = None
+    vlm_quality_max: Optional[float] = None
 
 
 @dataclass
@@ -383,5 +394,11 @@ class Config:
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
     # a super-resolution pass over each edit (NVIDIA's Upscaler LoRA), in the edit actor
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
+    # the vision-language model behind the prompt enhancer and the judge
+    vlm: VlmConfig = field(default_factory=VlmConfig)
+    # the prompt enhancer stage (before the edit)
+    enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
+    # the VLM judge's scores (in the score stage)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     # the static HTML report and the thumbnails it shows
     report: ReportConfig = field(default_factory=ReportConfig)

@@ -11,13 +11,16 @@ from .sink import DATA, damage_notes
 from .stats import tally_dataset
 
 
-def _random_weights(shards: list[Path]) -> tuple[bool, bool]:
-    """(edit model random, CLIP random) over every row."""
+def _random_weights(shards: list[Path]) -> tuple[bool, bool, bool]:
+    """(edit model random, CLIP random, VLM random) over every row."""
     table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
-        columns=["random_weights", "scorer"])
+        columns=["random_weights", "scorer", "enhancer", "judge"])
     edits = any(table["random_weights"].to_pylist())
-    scores = any('"random_weights": true' in (s or "") for s in table["scorer"].to_pylist())
-    return edits, scores
+
+    def random(column: str) -> bool:
+        return any('"random_weights": true' in (s or "") for s in table[column].to_pylist())
+
+    return edits, random("scorer"), random("enhancer") or random("judge")
 
 
 def _ground_truth(shards: list[Path]) -> str | None:
@@ -46,11 +49,14 @@ def summarize(out: Path) -> list[str]:
     c = tally.counts
     lines = [f"{out}: {c['written']} rows ({len(shards)} dataset shard(s), {size / 2**20:.1f} MiB)",
              f"kept {c['kept']}, rejected {c['rejected']}, failed {c['failed']}"]
-    random_edits, random_scores = _random_weights(readable)
+    random_edits, random_scores, random_vlm = _random_weights(readable)
     if random_edits:
         lines.append("NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise")
     if random_scores:
         lines.append("NOTE: scores from a RANDOM-WEIGHT CLIP: they mean nothing")
+    if random_vlm:
+        lines.append("NOTE: a RANDOM-WEIGHT VLM rewrote the prompts or judged the edits: its text is noise, "
+                     "its vlm_* scores mean nothing")
     lines.append(f"{'scenario/edit':40s} {'rows':>6s} {'kept':>6s} {'rej':>6s} {'fail':>6s}  rejected by")
     for key, st in tally.per_edit().items():
         by = ", ".join(f"{k} {n}" for k, n in st["rejected_by"].items()) or "-"

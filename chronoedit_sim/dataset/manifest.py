@@ -65,6 +65,9 @@ def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scen
         "model": {"id": cfg.model.path, "preset": cfg.model.preset},
         "scorer": {"clip": cfg.scoring.clip.model if cfg.scoring.clip.enabled else None,
                    "pretrained": cfg.scoring.clip.pretrained},
+        # the VLM behind the prompt enhancer and the judge (the rows' `enhancer` / `judge` carry its hash)
+        "vlm": {"path": cfg.vlm.path, "revision": cfg.vlm.revision, "enhance": cfg.enhance.enabled,
+                "judge": cfg.judge.enabled} if cfg.enhance.enabled or cfg.judge.enabled else None,
         "bounds": {key: active_bounds(s.filter) for key, s in sorted(settings.items())},
         **extra,
         "runs": (previous or {}).get("runs", []) + [{"run_id": run_id, "started_at": now_iso(), "status": "running",

@@ -27,7 +27,7 @@ from . import video
 #    scores change_area, change_outside, inserted_in_region; `edited_base_image` (the edit before
 #    upscale.enabled's super-resolution pass) and timings_ms.upscale_ms; `sketch` and `edit_input_image`
 #    (sketch edits: what was drawn where, and the frame the model edited)
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image", "edited_base_image", "edit_input_image")
@@ -56,7 +56,7 @@ GENERATION = pa.struct(
 SCORES_TYPE = pa.struct([(name, pa.float32()) for name in SCORES])
 # total_ms is the edit (prepare to the last decode); read_ms, encode_ms and score_ms are the other stages
 TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_decode_ms", "preview_decode_ms",
-                 "upscale_ms", "encode_ms", "total_ms", "localize_ms", "score_ms")
+                 "upscale_ms", "encode_ms", "total_ms", "localize_ms", "score_ms", "enhance_ms", "judge_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
 # the model components' calls of one edit; a batched call's go to its first sample's row
 CALL_FIELDS = ("text_encoder_calls", "image_encoder_calls", "vae_encode_calls", "transformer_forwards",
@@ -92,7 +92,12 @@ SCHEMA = pa.schema(
         ("source_uri", pa.string()),
         # JSON object: original size/mode, frame index, timestamp ... of the source frame
         ("source_meta", pa.string()),
+        # what the editor was given: the scenario's instruction, or the enhancer's rewrite of it
         ("prompt", pa.string()),
+        # the scenario's rendered instruction (equal to prompt unless the enhancer rewrote it)
+        ("prompt_original", pa.string()),
+        # JSON: the VLM that rewrote the prompt (model, hash, random_weights); null when not rewritten
+        ("enhancer", pa.string()),
         ("negative_prompt", pa.string()),
         ("target_caption", pa.string()),
         ("source_caption", pa.string()),
@@ -136,6 +141,8 @@ SCHEMA = pa.schema(
         ("scores", SCORES_TYPE),
         # which CLIP produced the scores, and whether its weights were random
         ("scorer", pa.string()),
+        # JSON: the VLM judge behind vlm_consistency / vlm_quality; null when judge.enabled is off
+        ("judge", pa.string()),
         ("keep", pa.bool_()),
         ("reject_reasons", pa.list_(REJECTION)),
         # the stage that failed ("read", "edit", "encode", "score", ...) and its message
@@ -198,6 +205,8 @@ def base_row(task: dict, run_id: str) -> dict:
         "source_uri": task["source_uri"],
         "source_meta": json.dumps(task.get("source_meta") or {}, sort_keys=True),
         "prompt": task["prompt"],
+        "prompt_original": task["prompt"],
+        "enhancer": None,
         "negative_prompt": task["negative_prompt"],
         "target_caption": task["target_caption"],
         "source_caption": task["source_caption"],
@@ -225,6 +234,7 @@ def base_row(task: dict, run_id: str) -> dict:
         "random_weights": None,
         "scores": None,
         "scorer": None,
+        "judge": None,
         "keep": False,
         "reject_reasons": [],
         "error_stage": None,

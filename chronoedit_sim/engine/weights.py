@@ -48,7 +48,7 @@ def is_repo_id(path: str) -> bool:
 
 def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False) -> Path:
     """The local directory holding the checkpoint, complete, or MissingWeightsError."""
-    root, tried = _local_root(path, revision, allow_download)
+    root, tried = local_root(path, revision, allow_download)
     check_complete(root, tried, path)
     return root
 
@@ -56,16 +56,18 @@ def resolve_model_root(path: str, revision: str | None = None, allow_download: b
 def resolve_transformer(path: str, allow_download: bool = False) -> Path:
     """The folder of a transformer kept apart from the checkpoint (model.transformer_path): a
     diffusers-layout checkpoint's transformer/ folder, or a folder holding the transformer's own files."""
-    root, tried = _local_root(path, None, allow_download)
+    root, tried = local_root(path, None, allow_download)
     for folder in (root / "transformer", root):
-        if (folder / "config.json").exists() and _has_weights(folder):
+        if (folder / "config.json").exists() and has_weights(folder):
             return folder
     raise MissingWeightsError(
         f"model.transformer_path: {tried} holds no transformer (neither transformer/ nor the folder itself has "
         "a config.json and complete weight files)")
 
 
-def _local_root(path: str, revision: str | None, allow_download: bool) -> tuple[Path, str]:
+def local_root(path: str, revision: str | None, allow_download: bool, what: str = "ChronoEdit weights",
+               how=_how_to_get, flag: str = "model.allow_download") -> tuple[Path, str]:
+    """(local folder, how it was found) of a directory or a cached repo id; `how(path)` says how to get them."""
     if is_repo_id(path):
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -74,22 +76,22 @@ def _local_root(path: str, revision: str | None, allow_download: bool) -> tuple[
             root = Path(snapshot_download(path, revision=revision, local_files_only=not allow_download))
         except LocalEntryNotFoundError:
             raise MissingWeightsError(
-                f"ChronoEdit weights not found: repo id {path!r}"
+                f"{what} not found: repo id {path!r}"
                 f"{f' (revision {revision})' if revision else ''} is not in the local Hugging Face cache "
-                f"and model.allow_download is false. {_how_to_get(path)}"
+                f"and {flag} is false. {how(path)}"
             ) from None
         except Exception as exc:  # network errors, gated repos, bad revisions
-            raise MissingWeightsError(f"ChronoEdit weights not found: fetching {path!r} failed: {exc}. {_how_to_get(path)}") from None
+            raise MissingWeightsError(f"{what} not found: fetching {path!r} failed: {exc}. {how(path)}") from None
         tried = f"repo id {path!r} (cached at {root})"
     else:
         root = Path(path).expanduser()
         tried = f"directory {str(root)!r}"
         if not root.is_dir():
-            raise MissingWeightsError(f"ChronoEdit weights not found: {tried} does not exist. {_how_to_get(path)}")
+            raise MissingWeightsError(f"{what} not found: {tried} does not exist. {how(path)}")
     return root, tried
 
 
-def _has_weights(folder: Path) -> bool:
+def has_weights(folder: Path) -> bool:
     for pattern in _WEIGHT_GLOBS:
         for f in folder.glob(pattern):
             if not f.name.endswith(".index.json"):
@@ -118,7 +120,7 @@ def check_complete(root: Path, tried: str, path: str) -> None:
             problem = None if any((folder / f).exists() for f in _CONFIG_FILES[name]) else "has no config file"
         elif not (folder / "config.json").exists():
             problem = "has no config.json"
-        elif not _has_weights(folder):
+        elif not has_weights(folder):
             problem = "has no (or an incomplete set of) weight files"
         else:
             problem = None

@@ -26,7 +26,7 @@ from .html import script_json
 # what a card, the counts and the charts read; images are read only where needed
 LIGHT = ("job_id", "scenario", "edit_id", "sample_index", "source_id", "prompt", "target_caption", "keep",
          "reject_reasons", "error_stage", "error", "scores", "timings_ms", "model_id", "model_hash",
-         "random_weights", "scorer", "reasoning_kind")
+         "random_weights", "scorer", "enhancer", "judge", "reasoning_kind")
 # what the thumbnails of a row without them are made from
 IMAGES = ("source_image", "edited_image", "reasoning_frames", "reasoning_video")
 OUTCOMES = ("kept", "rejected", "failed")
@@ -142,6 +142,9 @@ def _add(gallery: Gallery, row: dict, kind: str) -> None:
         gallery.models[(row["model_id"], row["model_hash"], bool(row["random_weights"]))] += 1
     if row["scorer"] is not None:
         gallery.scorers[row["scorer"]] += 1
+    for role in ("enhancer", "judge"):  # the VLM's identity, tagged with what it did
+        if row[role] is not None:
+            gallery.scorers[json.dumps({**json.loads(row[role]), "role": role}, sort_keys=True)] += 1
     if kind == "failed" and len(gallery.failures) < FAILURES_LISTED:
         gallery.failures.append({"row": gallery.rows, "source": row["source_id"], "edit": key,
                                  "stage": row["error_stage"], "error": (row["error"] or "")[:ERROR_CHARS]})

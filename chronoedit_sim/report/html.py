@@ -44,16 +44,20 @@ def banners(models: list[dict], scorers: list[dict]) -> str:
     if any(m["random_weights"] for m in models):
         out.append("RANDOM WEIGHTS: rows from a randomly initialised edit model (the tiny test checkpoint): "
                    "the edits are noise that proves the plumbing, not ChronoEdit's quality.")
-    if any(s.get("random_weights") for s in scorers):
+    if any(s.get("random_weights") and not s.get("role") for s in scorers):
         out.append("RANDOM WEIGHTS: the scores come from a randomly initialised CLIP: they mean nothing, and "
                    "neither do keep and reject decided from them.")
+    if any(s.get("random_weights") and s.get("role") for s in scorers):
+        out.append("RANDOM WEIGHTS: a randomly initialised vision-language model rewrote the prompts or judged the "
+                   "edits: its text is noise and its vlm_* scores mean nothing.")
     return "".join(f'<div class="banner" role="alert">{esc(text)}</div>' for text in out)
 
 
 def overview(manifest: dict, models: list[dict], scorers: list[dict], per_edit: dict, totals: dict) -> str:
     model = manifest.get("model") or {}
     model_rows = [[m["model_id"], m["model_hash"], "yes" if m["random_weights"] else "no", m["rows"]] for m in models]
-    scorer_rows = [[s.get("model") or s.get("clip"), s.get("pretrained"),
+    scorer_rows = [[" ".join(filter(None, [s.get("model") or s.get("clip"), s.get("role") and f"({s['role']})"])),
+                    s.get("pretrained", s.get("model_hash")),
                     "yes" if s.get("random_weights") else "no", s["rows"]] for s in scorers]
     runs = [[r.get("run_id"), r.get("started_at"), r.get("status"), _fmt(r.get("wall_s"), 1),
              _fmt(r.get("jobs_per_s", r.get("rows_per_s")), 3),

@@ -15,11 +15,13 @@ from ..scenario import settings_key
 from ..stages.base import Resources, Stage
 from ..stages.edit import EditStage
 from ..stages.encode import EncodeStage
+from ..stages.enhance import EnhanceStage
 from ..stages.localize import LocalizeStage
 from ..stages.read import ReadStage
 from ..stages.score import ScoreStage
 from ..stages.sketch import SketchStage
 from .plan import RunPlan
+from .vlm_service import VlmClient, vlm_gpus
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class BuildContext:
     plan: RunPlan
     run_id: str
     cluster: Cluster
+    # the run's bookkeeping folder (OUT/_state): the enhancer keeps its rewrites there
+    state_dir: str = ""
+    # the client of the run's VLM actors (vlm_service), when the enhancer or the judge is on
+    vlm: VlmClient | None = None
 
 
 def _score_gpus(ctx: BuildContext) -> float:
@@ -42,6 +48,11 @@ def _score_gpus(ctx: BuildContext) -> float:
     if not sc.clip.enabled:
         return 0.0
     return sc.gpus_per_actor if sc.gpus_per_actor is not None else (0.25 if ctx.cluster.gpus else 0.0)
+
+
+def _vlm_gpus(ctx: BuildContext) -> float:
+    # what the VLM actors hold: not there for editors
+    return vlm_gpus(ctx.plan.cfg, ctx.cluster.gpus) * ctx.plan.cfg.vlm.num_actors if ctx.vlm else 0.0
 
 
 def read_stage(ctx: BuildContext) -> Stage:
@@ -56,6 +67,14 @@ def sketch_stage(ctx: BuildContext) -> Stage | None:
     return SketchStage(Resources(cpus=None), batch_size=ctx.plan.cfg.input.read_batch_size)
 
 
+def enhance_stage(ctx: BuildContext) -> Stage | None:
+    # the model work is the VLM actors'; the stage itself only waits on them, so a task's small CPU share
+    cfg = ctx.plan.cfg
+    if not cfg.enhance.enabled:
+        return None
+    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None))
+
+
 def edit_stage(ctx: BuildContext) -> Stage:
     """One editor per GPU by default, each taking what the scorer leaves of its GPU (Ray's fractions
     are accounting: the editor still sees the whole device)."""
@@ -63,11 +82,11 @@ def edit_stage(ctx: BuildContext) -> Stage:
     if rt.gpus_per_actor is not None:
         gpus = rt.gpus_per_actor
         # what the score actors take is not there for editors: more would wait for a GPU forever
-        free = gpus_in_cluster - _score_gpus(ctx) * ctx.plan.cfg.scoring.num_actors
+        free = gpus_in_cluster - _score_gpus(ctx) * ctx.plan.cfg.scoring.num_actors - _vlm_gpus(ctx)
         actors = rt.num_actors or (max(1, int(free // gpus)) if gpus else 1)
     else:
         gpus = (1.0 - _score_gpus(ctx)) if gpus_in_cluster else 0.0
-        actors = rt.num_actors or max(1, int(gpus_in_cluster))
+        actors = rt.num_actors or max(1, int(gpus_in_cluster - _vlm_gpus(ctx)))
     res = Resources(cpus=rt.cpus_per_actor, gpus=gpus, actors=actors, queue=rt.queue_per_actor,
                     spread=rt.spread_actors)
     model, upscale = ctx.plan.cfg.model, ctx.plan.cfg.upscale
@@ -114,15 +133,28 @@ def score_stage(ctx: BuildContext) -> Stage:
            else Resources(cpus=None))
     # rows leave as they come: a larger batch would hold finished edits back from the sink
     return ScoreStage(ctx.plan.settings, sc.clip, res, batch_size=ctx.plan.cfg.runtime.batch_size,
-                      flow_max_side=sc.flow_max_side)
+                      flow_max_side=sc.flow_max_side, judge=ctx.vlm if ctx.plan.cfg.judge.enabled else None)
 
 
-PIPELINE = [read_stage, sketch_stage, edit_stage, encode_stage, localize_stage, score_stage]
+PIPELINE = [read_stage, sketch_stage, enhance_stage, edit_stage, encode_stage, localize_stage, score_stage]
 
 
 def build_stages(ctx: BuildContext) -> list[Stage]:
     """The run's stages; an entry may return None when the run does not need it."""
-    return share_cpus([s for s in (make(ctx) for make in PIPELINE) if s is not None], ctx.cluster)
+    stages = [s for s in (make(ctx) for make in PIPELINE) if s is not None]
+    check_gpus(stages, _vlm_gpus(ctx), ctx.cluster)
+    return share_cpus(stages, ctx.cluster)
+
+
+def check_gpus(stages: list[Stage], reserved: float, cluster: Cluster) -> None:
+    """Actors asking for more GPUs than the cluster has would wait for them forever, without an error."""
+    asked = {s.name: s.resources.gpus * s.resources.actors for s in stages if s.resources.gpus}
+    if reserved:
+        asked["vlm"] = reserved
+    if sum(asked.values()) > cluster.gpus + 1e-9:
+        wants = ", ".join(f"{name} {n:g}" for name, n in asked.items())
+        raise ConfigError(f"the actors ask for {sum(asked.values()):g} GPUs ({wants}) and the cluster has "
+                          f"{cluster.gpus:g}: lower runtime.num_actors, vlm.gpus_per_actor or scoring.gpus_per_actor")
 
 
 def share_cpus(stages: list[Stage], cluster: Cluster) -> list[Stage]:

@@ -25,6 +25,7 @@ from .adapter import PAYLOAD, StageAdapter, from_payload, run_stage_task, to_pay
 from .pipeline import BuildContext, Cluster, build_stages, describe_actors
 from .plan import RunPlan
 from .progress import Progress
+from .vlm_service import vlm_service
 
 log = logging.getLogger(__name__)
 # OUT/_state: run-time bookkeeping (in-flight ledger, fault markers), never part of the dataset
@@ -142,8 +143,9 @@ def driver_faults(runtime_cfg) -> dict:
 
 
 def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts: RunCounts, quiet: bool,
-            verbose: bool, on_row=None) -> tuple[float, str]:
-    """Stream every remaining job through Ray into `writer`; returns (wall seconds, actors description).
+            verbose: bool, on_row=None) -> tuple[float, dict]:
+    """Stream every remaining job through Ray into `writer`; returns (wall seconds, what run.json records of
+    the run's actors: their description, and what the VLM actors were asked).
 
     When the pipeline itself fails (an actor died on a job more often than runtime.max_restarts
     allows), the rows received so far are flushed, the jobs that killed their workers become error
@@ -151,18 +153,15 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
     `on_row(row)` is called after each row is handed to the writer (tests inject faults with it).
     """
     import ray
-    from ray.exceptions import RayError
 
     t0 = time.perf_counter()
     if not plan.tasks:
-        return 0.0, ""
+        return 0.0, {"actors": ""}
     state = out / STATE
     ledger.clear(state)
     pending = {job["job_id"]: (task, job) for task in plan.tasks for job in task["jobs"]}
     progress = Progress(total=plan.remaining, quiet=quiet)
     rt = plan.cfg.runtime
-    max_deaths = rt.max_restarts + 1
-    fresh_starts = rt.max_restarts
     kill_after = rt.faults.kill_driver_after_rows
 
     def emit(row: dict) -> None:
@@ -174,37 +173,54 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
         if on_row:
             on_row(row)
 
+    vlm_record: dict = {}
     with ray_session(rt.address, verbose):
         resources = ray.cluster_resources()
-        ctx = BuildContext(plan, run_id, Cluster(cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0)))
-        stages = build_stages(ctx)
-        while pending:
-            ds = build_dataset(stages, _frame_tasks(pending), str(state), rt, verbose)
-            try:
-                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    for row in from_payload(batch):
-                        if pending.pop(row["job_id"], None) is not None:  # a retried block may repeat a row
-                            emit(row)
-                break
-            except RayError as exc:
-                writer.flush()  # what arrived is safe whatever happens next
-                poisoned = {j: stage for j, (n, stage) in ledger.deaths_per_job(state).items()
-                            if j in pending and n >= max_deaths}
-                for job_id, stage in poisoned.items():
-                    task, job = pending.pop(job_id)
-                    emit(lost_row(task, job, run_id, stage, f"the worker process died on this job {max_deaths} time(s) "
-                                  f"(runtime.max_restarts={max_deaths - 1}): OOM or a native crash"))
-                if not poisoned:
-                    # no job to blame (a node lost with its actors and objects): the jobs not yet back
-                    # run again in a fresh pipeline, a bounded number of times
-                    if not fresh_starts:
-                        raise
-                    fresh_starts -= 1
-                    log.warning("the pipeline failed (%s: %s); running the %d unfinished job(s) again",
-                                type(exc).__name__, str(exc).splitlines()[0][:200], len(pending))
-                ledger.clear(state)
+        cluster = Cluster(cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0))
+        with vlm_service(plan.cfg, cluster.gpus, vlm_record) as vlm:
+            stages = build_stages(BuildContext(plan, run_id, cluster, state_dir=str(state), vlm=vlm))
+            _stream(stages, pending, plan, run_id, state, emit, writer.flush, verbose)
     for task, job in pending.values():  # finished stream without them: error rows, not gaps
         emit(lost_row(task, job, run_id, "pipeline", "the job never came back from the pipeline"))
     writer.flush()
     progress.close()
-    return time.perf_counter() - t0, describe_actors(stages)
+    extra = {"actors": describe_actors(stages)}
+    if vlm_record:
+        extra["vlm"] = vlm_record
+    return time.perf_counter() - t0, extra
+
+
+def _stream(stages: list[Stage], pending: dict, plan: RunPlan, run_id: str, state: Path, emit, flush,
+            verbose: bool) -> None:
+    """Stream until every pending job is back, or lost to a worker it killed; a failed pipeline runs again
+    for the jobs still pending, a bounded number of times."""
+    from ray.exceptions import RayError
+
+    rt = plan.cfg.runtime
+    max_deaths = rt.max_restarts + 1
+    fresh_starts = rt.max_restarts
+    while pending:
+        ds = build_dataset(stages, _frame_tasks(pending), str(state), rt, verbose)
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for row in from_payload(batch):
+                    if pending.pop(row["job_id"], None) is not None:  # a retried block may repeat a row
+                        emit(row)
+            break
+        except RayError as exc:
+            flush()  # what arrived is safe whatever happens next
+            poisoned = {j: stage for j, (n, stage) in ledger.deaths_per_job(state).items()
+                        if j in pending and n >= max_deaths}
+            for job_id, stage in poisoned.items():
+                task, job = pending.pop(job_id)
+                emit(lost_row(task, job, run_id, stage, f"the worker process died on this job {max_deaths} time(s) "
+                              f"(runtime.max_restarts={max_deaths - 1}): OOM or a native crash"))
+            if not poisoned:
+                # no job to blame (a node lost with its actors and objects): the jobs not yet back
+                # run again in a fresh pipeline, a bounded number of times
+                if not fresh_starts:
+                    raise
+                fresh_starts -= 1
+                log.warning("the pipeline failed (%s: %s); running the %d unfinished job(s) again",
+                            type(exc).__name__, str(exc).splitlines()[0][:200], len(pending))
+            ledger.clear(state)

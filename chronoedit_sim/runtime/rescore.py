@@ -32,6 +32,7 @@ from ..stages.score import ScoreStage
 from . import output
 from .output import OutputConflict
 from .progress import Progress
+from .vlm_service import VlmClient
 
 
 def with_frames(row: dict) -> dict:
@@ -62,6 +63,7 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
     scenarios = [parse_scenario(s["text"], s["path"]) for s in recorded["scenarios"]]
     settings = edit_settings(loader, scenarios)
     content = {"scoring": to_dict(cfg)["scoring"], "source": recorded["config_hash"],
+               **({"judge": to_dict(cfg)["vlm"]} if cfg.judge.enabled else {}),
                "filters": {k: asdict(v.filter) for k, v in sorted(settings.items())}}
     config_hash = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
     output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
@@ -72,6 +74,10 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
             from ..scoring.clip import resolve_clip_weights
 
             resolve_clip_weights(cfg.scoring.clip)
+        if cfg.judge.enabled:
+            from ..engine.vlm import resolve_vlm_root
+
+            resolve_vlm_root(cfg.vlm)
         output.prepare(out, overwrite)
         done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
         shards, notes = damage_notes(src)  # DIR is only read: damaged shards are named and skipped, never moved
@@ -84,7 +90,9 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
         # every row of DIR is a job here: DIR's rows per edit are what is planned
         counts = RunCounts(planned=total, resumed_skipped=len(done),
                            planned_by_edit={k: v["written"] for k, v in recorded.get("filter_stats", {}).items()})
-        stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side)
+        # outside Ray: the judge's model is loaded here
+        stage = ScoreStage(settings, cfg.scoring.clip, Resources(), flow_max_side=cfg.scoring.flow_max_side,
+                           judge=VlmClient(cfg.vlm) if cfg.judge.enabled else None)
         stage.setup()
         writer = DatasetWriter(out, cfg.output, {"run_id": run_id, "config_hash": config_hash})
         progress = Progress(total=total - len(done), quiet=quiet)

@@ -18,6 +18,7 @@ from . import output
 from .output import OutputConflict, OutputWriteFailed  # noqa: F401  (likewise)
 from .plan import describe, make_plan
 from .ray_runner import driver_faults, execute
+from .vlm_service import uses_vlm
 
 
 def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: list[str], *, config_files=(),
@@ -43,6 +44,10 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
             resolve_model_root(plan.cfg.model.path, plan.cfg.model.revision, plan.cfg.model.allow_download)
             if plan.cfg.scoring.clip.enabled:
                 resolve_clip_weights(plan.cfg.scoring.clip)
+            if uses_vlm(plan.cfg):
+                from ..engine.vlm import resolve_vlm_root
+
+                resolve_vlm_root(plan.cfg.vlm)
         output.prepare(out, overwrite)
         run_id = uuid.uuid4().hex[:12]
         # the command line is kept as given: a rescoring re-applies it above the scenario layers
@@ -51,10 +56,9 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped, planned_by_edit=plan.planned_by_edit)
         writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
                                **driver_faults(plan.cfg.runtime))
-        wall, actors = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
-        echo(f"actors: {actors}")
-        code = finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo,
-                               actors=actors)
+        wall, extra = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
+        echo(f"actors: {extra['actors']}")
+        code = finish_manifest(out, manifest, counts, wall, plan.cfg.runtime.max_failed_fraction, echo, **extra)
         if plan.cfg.report.enabled:
             from ..report.build import build_after_run
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
-from ..config import LOCALIZE_SCORES, SCORES
+from ..config import JUDGE_SCORES, LOCALIZE_SCORES, SCORES
 from . import metrics
 
 NO_CLIP = json.dumps({"model": None, "clip": "disabled"})
@@ -44,6 +44,15 @@ def compute_scores(row: dict, embedder, flow_max_side: int = 0) -> tuple[dict, d
         if has_reasoning:
             scores.update(metrics.trajectory_scores(embs[1:], edit_emb))
     return scores, notes
+
+
+def judge_scores(row: dict, judge) -> dict:
+    """vlm_consistency and vlm_quality of one edited row from `judge` (a VlmClient), against the instruction
+    the scenario gave (not the enhancer's rewrite of it), the source seen at the edit's resolution."""
+    edited = row["_edited_rgb"]
+    source = metrics.resize_to(row["_source_rgb"], edited.shape[:2])
+    [(consistency, quality)] = judge.judge(row["source_id"], [(source, edited, row["prompt_original"] or row["prompt"])])
+    return dict(zip(JUDGE_SCORES, (consistency, quality)))
 
 
 class CachedEmbedder:

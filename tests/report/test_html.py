@@ -43,3 +43,5 @@ def test_a_banner_for_each_kind_of_random_weights():
     assert html.banners(random_edit, []).count('class="banner"') == 1
     both = html.banners(random_edit, [{"random_weights": True}])
     assert both.count('class="banner"') == 2 and "randomly initialised CLIP" in both
+    vlm = html.banners([], [{"random_weights": True, "role": "judge"}])
+    assert vlm.count('class="banner"') == 1 and "vision-language model" in vlm and "CLIP" not in vlm
