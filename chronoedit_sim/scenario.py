@@ -19,15 +19,18 @@ import yaml
 
 from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
 from .perception.sketch import SketchSpec, place
-from .scenario_keys import check_keys, mapping, parse_policy, parse_region, parse_severity, parse_sketch
+from .scenario_keys import (check_keys, mapping, parse_consistency, parse_policy, parse_region, parse_severity,
+                            parse_sketch)
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
-_TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits", "annotations"}
+_TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits", "annotations",
+             "consistent_across"}
 _REQUIRED_TOP = ("name", "domain", "description", "edits")
 _EDIT_KEYS = {
     "id", "prompt", "vars", "target_caption", "source_caption", "samples",
     "negative_prompt", "labels", "generation", "filter", "annotations", "region", "severity", "sketch",
+    "consistent_across",
 }
 _REQUIRED_EDIT = ("id", "prompt", "target_caption", "source_caption")
 
@@ -67,6 +70,8 @@ class Edit:
     severity: dict[str, dict[str, int]] = field(default_factory=dict)
     # a black sketch drawn on the frame before the edit (PaintBrush LoRA): what, where, how big
     sketch: SketchSpec | None = None
+    # what its choices and seed are shared across (scenario_keys.CONSISTENCY); the scenario's when unset
+    consistent_across: str = "frame"
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ def _parse_vars(raw, where: str) -> dict[str, tuple[tuple[str, float], ...]]:
     return out
 
 
-def _parse_edit(raw, idx: int, path: str) -> Edit:
+def _parse_edit(raw, idx: int, path: str, default_group: str) -> Edit:
     where = f"{path}: edits[{idx}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping")
@@ -202,6 +207,7 @@ def _parse_edit(raw, idx: int, path: str) -> Edit:
         region=parse_region(raw.get("region"), f"{where}.region"),
         severity=parse_severity(raw.get("severity"), variables, f"{where}.severity"),
         sketch=parse_sketch(raw.get("sketch"), f"{where}.sketch"),
+        consistent_across=parse_consistency(raw.get("consistent_across"), f"{where}.consistent_across") or default_group,
     )
 
 
@@ -219,7 +225,8 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         raise ConfigError(f"{path}: domain: {data['domain']!r} is not one of {', '.join(DOMAINS)}")
     if not isinstance(data["edits"], list) or not data["edits"]:
         raise ConfigError(f"{path}: edits: expected a non-empty list")
-    edits = tuple(_parse_edit(raw, i, path) for i, raw in enumerate(data["edits"]))
+    default_group = parse_consistency(data.get("consistent_across"), f"{path}: consistent_across") or "frame"
+    edits = tuple(_parse_edit(raw, i, path, default_group) for i, raw in enumerate(data["edits"]))
     seen = set()
     default_policy = parse_policy(data.get("annotations"), f"{path}: annotations") or "keep"
     top_labels = mapping(data.get("labels"), f"{path}: labels")
@@ -270,11 +277,18 @@ def _pick(choices: tuple[tuple[str, float], ...], digest: bytes) -> str:
     return choices[-1][0]
 
 
-def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -> list[Job]:
+def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int, groups: dict | None = None) -> list[Job]:
+    """The edit's jobs for one frame. Job ids are per frame; choices, seed and sketch placement derive from
+    (run seed, the frame's group under edit.consistent_across, edit, sample), so a group shares them.
+    `groups`: the frame's {"sequence": id, "instant": id} (None or missing: the frame is its own group)."""
+    group = (groups or {}).get(edit.consistent_across) if edit.consistent_across != "frame" else None
     jobs = []
     for sample in range(edit.samples):
         job_id = make_job_id(scenario.name, edit.id, sample, source_id)
-        choices = {name: _pick(opts, stable_hash("var", run_seed, job_id, name)) for name, opts in edit.vars.items()}
+        # a frame's own group keys on its job id, as before groups existed: the same seeds and choices
+        key = job_id if group is None else make_job_id(scenario.name, edit.id, sample,
+                                                       f"{edit.consistent_across}:{group}")
+        choices = {name: _pick(opts, stable_hash("var", run_seed, key, name)) for name, opts in edit.vars.items()}
         jobs.append(
             Job(
                 job_id=job_id,
@@ -282,7 +296,7 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -
                 edit_id=edit.id,
                 sample_index=sample,
                 source_id=source_id,
-                seed=make_seed(run_seed, job_id),
+                seed=make_seed(run_seed, key),
                 prompt=edit.prompt.format_map(choices),
                 negative_prompt=edit.negative_prompt.format_map(choices),
                 target_caption=edit.target_caption.format_map(choices),
@@ -290,17 +304,17 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int) -
                 labels={**scenario.labels, **edit.labels},
                 choices=choices,
                 severity=max((edit.severity[v][choices[v]] for v in edit.severity), default=None),
-                sketch=_sketch_of(edit, run_seed, job_id),
+                sketch=_sketch_of(edit, run_seed, key),
             )
         )
     return jobs
 
 
-def _sketch_of(edit: Edit, run_seed: int, job_id: str) -> dict | None:
-    """Where this job's sketch goes: a fixed function of (run seed, job), like its seed and choices."""
+def _sketch_of(edit: Edit, run_seed: int, key: str) -> dict | None:
+    """Where this job's sketch goes: a fixed function of (run seed, job or group), like its seed and choices."""
     if edit.sketch is None:
         return None
-    digest = stable_hash("sketch", run_seed, job_id)
+    digest = stable_hash("sketch", run_seed, key)
     return place(edit.sketch, tuple(int.from_bytes(digest[8 * i:8 * i + 8], "big") / 2**64 for i in range(3)))
 
 

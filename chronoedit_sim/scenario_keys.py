@@ -1,5 +1,5 @@
-"""Validation of scenario keys: the shared checks, and the perception keys of an edit (annotation policy,
-region, severity, sketch). Pure Python; every error names the file, the edit and the key."""
+"""Validation of scenario keys: the shared checks, the consistency group, and the perception keys of an edit
+(annotation policy, region, severity, sketch). Pure Python; every error names the file, the edit and the key."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ def mapping(value, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
     return dict(value)
+
+
+# what an edit's variable choices, seed and sketch placement are shared across: each frame its own; every
+# frame of the source's sequence (a video, a LeRobot episode, a KITTI raw drive, a nuScenes scene); the
+# cameras of one moment (a LeRobot frame, a nuScenes sample, a KITTI stereo pair)
+CONSISTENCY = ("frame", "sequence", "instant")
+
+
+def parse_consistency(value, where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in CONSISTENCY:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CONSISTENCY)}")
+    return value
 
 
 def _pair(value, where: str) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from .schema import (
     JUDGE_SCORES,
     LOCALIZE_SCORES,
     SCORES,
+    SEQUENCE_SCORES,
     TRAJECTORY_STORAGE,
     X264_PRESETS,
     ClipConfig,
@@ -31,7 +32,7 @@ from .schema import (
 from .vlm import EnhanceConfig, JudgeConfig, VlmConfig
 
 __all__ = [
-    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "JUDGE_SCORES", "LOCALIZE_SCORES", "SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
+    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "JUDGE_SCORES", "LOCALIZE_SCORES", "SCORES", "SEQUENCE_SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LocalizeConfig", "LoraConfig",
     "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "UpscaleConfig", "VlmConfig", "EnhanceConfig", "JudgeConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",

@@ -38,11 +38,16 @@ SCORES = (
     # the VLM judge's (judge.enabled), 0-10: the instruction followed without other changes; a natural image
     "vlm_consistency",
     "vlm_quality",
+    # weight-free, sequence sources: how much more the edit changes from the previous frame of its camera stream
+    # than the source does (warp error along the source's optical flow, minus the source's own; 0 = steady)
+    "temporal_flicker",
 )
 # the scores the localize stage computes; a rescoring keeps them as the dataset has them
 LOCALIZE_SCORES = ("change_area", "change_outside", "inserted_in_region")
 # the VLM judge's (judge.enabled)
 JUDGE_SCORES = ("vlm_consistency", "vlm_quality")
+# computed where a row meets the previous frame of its sequence (the run's driver), after the score stage
+SEQUENCE_SCORES = ("temporal_flicker",)
 
 
 @dataclass
@@ -177,6 +182,8 @@ class FilterConfig:
     vlm_consistency_max: Optional[float] = None
     vlm_quality_min: Optional[float] = None
     vlm_quality_max: Optional[float] = None
+    temporal_flicker_min: Optional[float] = None
+    temporal_flicker_max: Optional[float] = None
 
 
 @dataclass
@@ -314,7 +321,7 @@ class ScoringConfig:
     cpus_per_actor: float = 0.5
     # score actors in the pool
     num_actors: int = 1
-    # flow_warp_error computes optical flow on frames shrunk to this longest side (0 = full size):
+    # flow_warp_error and temporal_flicker compute optical flow on frames shrunk to this longest side (0 = full):
     # at 832x480 full-size Farneback over 29 frames costs about 4 CPU seconds per row
     flow_max_side: int = 256
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.dataset as pads
 
 from .manifest import read_manifest
@@ -61,6 +62,13 @@ def summarize(out: Path) -> list[str]:
     for key, st in tally.per_edit().items():
         by = ", ".join(f"{k} {n}" for k, n in st["rejected_by"].items()) or "-"
         lines.append(f"{key:40s} {st['written']:6d} {st['kept']:6d} {st['rejected']:6d} {st['failed']:6d}  {by}")
+    sequences = tally.sequences()
+    if sequences:
+        worst_key = max(sequences, key=lambda k: sequences[k]["worst"])
+        w = sequences[worst_key]
+        lines.append(f"temporal_flicker: {len(sequences)} sequence edit(s), mean "
+                     f"{np.mean([v['mean'] for v in sequences.values()]):.4f}; worst {w['worst']:.4f} at "
+                     f"{w['worst_frame']} ({worst_key})")
     lines.append(f"{'score quantiles (all rows)':28s} {'n':>5s} {'p05':>8s} {'p50':>8s} {'p95':>8s}")
     for name, q in tally.overall()["scores"].items():
         lines.append(f"{name:28s} {q['n']:5d} {q['p05']:8.3f} {q['p50']:8.3f} {q['p95']:8.3f}")

@@ -83,6 +83,8 @@ def finish_manifest(out: Path, manifest: dict, counts: RunCounts, wall: float, m
     tally = tally_dataset(out)
     totals = tally.counts
     manifest["filter_stats"] = tally.per_edit(counts.planned_by_edit)
+    # sequence sources: temporal_flicker per sequence, edit and sample (mean, worst frame)
+    manifest["temporal"] = tally.sequences()
     manifest["runs"][-1].update(status="finished", ended_at=now_iso(), wall_s=round(wall, 3), counts=counts.as_dict(),
                                 jobs_per_s=round(counts.rows.counts["written"] / wall, 4) if wall else None,
                                 **run_extra)

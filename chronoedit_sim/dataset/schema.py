@@ -90,6 +90,10 @@ SCHEMA = pa.schema(
         ("seed", pa.int64()),
         ("source_id", pa.string()),
         ("source_uri", pa.string()),
+        # the source's sequence (video, LeRobot episode, KITTI raw drive, nuScenes scene) and moment (the cameras
+        # of one frame or sample) this frame belongs to; null where the source has none
+        ("sequence_id", pa.string()),
+        ("instant_id", pa.string()),
         # JSON object: original size/mode, frame index, timestamp ... of the source frame
         ("source_meta", pa.string()),
         # what the editor was given: the scenario's instruction, or the enhancer's rewrite of it
@@ -203,6 +207,8 @@ def base_row(task: dict, run_id: str) -> dict:
         "seed": task["seed"],
         "source_id": task["source_id"],
         "source_uri": task["source_uri"],
+        "sequence_id": task.get("sequence_id"),
+        "instant_id": task.get("instant_id"),
         "source_meta": json.dumps(task.get("source_meta") or {}, sort_keys=True),
         "prompt": task["prompt"],
         "prompt_original": task["prompt"],

@@ -16,7 +16,8 @@ from .schema import CALL_FIELDS, TIMING_FIELDS
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # the columns a Tally reads; everything else in a row is ignored
-COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores", "timings_ms", "component_calls")
+COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores", "timings_ms", "component_calls",
+           "sequence_id", "sample_index", "source_id")
 
 
 def outcome(row: dict) -> str:
@@ -70,6 +71,8 @@ class Tally:
         self.timings: dict[str, list[float]] = {name: [] for name in TIMING_FIELDS}
         # the model components' calls over every row (what caching saved shows here)
         self.calls = dict.fromkeys(CALL_FIELDS, 0)
+        # "sequence | scenario/edit #sample" -> [(temporal_flicker, source_id)] (with_scores only)
+        self.flicker: dict[str, list[tuple[float, str]]] = {}
 
     def add(self, row: dict) -> str:
         """Count one row; returns its outcome."""
@@ -81,7 +84,20 @@ class Tally:
             for name, ms in row["timings_ms"].items():
                 if ms is not None:
                     self.timings[name].append(float(ms))
+        value = (row.get("scores") or {}).get("temporal_flicker")
+        if self.with_scores and value is not None and row.get("sequence_id") is not None:
+            key = f"{row['sequence_id']} | {row['scenario']}/{row['edit_id']} #{row['sample_index']}"
+            self.flicker.setdefault(key, []).append((float(value), row["source_id"]))
         return outcome(row)
+
+    def sequences(self) -> dict:
+        """Per sequence, edit and sample: its frames with a temporal_flicker, their mean, and the worst frame."""
+        out = {}
+        for key, values in sorted(self.flicker.items()):
+            worst = max(values)
+            out[key] = {"frames": len(values), "mean": round(float(np.mean([v for v, _ in values])), 4),
+                        "worst": round(worst[0], 4), "worst_frame": worst[1]}
+        return out
 
     @property
     def counts(self) -> dict:

@@ -79,7 +79,8 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
                 if gallery.thumbnails_made else "")
         head = "".join([html.banners(models, scorers), "".join(f'<p class="note">{html.esc(n)}</p>' for n in notes),
                         html.overview(manifest, models, scorers, per_edit, tally.counts)])
-        tail = (html.charts_section(charts) + html.evaluation_section(_evaluation(dataset))
+        tail = (html.charts_section(charts) + html.temporal_section(tally.sequences())
+                + html.evaluation_section(_evaluation(dataset))
                 + html.failures_section(gallery.failures, tally.counts["failed"]))
         meta = {"pageSize": cfg.page_size, "chunkRows": CHUNK_ROWS, "scores": list(SCORES), "outcomes": OUTCOMES,
                 "rows": gallery.rows}

@@ -97,6 +97,24 @@ def charts_section(charts) -> str:
     return f'<section id="charts"><h2>Charts</h2>{figures}</section>'
 
 
+# sequence rows in the temporal section: the worst first
+TEMPORAL_LISTED = 50
+
+
+def temporal_section(sequences: dict) -> str:
+    """temporal_flicker per sequence, edit and sample (sequence sources only), the worst first."""
+    if not sequences:
+        return ""
+    ranked = sorted(sequences.items(), key=lambda kv: -kv[1]["worst"])
+    rows = [[key, v["frames"], _fmt(v["mean"], 4), _fmt(v["worst"], 4), v["worst_frame"]]
+            for key, v in ranked[:TEMPORAL_LISTED]]
+    more = f"<p>{len(ranked) - TEMPORAL_LISTED:,} more in run.json (temporal).</p>" if len(ranked) > TEMPORAL_LISTED else ""
+    return ('<section id="temporal"><h2>Temporal consistency</h2><p>temporal_flicker: how much more each edited '
+            "frame changes from the previous frame of its camera stream than the source does (0 = steady).</p>"
+            f'{table(["sequence | edit #sample", "frames", "mean", "worst", "worst frame"], rows, "temporal")}'
+            f"{more}</section>")
+
+
 def evaluation_section(result: dict | None) -> str:
     """`chronoedit-sim evaluate`'s numbers (DIR/eval.json), when it has run."""
     if not result:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..config import ConfigError
+from ..config import SEQUENCE_SCORES, ConfigError
 from ..scenario import settings_key
 from ..stages.base import Resources, Stage
 from ..stages.edit import EditStage
@@ -133,7 +133,8 @@ def score_stage(ctx: BuildContext) -> Stage:
            else Resources(cpus=None))
     # rows leave as they come: a larger batch would hold finished edits back from the sink
     return ScoreStage(ctx.plan.settings, sc.clip, res, batch_size=ctx.plan.cfg.runtime.batch_size,
-                      flow_max_side=sc.flow_max_side, judge=ctx.vlm if ctx.plan.cfg.judge.enabled else None)
+                      flow_max_side=sc.flow_max_side, judge=ctx.vlm if ctx.plan.cfg.judge.enabled else None,
+                      deferred=SEQUENCE_SCORES)
 
 
 PIPELINE = [read_stage, sketch_stage, enhance_stage, edit_stage, encode_stage, localize_stage, score_stage]

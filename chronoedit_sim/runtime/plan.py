@@ -31,6 +31,11 @@ class RunPlan:
     skipped: int = 0
     # hash of everything that decides a row's content; a resumed run must match it
     config_hash: str = ""
+    # sequence sources: each pending job's previous job in its camera stream (same scenario, edit and sample;
+    # None for the first frame), which may be done; jobs of frames without a sequence are not in it
+    previous: dict[str, str | None] = field(default_factory=dict)
+    # the done jobs a pending job follows (a resumed run reads their frames back from the dataset)
+    resume_previous: set[str] = field(default_factory=set)
 
     @property
     def remaining(self) -> int:
@@ -60,23 +65,38 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
     frames = list_input(cfg.input)
     plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
                    config_hash=content_hash(cfg, scenarios))
+    chains: dict[tuple, list[tuple]] = {}
     for ref in frames:
         jobs = []
+        # a camera stream of a sequence, and this frame's place in it
+        stream = (ref.sequence_id, ref.meta.get("camera")) if ref.sequence_id is not None else None
+        order = (ref.timestamp_s if ref.timestamp_s is not None else ref.frame_index, ref.source_id)
         for scenario in scenarios:
             for edit in scenario.edits:
                 key = settings_key(scenario.name, edit.id)
-                for job in expand_edit(scenario, edit, ref.source_id, cfg.seed):
+                groups = {"sequence": ref.sequence_id, "instant": ref.instant_id}
+                for job in expand_edit(scenario, edit, ref.source_id, cfg.seed, groups):
                     plan.planned += 1
                     plan.planned_by_edit[key] = plan.planned_by_edit.get(key, 0) + 1
+                    if stream is not None:
+                        chains.setdefault((stream, key, job.sample_index), []).append((order, job.job_id))
                     if job.job_id in done:
                         plan.skipped += 1
                     else:
-                        row = {**asdict(job), "source_uri": ref.source_uri}
+                        row = {**asdict(job), "source_uri": ref.source_uri, "sequence_id": ref.sequence_id,
+                               "instant_id": ref.instant_id}
                         if ref.caption:  # the input's own caption describes this frame better
                             row["source_caption"] = ref.caption
                         jobs.append(row)
         if jobs:
             plan.tasks.append({"ref": ref, "jobs": jobs})
+    for chain in chains.values():
+        previous = None
+        for _, job_id in sorted(chain):
+            if job_id not in done:
+                plan.previous[job_id] = previous
+            previous = job_id
+    plan.resume_previous = {p for p in plan.previous.values() if p in done}
     return plan
 
 

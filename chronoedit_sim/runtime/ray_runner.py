@@ -25,6 +25,7 @@ from .adapter import PAYLOAD, StageAdapter, from_payload, run_stage_task, to_pay
 from .pipeline import BuildContext, Cluster, build_stages, describe_actors
 from .plan import RunPlan
 from .progress import Progress
+from .sequences import SequenceScorer, done_rows
 from .vlm_service import vlm_service
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,10 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
     rt = plan.cfg.runtime
     kill_after = rt.faults.kill_driver_after_rows
 
-    def emit(row: dict) -> None:
+    sequences = SequenceScorer(plan.previous, plan.settings, plan.cfg.scoring.flow_max_side,
+                               done_rows(out, plan.resume_previous))
+
+    def write(row: dict) -> None:
         counts.add(row)
         writer.add(row, plan.settings[settings_key(row["scenario"], row["edit_id"])].filter.write_rejected)
         progress.update(failed=counts.failed)
@@ -172,6 +176,10 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
             _kill_self()
         if on_row:
             on_row(row)
+
+    def emit(row: dict) -> None:
+        for ready in sequences.add(row):  # a row of a sequence waits for its previous frame's
+            write(ready)
 
     vlm_record: dict = {}
     with ray_session(rt.address, verbose):
@@ -182,6 +190,8 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
             _stream(stages, pending, plan, run_id, state, emit, writer.flush, verbose)
     for task, job in pending.values():  # finished stream without them: error rows, not gaps
         emit(lost_row(task, job, run_id, "pipeline", "the job never came back from the pipeline"))
+    for row in sequences.flush():
+        write(row)
     writer.flush()
     progress.close()
     extra = {"actors": describe_actors(stages)}

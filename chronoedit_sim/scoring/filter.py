@@ -10,15 +10,17 @@ def rejection(score: str, bound: str, value: float | None, limit: float, text: s
     return {"score": score, "bound": bound, "value": value, "limit": limit, "text": text}
 
 
-def apply_filter(scores: dict, bounds: FilterConfig, notes: dict | None = None) -> tuple[bool, list[dict]]:
-    """(keep, rejections). An active bound on a missing score rejects: no silent pass without CLIP.
+def apply_filter(scores: dict, bounds: FilterConfig, notes: dict | None = None,
+                 names: tuple[str, ...] = SCORES) -> tuple[bool, list[dict]]:
+    """(keep, rejections) under the bounds of the scores `names`. An active bound on a missing score rejects:
+    no silent pass without CLIP.
 
     `notes` maps a score to why it is undefined (e.g. a zero-length CLIP direction); that text is
     the rejection's text when a bound on it is active.
     """
     notes = notes or {}
     rejected = []
-    for name in SCORES:
+    for name in names:
         for side, op in (("min", "<"), ("max", ">")):
             limit = getattr(bounds, f"{name}_{side}")
             if limit is None:

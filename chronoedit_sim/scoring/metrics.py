@@ -144,29 +144,52 @@ def flow_warp_error(frames: list[np.ndarray] | np.ndarray, max_side: int = 0) ->
         return 0.0
     for i in range(len(frames) - 1):
         _check_same_shape("flow_warp_error", frames[i], frames[i + 1])
-    longest = max(frames[0].shape[:2])
-    if max_side and longest > max_side:
-        scale = max_side / longest
-        size = (max(1, round(frames[0].shape[0] * scale)), max(1, round(frames[0].shape[1] * scale)))
-        frames = [resize_to(f, size) for f in frames]
-    h, w = frames[0].shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    frames = _shrink(frames, max_side)
+    grid = _grid(frames[0])
     grays = [_gray(f) for f in frames]
-    errors = []
-    for i in range(len(frames) - 1):
-        # backward flow (i+1 -> i): for every pixel of f_{i+1} it says where to
-        # sample f_i, which is exactly what remap needs; forward flow would leave holes
-        flow = cv2.calcOpticalFlowFarneback(
-            grays[i + 1], grays[i], None,
-            pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0,
-        )
-        warped = cv2.remap(
-            frames[i], grid_x + flow[..., 0], grid_y + flow[..., 1],
-            interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-        )
-        diff = np.abs(warped.astype(np.float64) - frames[i + 1].astype(np.float64))
-        errors.append(diff.mean() / 255.0)
-    return float(np.mean(errors))
+    return float(np.mean([_warp_error(frames[i], frames[i + 1], _backward_flow(grays[i], grays[i + 1]), grid)
+                          for i in range(len(frames) - 1)]))
+
+
+def temporal_flicker(prev_source: np.ndarray, source: np.ndarray, prev_edit: np.ndarray, edit: np.ndarray,
+                     max_side: int = 0) -> float:
+    """How much more an edited sequence changes from one frame to the next than its source explains, in
+    [0, 1]: the error of the previous edit warped onto this one along the source frames' optical flow, minus
+    the same error of the source frames themselves, floored at 0. Near 0 when the edit moves with the scene;
+    large when it flickers (a different change on every frame). Sources are compared at the edit's size."""
+    _check_same_shape("temporal_flicker", prev_edit, edit)
+    frames = _shrink([resize_to(prev_source, edit.shape[:2]), resize_to(source, edit.shape[:2]), prev_edit, edit],
+                     max_side)
+    flow, grid = _backward_flow(_gray(frames[0]), _gray(frames[1])), _grid(frames[0])
+    return max(0.0, _warp_error(frames[2], frames[3], flow, grid) - _warp_error(frames[0], frames[1], flow, grid))
+
+
+def _shrink(frames: list[np.ndarray], max_side: int) -> list[np.ndarray]:
+    longest = max(frames[0].shape[:2])
+    if not max_side or longest <= max_side:
+        return frames
+    scale = max_side / longest
+    size = (max(1, round(frames[0].shape[0] * scale)), max(1, round(frames[0].shape[1] * scale)))
+    return [resize_to(f, size) for f in frames]
+
+
+def _grid(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = frame.shape[:2]
+    return tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+
+
+def _backward_flow(prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
+    # backward flow (next -> prev): for every pixel of the next frame it says where to sample the previous
+    # one, which is exactly what remap needs; forward flow would leave holes
+    return cv2.calcOpticalFlowFarneback(next_gray, prev_gray, None, pyr_scale=0.5, levels=3, winsize=15,
+                                        iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+
+
+def _warp_error(prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray, grid) -> float:
+    """Mean absolute error, in [0, 1], of `prev` warped along `flow` onto `nxt`."""
+    warped = cv2.remap(prev, grid[0] + flow[..., 0], grid[1] + flow[..., 1], interpolation=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return float(np.abs(warped.astype(np.float64) - nxt.astype(np.float64)).mean() / 255.0)
 
 
 def resize_to(img: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
-from ..config import JUDGE_SCORES, LOCALIZE_SCORES, SCORES
+from ..config import JUDGE_SCORES, LOCALIZE_SCORES, SCORES, SEQUENCE_SCORES
 from . import metrics
 
 NO_CLIP = json.dumps({"model": None, "clip": "disabled"})
@@ -23,7 +23,8 @@ def compute_scores(row: dict, embedder, flow_max_side: int = 0) -> tuple[dict, d
     reasoning = row.get("_reasoning_rgb")
     has_reasoning = reasoning is not None and len(reasoning) > 1
     scores = dict.fromkeys(SCORES)
-    scores.update({k: (row.get("scores") or {}).get(k) for k in LOCALIZE_SCORES})  # the localize stage's
+    # the localize stage's, and a sequence's (a rescoring keeps them as the dataset has them)
+    scores.update({k: (row.get("scores") or {}).get(k) for k in LOCALIZE_SCORES + SEQUENCE_SCORES})
     notes = {}
     scores["ssim"] = metrics.ssim(source, edited)
     scores["psnr"] = metrics.psnr(source, edited)

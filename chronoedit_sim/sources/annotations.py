@@ -153,7 +153,7 @@ def project_box(corners_global: np.ndarray, ego: dict, sensor: dict, size: tuple
 def _tables(root: Path) -> dict[str, list[dict]]:
     versions = sorted(d for d in root.iterdir() if d.is_dir() and (d / "sample_data.json").is_file())
     names = ("sample_data", "calibrated_sensor", "ego_pose", "sample_annotation", "instance", "category",
-             "visibility", "attribute")
+             "visibility", "attribute", "sample")
     tables: dict[str, list[dict]] = {n: [] for n in names}
     for version in versions:
         for n in names:
@@ -168,8 +168,9 @@ def _tables(root: Path) -> dict[str, list[dict]]:
 
 
 def attach_nuscenes(root: Path, refs: list[FrameRef]) -> list[FrameRef]:
-    """Each camera image's 2D boxes from the key frame's sample annotations. Without the JSON tables
-    (images only) the frames get no annotations; a table entry that cannot be projected fails its frame."""
+    """Each camera image's 2D boxes from the key frame's sample annotations, and its instant (the sample) and
+    sequence (the scene). Without the JSON tables (images only) the frames get no annotations and no groups;
+    a table entry that cannot be projected fails its frame."""
     t = _tables(root)
     if not t["sample_data"]:
         return refs
@@ -180,6 +181,7 @@ def attach_nuscenes(root: Path, refs: list[FrameRef]) -> list[FrameRef]:
     category = {i["token"]: cats.get(i["category_token"], "unknown") for i in t["instance"]}
     visibility = {v["token"]: v.get("level", v["token"]) for v in t["visibility"]}
     attribute = {a["token"]: a["name"] for a in t["attribute"]}
+    scene_of = {s["token"]: s.get("scene_token") for s in t["sample"]}
     by_sample = defaultdict(list)
     for a in t["sample_annotation"]:
         by_sample[a["sample_token"]].append(a)
@@ -189,6 +191,7 @@ def attach_nuscenes(root: Path, refs: list[FrameRef]) -> list[FrameRef]:
         if sd is None:
             out.append(replace(ref, annotations=[]))
             continue
+        ref = replace(ref, instant_id=sd["sample_token"], sequence_id=scene_of.get(sd["sample_token"]))
         try:
             ego, sensor = poses[sd["ego_pose_token"]], sensors[sd["calibrated_sensor_token"]]
             size = (int(sd["width"]), int(sd["height"]))

@@ -37,6 +37,10 @@ class FrameRef:
     episode: dict | None = field(default=None, compare=False, hash=False)
     # Parquet: the input's columns named by input.keep_columns
     columns: dict | None = field(default=None, compare=False, hash=False)
+    # the source's natural sequence (a video file, a LeRobot episode, a KITTI raw drive, a nuScenes scene) and
+    # its moment (the cameras of one LeRobot frame, a nuScenes sample, a KITTI stereo pair); None: none
+    sequence_id: str | None = None
+    instant_id: str | None = None
 
 
 def has_ext(name: str, exts: tuple[str, ...]) -> bool:

@@ -67,6 +67,7 @@ def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> list[Frame
             frame_index=i,
             timestamp_s=i / fps if good_fps else None,
             kind="video",
+            sequence_id=rel,  # a video is one sequence
         )
         for i in range(first, stop, cfg.stride)
     ]

@@ -170,6 +170,9 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
                     FrameRef(
                         # relative and independent of file layout/order: stable across copies and re-chunking
                         source_id=f"{cam}/episode_{ep:06d}/frame_{fi:06d}",
+                        # an episode is a sequence, its cameras at one frame an instant
+                        sequence_id=f"episode_{ep:06d}",
+                        instant_id=f"episode_{ep:06d}/frame_{fi:06d}",
                         source_uri=f"{mp4}#t={t:.6f}",
                         path=str(mp4),
                         # constant-rate MP4 starting at 0: the position is the time in frames (rounded, as

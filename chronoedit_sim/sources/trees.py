@@ -67,8 +67,14 @@ def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[
     refs = []
     for full, rel in walk(cam_dir, IMAGE_EXTENSIONS)[:: cfg.stride]:
         rid = Path(os.path.relpath(full, root)).as_posix()
-        refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": Path(rel).stem},
-                             label_file=kitti_label_path(full) if meta["dataset"] == "kitti" else None))
+        kitti = meta["dataset"] == "kitti"
+        stem = Path(rel).stem
+        refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": stem},
+                             label_file=kitti_label_path(full) if kitti else None,
+                             # KITTI: a stereo pair is an instant; a raw drive (image_02 ...) is a sequence, the
+                             # object benchmark's frames (image_2 ...) are unrelated (nuScenes: from its tables)
+                             sequence_id=meta["sequence"] if kitti and meta["camera"][-2] == "0" else None,
+                             instant_id=f"{meta['sequence']}/{stem}" if kitti else None))
     return refs
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ..config import ClipConfig
+from ..config import SCORES, ClipConfig
 from ..scenario import EditSettings, settings_key
 from ..scoring.filter import apply_filter
 from ..scoring.scores import NO_CLIP, CachedEmbedder, compute_scores, judge_scores
@@ -19,10 +19,12 @@ class ScoreStage(Stage):
     name = "score"
 
     def __init__(self, settings: dict[str, EditSettings], clip_cfg: ClipConfig, resources: Resources,
-                 batch_size: int = 1, flow_max_side: int = 0, judge=None):
+                 batch_size: int = 1, flow_max_side: int = 0, judge=None, deferred: tuple[str, ...] = ()):
         self.settings, self.clip_cfg, self.flow_max_side = settings, clip_cfg, flow_max_side
         # judge.enabled: a runtime VlmClient that rates each pair (vlm_consistency, vlm_quality)
         self.judge = judge
+        # scores computed after this stage (a run's sequence scores): their bounds are applied there
+        self.bounded = tuple(name for name in SCORES if name not in deferred)
         self.resources, self.batch_size = resources, batch_size
         self.embedder = None
 
@@ -46,5 +48,5 @@ class ScoreStage(Stage):
         row["timings_ms"] = {**(row["timings_ms"] or {}), "score_ms": (time.perf_counter() - t0) * 1000, **timings}
         bounds = self.settings[settings_key(row["scenario"], row["edit_id"])].filter
         row["scores"] = scores
-        row["keep"], row["reject_reasons"] = apply_filter(scores, bounds, notes)
+        row["keep"], row["reject_reasons"] = apply_filter(scores, bounds, notes, self.bounded)
         return row

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from chronoedit_sim.config import JUDGE_SCORES, LOCALIZE_SCORES, SCORES, ClipConfig, FilterConfig, load_config
+from chronoedit_sim.config import JUDGE_SCORES, LOCALIZE_SCORES, SCORES, SEQUENCE_SCORES, ClipConfig, FilterConfig, load_config
 from chronoedit_sim.dataset.schema import COLUMNS, base_row, fail_row, finish_row
 from chronoedit_sim.scenario import EditSettings
 from chronoedit_sim.stages.base import Resources
@@ -26,7 +26,7 @@ TRAJECTORY = ("trajectory_min_adjacent", "trajectory_monotonic")
 CLIP_SCORES = ("clip_text", "clip_text_source", "clip_image", "clip_direction")
 NO_BOUNDS = {f"{name}_{side}": None for name in SCORES for side in ("min", "max")}
 # what the score stage computes; the localize stage's scores pass through it (tested below)
-COMPUTED = tuple(name for name in SCORES if name not in LOCALIZE_SCORES + JUDGE_SCORES)
+COMPUTED = tuple(name for name in SCORES if name not in LOCALIZE_SCORES + JUDGE_SCORES + SEQUENCE_SCORES)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,0 +1,92 @@
+"""temporal_flicker: each row of a sequence source scored against the previous frame of its camera stream.
+
+Rows come back from Ray in any order, so this runs where they all arrive, the driver, between the stream and
+the writer: a row waits until the row of its previous frame (same scenario, edit and sample) is back, then is
+scored, bounded (filter.temporal_flicker_*) and written. Memory: the rows waiting (at most those overtaken by
+a slower predecessor: in practice the jobs Ray Data has in flight) plus one decoded (source, edit) pair per
+stream whose next row has not arrived. On resume the previous frame of the first pending job of a stream is
+read back from the dataset. The first frame of a stream has a flicker of 0 (nothing before it to flicker
+against); a row whose previous frame failed or never came back has none (null).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import SEQUENCE_SCORES
+from ..dataset.encode import decode_rgb
+from ..scenario import settings_key
+from ..scoring.filter import apply_filter
+from ..scoring.metrics import temporal_flicker
+
+
+def _frames(row: dict):
+    """The row's decoded (source, edit), or None when it has none (failed, or stored without images)."""
+    if row.get("error") or not row.get("source_image") or not row.get("edited_image"):
+        return None
+    return decode_rgb(row["source_image"]["bytes"]), decode_rgb(row["edited_image"]["bytes"])
+
+
+class SequenceScorer:
+    def __init__(self, previous: dict[str, str | None], settings: dict, max_side: int, done_rows=()):
+        # previous: RunPlan.previous; done_rows: the dataset's rows of RunPlan.resume_previous
+        self.previous, self.settings, self.max_side = previous, settings, max_side
+        self.next = {p: j for j, p in previous.items() if p is not None}
+        self.frames = {row["job_id"]: _frames(row) for row in done_rows}
+        self.waiting: dict[str, dict] = {}
+
+    def add(self, row: dict) -> list[dict]:
+        """The rows ready to write now: this one, unless it waits for its previous frame, and those it frees."""
+        job = row["job_id"]
+        if job not in self.previous:
+            return [row]
+        prev = self.previous[job]
+        if prev is not None and prev not in self.frames:
+            self.waiting[job] = row
+            return []
+        ready = [self._score(row, prev)]
+        while job in self.next and self.next[job] in self.waiting:  # the rows that waited for this one
+            job = self.next[job]
+            ready.append(self._score(self.waiting.pop(job), self.previous[job]))
+        return ready
+
+    def flush(self) -> list[dict]:
+        """At the end: rows whose previous frame never came back, without flicker."""
+        rows = [self._score(row, None) for row in self.waiting.values()]
+        self.waiting.clear()
+        return rows
+
+    def _score(self, row: dict, prev: str | None) -> dict:
+        """`prev`: the previous frame's job id, or None when it never came back."""
+        before = self.frames.pop(prev, None) if prev is not None else None
+        mine = _frames(row)
+        if row["job_id"] in self.next:  # its next frame needs it
+            self.frames[row["job_id"]] = mine
+        if row.get("error") or row.get("scores") is None:
+            return row
+        if self.previous[row["job_id"]] is None:
+            value = 0.0
+        else:
+            value = temporal_flicker(before[0], mine[0], before[1], mine[1], self.max_side) if before and mine else None
+        row["scores"] = {**row["scores"], "temporal_flicker": value}
+        bounds = self.settings[settings_key(row["scenario"], row["edit_id"])].filter
+        notes = {} if value is not None else {
+            "temporal_flicker": "temporal_flicker unavailable: the previous frame of its sequence has no edit"}
+        keep, reasons = apply_filter(row["scores"], bounds, notes, SEQUENCE_SCORES)
+        row["keep"], row["reject_reasons"] = row["keep"] and keep, [*row["reject_reasons"], *reasons]
+        return row
+
+
+def done_rows(out: Path, job_ids: set[str]) -> list[dict]:
+    """The dataset's rows of `job_ids`, with the images the flicker needs."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from ..dataset.sink import readable_shards
+
+    shards = readable_shards(out) if job_ids else []
+    if not shards:
+        return []
+    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
+        columns=["job_id", "error", "source_image", "edited_image"], filter=pc.field("job_id").isin(sorted(job_ids)))
+    return table.to_pylist()
