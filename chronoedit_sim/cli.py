@@ -13,7 +13,7 @@ from .errors import UserError
 log = logging.getLogger("chronoedit_sim")
 TRAJECTORY_FORMATS = ("mp4", "gif", "webp", "png-strip")
 # export's formats: robustness benchmarks, and a LoRA training set for DiffSynth-Studio
-EXPORT_FORMATS = ("coco", "yolo", "kitti", "diffsynth")
+EXPORT_FORMATS = ("coco", "yolo", "kitti", "diffsynth", "lerobot", "video")
 WHERE_HELP = ("only rows where column=value (also !=, <, <=, >, >=), e.g. keep=true, scenario=rain, "
               "outcome=rejected, scores.ssim>0.5; repeat it or separate with commas to AND them")
 EXIT_CODES = """exit codes:
@@ -171,6 +171,16 @@ def cmd_export(args) -> int:
 
         export_diffsynth(Path(args.dir), Path(args.output), args.where)
         return 0
+    if args.format == "lerobot":
+        from .dataset.lerobot_export import export_lerobot
+
+        export_lerobot(Path(args.dir), Path(args.output), args.fill_rejected)
+        return 0
+    if args.format == "video":
+        from .dataset.sequence_video import export_video
+
+        export_video(Path(args.dir), Path(args.output), args.where, args.side_by_side, args.fps)
+        return 0
     from .perception.export import export_benchmark
 
     export_benchmark(Path(args.dir), Path(args.output), args.format, args.where, args.severity_ladder)
@@ -255,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_export_trajectories)
 
     sp = sub.add_parser("export", help="a dataset as a robustness benchmark (coco, yolo, kitti: one split per "
-                                       "scenario, edit and severity, plus clean) or a DiffSynth-Studio training set")
+                                       "scenario, edit and severity, plus clean), a DiffSynth-Studio training set, "
+                                       "an augmented LeRobot v3.0 dataset, or one MP4 per sequence and edit")
     sp.add_argument("dir")
     sp.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     sp.add_argument("--output", required=True, help="folder for the benchmark")
@@ -264,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--severity-ladder", type=int, default=0, metavar="N",
                     help="also N evenly spaced reasoning frames as severities 1..N, where SSIM to the source "
                          "falls along them")
+    sp.add_argument("--fill-rejected", choices=("none", "source"), default="none",
+                    help="lerobot: episodes with rejected or failed frames are left out (none) or exported with the "
+                         "source frames in their place (source; the provenance file lists them)")
+    sp.add_argument("--side-by-side", action="store_true", help="video: each edited frame beside its source frame")
+    sp.add_argument("--fps", type=float, default=10.0,
+                    help="video: the frame rate where the frames have no timestamps (KITTI raw is 10 Hz)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("evaluate", help="a detector's AP on the clean and edited images: mPC, rPC, drops, "

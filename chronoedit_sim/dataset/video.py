@@ -69,8 +69,10 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, fps: int = 8,
-                 preset: str = "medium", threads: int = 1) -> bytes:
-    """(F, H, W, 3) uint8 RGB frames to the bytes of one H.264 MP4 (see the module docstring)."""
+                 preset: str = "medium", threads: int = 1, codec: str = LOSSY_CODEC, gop: int | None = None) -> bytes:
+    """(F, H, W, 3) uint8 RGB frames to the bytes of one MP4: H.264 (see the module docstring), or another
+    4:2:0 codec (LeRobot's `libsvtav1`, whose presets are numbers: `preset` then applies to x264 only);
+    `gop`: frames between key frames (LeRobot's 2 keeps random access cheap)."""
     import av
     from av.video.reformatter import ColorRange, Colorspace
 
@@ -86,7 +88,7 @@ def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, f
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as container:
-        stream = container.add_stream(LOSSLESS_CODEC if lossless else LOSSY_CODEC, rate=int(fps))
+        stream = container.add_stream(LOSSLESS_CODEC if lossless else codec, rate=int(fps))
         stream.width, stream.height = width, height
         stream.time_base = Fraction(1, int(fps))
         ctx = stream.codec_context
@@ -98,7 +100,8 @@ def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, f
             stream.pix_fmt = "yuv420p"
             ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
             ctx.color_range = _RANGE_MPEG
-            stream.options = {"crf": str(int(crf)), "preset": preset}
+            stream.options = {"crf": str(int(crf)), **({"preset": preset} if codec == LOSSY_CODEC else {}),
+                              **({"g": str(int(gop))} if gop else {})}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if not lossless:

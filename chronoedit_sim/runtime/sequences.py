@@ -79,6 +79,7 @@ class SequenceScorer:
 
 def done_rows(out: Path, job_ids: set[str]) -> list[dict]:
     """The dataset's rows of `job_ids`, with the images the flicker needs."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
@@ -88,5 +89,5 @@ def done_rows(out: Path, job_ids: set[str]) -> list[dict]:
     if not shards:
         return []
     table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
-        columns=["job_id", "error", "source_image", "edited_image"], filter=pc.field("job_id").isin(sorted(job_ids)))
+        columns=["job_id", "error", "source_image", "edited_image"], filter=pc.field("job_id").isin(pa.array(sorted(job_ids), pa.string())))
     return table.to_pylist()
