@@ -128,6 +128,8 @@ class Job:
     severity: int | None = None
     # sketch edits: where the drawing stands (perception.sketch.place: shape, center_x, base, height, aspect)
     sketch: dict | None = None
+    # the consistency group whose draws these are ("sequence:<id>", "instant:<id>"); None: the frame's own
+    group: str | None = None
 
 
 def _placeholders(template: str, where: str) -> list[str]:
@@ -282,12 +284,12 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int, g
     (run seed, the frame's group under edit.consistent_across, edit, sample), so a group shares them.
     `groups`: the frame's {"sequence": id, "instant": id} (None or missing: the frame is its own group)."""
     group = (groups or {}).get(edit.consistent_across) if edit.consistent_across != "frame" else None
+    group = f"{edit.consistent_across}:{group}" if group is not None else None
     jobs = []
     for sample in range(edit.samples):
         job_id = make_job_id(scenario.name, edit.id, sample, source_id)
         # a frame's own group keys on its job id, as before groups existed: the same seeds and choices
-        key = job_id if group is None else make_job_id(scenario.name, edit.id, sample,
-                                                       f"{edit.consistent_across}:{group}")
+        key = job_id if group is None else make_job_id(scenario.name, edit.id, sample, group)
         choices = {name: _pick(opts, stable_hash("var", run_seed, key, name)) for name, opts in edit.vars.items()}
         jobs.append(
             Job(
@@ -305,6 +307,7 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int, g
                 choices=choices,
                 severity=max((edit.severity[v][choices[v]] for v in edit.severity), default=None),
                 sketch=_sketch_of(edit, run_seed, key),
+                group=group,
             )
         )
     return jobs

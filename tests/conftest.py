@@ -130,6 +130,26 @@ def scored_dataset(ray_session, run_overrides, one_edit_scenario, tmp_path_facto
     return out
 
 
+@pytest.fixture(scope="session")
+def lerobot_run(ray_session, run_overrides, tiny_vlm_dir, tmp_path_factory):
+    """One Ray run shared by the sequence and VLM tests: a LeRobot dataset (2 episodes of 6 and 4 frames) with a
+    lighting change consistent across each episode on one camera, the prompt enhancer and the judge on (one
+    VLM actor), no CLIP. Returns (source dataset, output)."""
+    from helpers import CAMS, LIGHT_SCENARIO, NO_CLIP_BOUNDS, make_dataset
+
+    from chronoedit_sim.runtime.run import run
+
+    root = tmp_path_factory.mktemp("lerobot_run")
+    source = make_dataset(root / "source")
+    scenario = root / "light.yaml"
+    scenario.write_text(LIGHT_SCENARIO)
+    out = root / "out"
+    assert run([str(scenario)], str(source), str(out),
+               [*run_overrides, *NO_CLIP_BOUNDS, f"input.cameras=[{CAMS[0]}]", f"vlm.path={tiny_vlm_dir}",
+                "enhance.enabled=true", "judge.enabled=true"], quiet=True, echo=lambda *_: None) == 0
+    return source, out
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """As Ray gives the score actor (OMP_NUM_THREADS=1): tiny CLIP forward passes take ~1 ms on one

@@ -80,6 +80,11 @@ BITS = 8  # one 8-px column per bit across the top half
 TOP, WRIST = "observation.images.top", "observation.images.wrist"
 CAMS = [TOP, WRIST]
 TASKS = ["pick up the red cube", "open the drawer"]
+# a lighting change drawn once per episode (conftest's lerobot_run)
+LIGHT_SCENARIO = ("name: light\ndomain: robotics\ndescription: test\nannotations: keep\nconsistent_across: sequence\n"
+                  "edits:\n  - id: relight\n    prompt: 'Relight the workspace with {colour} light.'\n"
+                  "    vars: {colour: [warm, cold, green, purple]}\n    target_caption: a lit table\n"
+                  "    source_caption: a table\n")
 # (length, task_index, data file_index, video file_index): two episodes sharing one MP4 per camera
 TWO_EPISODES = [(6, 0, 0, 0), (4, 1, 0, 0)]
 

@@ -72,7 +72,7 @@ def enhance_stage(ctx: BuildContext) -> Stage | None:
     cfg = ctx.plan.cfg
     if not cfg.enhance.enabled:
         return None
-    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None))
+    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), anchors=ctx.plan.anchors)
 
 
 def edit_stage(ctx: BuildContext) -> Stage:

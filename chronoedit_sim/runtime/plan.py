@@ -36,6 +36,8 @@ class RunPlan:
     previous: dict[str, str | None] = field(default_factory=dict)
     # the done jobs a pending job follows (a resumed run reads their frames back from the dataset)
     resume_previous: set[str] = field(default_factory=set)
+    # each consistency group's first frame in stream order: what a group's one prompt rewrite looks at
+    anchors: dict[str, FrameRef] = field(default_factory=dict)
 
     @property
     def remaining(self) -> int:
@@ -66,6 +68,7 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
     plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
                    config_hash=content_hash(cfg, scenarios))
     chains: dict[tuple, list[tuple]] = {}
+    first: dict[str, tuple] = {}
     for ref in frames:
         jobs = []
         # a camera stream of a sequence, and this frame's place in it
@@ -80,6 +83,8 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
                     plan.planned_by_edit[key] = plan.planned_by_edit.get(key, 0) + 1
                     if stream is not None:
                         chains.setdefault((stream, key, job.sample_index), []).append((order, job.job_id))
+                    if job.group is not None and (job.group not in first or order < first[job.group][0]):
+                        first[job.group] = (order, ref)
                     if job.job_id in done:
                         plan.skipped += 1
                     else:
@@ -97,6 +102,7 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
                 plan.previous[job_id] = previous
             previous = job_id
     plan.resume_previous = {p for p in plan.previous.values() if p in done}
+    plan.anchors = {group: ref for group, (_, ref) in first.items()}
     return plan
 
 

@@ -53,6 +53,7 @@ class ReadStage(Stage):
                 else:
                     row["_source_rgb"] = decoded.rgb
                     row["_source_annotations"] = truth
+                    row["_group"] = job.get("group")
                 out.append(row)
         return out
 

@@ -49,4 +49,4 @@ def test_kept_edits_become_two_frame_videos_with_their_prompt(tmp_path, capsys):
 
 
 def test_the_cli_offers_every_export_format():
-    assert EXPORT_FORMATS == (*FORMATS, "diffsynth")  # the CLI's choices, kept apart so it stays light
+    assert EXPORT_FORMATS == (*FORMATS, "diffsynth", "lerobot", "video")  # the CLI's choices, kept apart so it stays light

@@ -1,5 +1,6 @@
-"""#13 end to end on a LeRobot input: a lighting change consistent across each episode through Ray (tiny
-RANDOM-WEIGHT model: the pixels are noise; what is checked is where they go), its temporal flicker, and the
+"""#13 end to end on a LeRobot input (conftest's lerobot_run): a lighting change consistent across each episode
+through Ray (tiny RANDOM-WEIGHT models: the pixels and prompts are noise; what is checked is where they go),
+its temporal flicker, and the
 run exported as an augmented LeRobot v3.0 dataset (read back by our own LeRobot source: frame count, actions,
 edited pixels within codec tolerance, the unedited camera still the source's) and as one MP4 per sequence."""
 
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import CAMS, NO_CLIP_BOUNDS, TASKS, decode_frame, make_dataset
+from helpers import CAMS, TASKS, decode_frame
 
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.dataset.encode import decode_rgb
@@ -23,24 +24,7 @@ from chronoedit_sim.errors import UserError
 from chronoedit_sim.scoring.metrics import resize_to
 from chronoedit_sim.sources.dispatch import list_input, read_input
 
-LIGHT = ("name: light\ndomain: robotics\ndescription: test\nannotations: keep\nconsistent_across: sequence\n"
-         "edits:\n  - id: relight\n    prompt: 'Relight the workspace with {colour} light.'\n"
-         "    vars: {colour: [warm, cold, green, purple]}\n    target_caption: a lit table\n    source_caption: a table\n")
 EDITED, COPIED = CAMS[0], CAMS[1]
-
-
-@pytest.fixture(scope="module")
-def lerobot_run(ray_session, run_overrides, tmp_path_factory):
-    from chronoedit_sim.runtime.run import run
-
-    root = tmp_path_factory.mktemp("lerobot_run")
-    source = make_dataset(root / "source")
-    scenario = root / "light.yaml"
-    scenario.write_text(LIGHT)
-    out = root / "out"
-    assert run([str(scenario)], str(source), str(out), [*run_overrides, *NO_CLIP_BOUNDS, f"input.cameras=[{EDITED}]"],
-               quiet=True, echo=lambda *_: None) == 0
-    return source, out
 
 
 def _rows(out):

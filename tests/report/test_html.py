@@ -45,3 +45,11 @@ def test_a_banner_for_each_kind_of_random_weights():
     assert both.count('class="banner"') == 2 and "randomly initialised CLIP" in both
     vlm = html.banners([], [{"random_weights": True, "role": "judge"}])
     assert vlm.count('class="banner"') == 1 and "vision-language model" in vlm and "CLIP" not in vlm
+
+
+def test_the_temporal_section_lists_the_worst_sequences_first():
+    assert html.temporal_section({}) == ""
+    part = html.temporal_section({"ep0 | light/relight #0": {"frames": 6, "mean": 0.01, "worst": 0.02, "worst_frame": "a"},
+                                  "ep1 | light/relight #0": {"frames": 4, "mean": 0.2, "worst": 0.5, "worst_frame": "b"}})
+    assert 'id="temporal"' in part and part.index("ep1 | light") < part.index("ep0 | light")
+    assert "<td>0.5000</td><td>b</td>" in part

@@ -73,6 +73,26 @@ def test_each_frame_and_instruction_is_rewritten_once_even_across_samples_and_a_
     assert again.asked == [] and [r["prompt"] for r in resumed] == [r["prompt"] for r in rows]
 
 
+def test_an_edit_consistent_across_an_episode_gets_one_rewrite_from_its_first_frame(tmp_path, tiny_overrides, tiny_vlm):
+    from helpers import make_dataset
+
+    source = make_dataset(tmp_path / "lerobot")
+    scenario = tmp_path / "light.yaml"
+    scenario.write_text("name: light\ndomain: robotics\ndescription: t\nconsistent_across: sequence\nedits:\n"
+                        "  - id: relight\n    prompt: Relight it.\n    target_caption: x\n    source_caption: y\n")
+    client = Counting(tiny_vlm)
+    rows = stage_rows([scenario], source, [*tiny_overrides, "enhance.enabled=true", "input.cameras=[observation.images.top]"],
+                      [enhance_stage], vlm=client, state_dir=str(tmp_path / "state"))
+    assert len(rows) == 10 and client.asked == [["Relight it."], ["Relight it."]]  # one per episode, alone
+    by_episode = {}
+    for row in rows:
+        by_episode.setdefault(row["sequence_id"], set()).add(row["prompt"])
+    assert {k: len(v) for k, v in by_episode.items()} == {"episode_000000": 1, "episode_000001": 1}
+    first = {r["sequence_id"]: r for r in rows if r["episode"]["frame_index"] == 0}
+    for episode, prompts in by_episode.items():
+        assert prompts == {tiny_vlm.enhance([(first[episode]["_source_rgb"], "Relight it.")], 8)[0]}
+
+
 def test_the_editor_is_given_the_rewrite(tmp_path, kitti, one_edit_scenario, tiny_overrides, tiny_vlm, editor):
     overrides = [*tiny_overrides, "enhance.enabled=true", "input.max_frames=1"]
     (row,) = stage_rows([one_edit_scenario], kitti, overrides, [enhance_stage, edit_stage], vlm=Counting(tiny_vlm),
@@ -99,31 +119,25 @@ def test_the_judge_scores_reach_the_filter(kitti, one_edit_scenario, tiny_overri
 
 
 def test_one_vlm_actor_serves_the_enhancer_and_the_judge_in_a_run_and_the_rescoring_judges_again(
-        ray_session, tmp_path, kitti, scenario, run_overrides, tiny_vlm_dir):
+        lerobot_run, tmp_path):
+    from chronoedit_sim.dataset.inspect import summarize
     from chronoedit_sim.runtime.rescore import rescore
-    from chronoedit_sim.runtime.run import run
 
-    out = tmp_path / "out"
-    overrides = [*run_overrides, *NO_CLIP_BOUNDS, f"vlm.path={tiny_vlm_dir}", "enhance.enabled=true",
-                 "judge.enabled=true", "input.max_frames=1"]
-    lines = []
-    assert run([str(scenario)], str(kitti), str(out), overrides, quiet=True, echo=lines.append) == 0
+    _, out = lerobot_run
     rows = pq.read_table(out / "data").to_pylist()
-    assert len(rows) == 4 and all(r["error"] is None for r in rows)
+    assert len(rows) == 10 and all(r["error"] is None for r in rows)
     assert all(r["prompt"] != r["prompt_original"] and r["enhancer"] == r["judge"] for r in rows)
     assert all(0 <= r["scores"][name] <= 10 for r in rows for name in ("vlm_consistency", "vlm_quality"))
     record = json.loads((out / "run.json").read_text())["runs"][-1]["vlm"]
-    # one actor, one load: it rewrote the frame's 2 distinct instructions and judged the 4 edits
-    assert record["actors"] == 1 and record["calls"] == {"enhance": 2, "judge": 4}
+    # one actor, one load: one rewrite per episode (the edit is consistent across it), and every edit judged
+    assert record["actors"] == 1 and record["calls"] == {"enhance": 2, "judge": 10}
     assert record["identity"]["random_weights"] is True and json.loads(rows[0]["judge"]) == record["identity"]
-    from chronoedit_sim.dataset.inspect import summarize
-
     assert any("RANDOM-WEIGHT VLM" in line for line in summarize(out))
 
     again = tmp_path / "rescored"
-    assert rescore(str(out), str(again), ["filter.vlm_consistency_max=0"], quiet=True, echo=lines.append) == 0
+    assert rescore(str(out), str(again), ["filter.vlm_consistency_max=0"], quiet=True, echo=lambda *_: None) == 0
     rescored = pq.read_table(again / "data").to_pylist() + pq.read_table(again / "rejected").to_pylist()
-    assert len(rescored) == 4 and all(r["judge"] == rows[0]["judge"] for r in rescored)
+    assert len(rescored) == 10 and all(r["judge"] == rows[0]["judge"] for r in rescored)
     assert all([x["score"] for x in r["reject_reasons"]] == ["vlm_consistency"] for r in rescored)
 
 
