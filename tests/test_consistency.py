@@ -116,3 +116,13 @@ def test_kitti_raw_drives_are_sequences_and_stereo_pairs_instants(tmp_path):
     assert {r.sequence_id for r in refs} == {"2011_09_26/2011_09_26_drive_0001_sync"}
     assert sorted({r.instant_id for r in refs}) == ["2011_09_26/2011_09_26_drive_0001_sync/0000000000",
                                                    "2011_09_26/2011_09_26_drive_0001_sync/0000000001"]
+
+
+def test_kitti_tracking_folders_are_separate_sequences(tmp_path):
+    for seq in ("0000", "0001"):
+        for cam in ("image_02", "image_03"):
+            (tmp_path / "kitti" / "training" / cam / seq).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 32)).save(tmp_path / "kitti" / "training" / cam / seq / "000000.png")
+    refs = list_input(InputConfig(path=str(tmp_path / "kitti")))
+    assert sorted({r.sequence_id for r in refs}) == ["training/0000", "training/0001"]
+    assert sorted({r.instant_id for r in refs}) == ["training/0000/000000", "training/0001/000000"]

@@ -133,7 +133,7 @@ def export_lerobot(dataset: Path, output: Path, fill_rejected: str = "none", ech
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise UserError(f"{output}: exists and is not empty; export a LeRobot dataset into a new folder")
-    src = _Source(Path(manifest["config"]["input"]["path"]).expanduser().resolve())
+    src = _Source(Path(manifest.get("input_path") or manifest["config"]["input"]["path"]).expanduser())
     os.environ.setdefault("SVT_LOG", "1")  # libsvtav1's banner on every file, otherwise
     tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir(parents=True)

@@ -59,6 +59,8 @@ def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scen
         "schema_version": SCHEMA_VERSION,
         "config_hash": config_hash,
         "config": to_dict(cfg),
+        # the input as the run found it (config.input.path is as given, perhaps relative): what exports read
+        "input_path": str(Path(cfg.input.path).expanduser().resolve()) if cfg.input.path else None,
         "config_yaml": to_yaml(cfg),
         "scenarios": [{"name": s.name, "path": s.path, "sha256": s.sha256, "text": s.text} for s in scenarios],
         "packages": package_versions(),

@@ -3,13 +3,15 @@
 For video and sequence sources (a video file, a LeRobot episode, a KITTI raw drive, a nuScenes scene): the
 edited frames of each camera stream in source order, at the source's frame rate (from the frames'
 timestamps; `--fps` where they have none), optionally beside their source frames (`--side-by-side`). Rows
-without an edited image (failed, or rejected and stored without images) leave a gap in the clip; `--where`
-picks rows as everywhere (e.g. outcome=kept). A two-pass scan: the light columns first, then each clip's
+without an edited image (failed, or rejected and stored without images) are left out, so such a clip is
+shorter than its sequence; `--where` picks rows as everywhere (e.g. outcome=kept). File names are the
+sanitised key plus a short hash of it, so two keys never share a file. A two-pass scan: the light columns first, then each clip's
 images alone, so memory holds one clip.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -34,7 +36,8 @@ def _fps(timestamps: list[float | None], default: float) -> int:
 
 
 def _name(*parts) -> str:
-    return "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", str(p)).strip("_") for p in parts)
+    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:8]
+    return "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", str(p)).strip("_") for p in parts) + f"__{digest}"
 
 
 def export_video(dataset: Path, output: Path, where: list[str] = (), side_by_side: bool = False,

@@ -72,7 +72,8 @@ def enhance_stage(ctx: BuildContext) -> Stage | None:
     cfg = ctx.plan.cfg
     if not cfg.enhance.enabled:
         return None
-    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), anchors=ctx.plan.anchors)
+    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), anchors=ctx.plan.anchors,
+                        max_pixels=cfg.input.max_pixels, min_side=cfg.input.min_side)
 
 
 def edit_stage(ctx: BuildContext) -> Stage:
@@ -144,7 +145,8 @@ def build_stages(ctx: BuildContext) -> list[Stage]:
     """The run's stages; an entry may return None when the run does not need it."""
     stages = [s for s in (make(ctx) for make in PIPELINE) if s is not None]
     check_gpus(stages, _vlm_gpus(ctx), ctx.cluster)
-    return share_cpus(stages, ctx.cluster)
+    vlm = ctx.plan.cfg.vlm
+    return share_cpus(stages, ctx.cluster, reserved=vlm.cpus_per_actor * vlm.num_actors if ctx.vlm else 0.0)
 
 
 def check_gpus(stages: list[Stage], reserved: float, cluster: Cluster) -> None:
@@ -158,10 +160,16 @@ def check_gpus(stages: list[Stage], reserved: float, cluster: Cluster) -> None:
                           f"{cluster.gpus:g}: lower runtime.num_actors, vlm.gpus_per_actor or scoring.gpus_per_actor")
 
 
-def share_cpus(stages: list[Stage], cluster: Cluster) -> list[Stage]:
-    """Task stages without a declared CPU count get a share of what the actors leave, never all of it."""
-    held = sum(s.resources.cpus * s.resources.actors for s in stages if s.resources.actors)
+def share_cpus(stages: list[Stage], cluster: Cluster, reserved: float = 0.0) -> list[Stage]:
+    """Task stages without a declared CPU count get a share of what the actors (and `reserved`: actors outside
+    the stages, the VLM's) leave, never all of it."""
+    held = reserved + sum(s.resources.cpus * s.resources.actors for s in stages if s.resources.actors)
     share = max(min(max(cluster.cpus - held, 0.5) / 4, 1.0), 0.1)
+    if cluster.cpus - held < share - 1e-9:
+        # Ray Data's read and write tasks would wait for a CPU forever, without an error
+        raise ConfigError(f"the actors hold {held:g} of the cluster's {cluster.cpus:g} CPUs and leave nothing for the "
+                          "pipeline's tasks: lower runtime.cpus_per_actor, scoring.cpus_per_actor or "
+                          "vlm.cpus_per_actor (fractions are fine)")
     for stage in stages:
         if stage.resources.cpus is None:
             stage.resources = replace(stage.resources, cpus=share)

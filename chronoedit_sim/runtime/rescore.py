@@ -86,7 +86,8 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
         total = sum(pq.read_metadata(s).num_rows for s in shards)
         run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
         manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id, settings,
-                                  rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]})
+                                  rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]},
+                                  **({"input_path": recorded["input_path"]} if recorded.get("input_path") else {}))
         # every row of DIR is a job here: DIR's rows per edit are what is planned
         counts = RunCounts(planned=total, resumed_skipped=len(done),
                            planned_by_edit={k: v["written"] for k, v in recorded.get("filter_stats", {}).items()})

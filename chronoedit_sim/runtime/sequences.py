@@ -21,10 +21,13 @@ from ..scoring.metrics import temporal_flicker
 
 
 def _frames(row: dict):
-    """The row's decoded (source, edit), or None when it has none (failed, or stored without images)."""
+    """The row's decoded (source, edit), or None when it has none (failed, stored without images, unreadable)."""
     if row.get("error") or not row.get("source_image") or not row.get("edited_image"):
         return None
-    return decode_rgb(row["source_image"]["bytes"]), decode_rgb(row["edited_image"]["bytes"])
+    try:
+        return decode_rgb(row["source_image"]["bytes"]), decode_rgb(row["edited_image"]["bytes"])
+    except Exception:  # noqa: BLE001  (bytes read back on resume: the next row loses its flicker, not the run)
+        return None
 
 
 class SequenceScorer:
@@ -38,8 +41,8 @@ class SequenceScorer:
     def add(self, row: dict) -> list[dict]:
         """The rows ready to write now: this one, unless it waits for its previous frame, and those it frees."""
         job = row["job_id"]
-        if job not in self.previous:
-            return [row]
+        if job not in self.previous:  # not part of a sequence: a bound on its flicker rejects, as any missing score
+            return [self._bound(row, None, "temporal_flicker unavailable: the frame is not part of a sequence")]
         prev = self.previous[job]
         if prev is not None and prev not in self.frames:
             self.waiting[job] = row
@@ -62,17 +65,23 @@ class SequenceScorer:
         mine = _frames(row)
         if row["job_id"] in self.next:  # its next frame needs it
             self.frames[row["job_id"]] = mine
+        if self.previous[row["job_id"]] is None:
+            return self._bound(row, 0.0)
+        if not (before and mine):
+            return self._bound(row, None, "temporal_flicker unavailable: the previous frame of its sequence has no edit")
+        try:  # the driver's own work: a failure costs this row its score, never the run
+            value = temporal_flicker(before[0], mine[0], before[1], mine[1], self.max_side)
+        except Exception as exc:
+            return self._bound(row, None, f"temporal_flicker unavailable: {type(exc).__name__}: {exc}")
+        return self._bound(row, value)
+
+    def _bound(self, row: dict, value: float | None, why: str = "") -> dict:
+        """The row with its flicker and the flicker bounds applied (`why`: the reason a value is missing)."""
         if row.get("error") or row.get("scores") is None:
             return row
-        if self.previous[row["job_id"]] is None:
-            value = 0.0
-        else:
-            value = temporal_flicker(before[0], mine[0], before[1], mine[1], self.max_side) if before and mine else None
         row["scores"] = {**row["scores"], "temporal_flicker": value}
         bounds = self.settings[settings_key(row["scenario"], row["edit_id"])].filter
-        notes = {} if value is not None else {
-            "temporal_flicker": "temporal_flicker unavailable: the previous frame of its sequence has no edit"}
-        keep, reasons = apply_filter(row["scores"], bounds, notes, SEQUENCE_SCORES)
+        keep, reasons = apply_filter(row["scores"], bounds, {"temporal_flicker": why} if why else {}, SEQUENCE_SCORES)
         row["keep"], row["reject_reasons"] = row["keep"] and keep, [*row["reject_reasons"], *reasons]
         return row
 

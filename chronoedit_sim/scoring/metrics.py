@@ -156,9 +156,9 @@ def temporal_flicker(prev_source: np.ndarray, source: np.ndarray, prev_edit: np.
     """How much more an edited sequence changes from one frame to the next than its source explains, in
     [0, 1]: the error of the previous edit warped onto this one along the source frames' optical flow, minus
     the same error of the source frames themselves, floored at 0. Near 0 when the edit moves with the scene;
-    large when it flickers (a different change on every frame). Sources are compared at the edit's size."""
-    _check_same_shape("temporal_flicker", prev_edit, edit)
-    frames = _shrink([resize_to(prev_source, edit.shape[:2]), resize_to(source, edit.shape[:2]), prev_edit, edit],
+    large when it flickers (a different change on every frame). Everything is compared at the edit's size."""
+    size = edit.shape[:2]
+    frames = _shrink([resize_to(prev_source, size), resize_to(source, size), resize_to(prev_edit, size), edit],
                      max_side)
     flow, grid = _backward_flow(_gray(frames[0]), _gray(frames[1])), _grid(frames[0])
     return max(0.0, _warp_error(frames[2], frames[3], flow, grid) - _warp_error(frames[0], frames[1], flow, grid))

@@ -69,12 +69,15 @@ def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[
         rid = Path(os.path.relpath(full, root)).as_posix()
         kitti = meta["dataset"] == "kitti"
         stem = Path(rel).stem
+        # KITTI: a stereo pair is an instant. A raw drive (image_02/data/...) is a sequence, and so is each
+        # folder of the tracking benchmark (image_02/0000/...); the object benchmark's frames (image_2/...)
+        # are unrelated. nuScenes' groups come from its tables
+        folder = Path(rel).parent.as_posix()
+        seq = meta.get("sequence") if folder in (".", "data") else f"{meta.get('sequence')}/{folder}"
         refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": stem},
                              label_file=kitti_label_path(full) if kitti else None,
-                             # KITTI: a stereo pair is an instant; a raw drive (image_02 ...) is a sequence, the
-                             # object benchmark's frames (image_2 ...) are unrelated (nuScenes: from its tables)
-                             sequence_id=meta["sequence"] if kitti and meta["camera"][-2] == "0" else None,
-                             instant_id=f"{meta['sequence']}/{stem}" if kitti else None))
+                             sequence_id=seq if kitti and meta["camera"][-2] == "0" else None,
+                             instant_id=f"{seq}/{stem}" if kitti else None))
     return refs
 
 

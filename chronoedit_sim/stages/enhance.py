@@ -4,8 +4,9 @@ Each (frame, instruction) is rewritten once: a frame's jobs arrive together (`gr
 instructions of a batch go to the model in one call, and every rewrite is kept in OUT/_state/enhance (one
 small file each, written atomically) so a resumed run, or a later sample of the same frame, reads it back
 instead of asking again. An edit consistent across a sequence or an instant gets one rewrite per (group,
-instruction), made from the group's first frame and alone in its call (so every task that makes it makes
-the same text), so that every frame of the group is edited with the same prompt. The row keeps the
+instruction), made from the group's first frame, alone in its call and on the group's actor, and stored
+first-come (a second task that made it too takes the stored text), so every frame of the group is edited
+with the same prompt. An empty rewrite keeps the instruction. The row keeps the
 scenario's text in `prompt_original` and the enhancer's identity in `enhancer`. Sketch edits keep their
 prompt: it is the PaintBrush LoRA's trigger text.
 """
@@ -14,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
 from ..config import EnhanceConfig
-from ..dataset.sink import atomic_write_bytes
 from .base import Resources, Stage
 
 CACHE = "enhance"
@@ -28,9 +29,12 @@ class EnhanceStage(Stage):
     name = "enhance"
     group_by = "source_id"
 
-    def __init__(self, vlm, cfg: EnhanceConfig, state_dir: str, resources: Resources, anchors: dict | None = None):
-        # vlm: a runtime VlmClient (the run's VLM actors, or a model loaded here); anchors: RunPlan.anchors
+    def __init__(self, vlm, cfg: EnhanceConfig, state_dir: str, resources: Resources, anchors: dict | None = None,
+                 max_pixels: int = 10**9, min_side: int = 1):
+        # vlm: a runtime VlmClient (the run's VLM actors, or a model loaded here); anchors: RunPlan.anchors, whose
+        # frames are read with the input's limits (max_pixels, min_side)
         self.vlm, self.cfg, self.anchors = vlm, cfg, anchors or {}
+        self.max_pixels, self.min_side = max_pixels, min_side
         self.cache = Path(state_dir) / CACHE
         self.resources, self.batch_size = resources, cfg.batch_size
 
@@ -49,7 +53,7 @@ class EnhanceStage(Stage):
             return row["_source_rgb"]
         from ..sources.dispatch import read_input
 
-        (decoded,) = read_input([anchor], max_pixels=10**9, min_side=1)
+        (decoded,) = read_input([anchor], max_pixels=self.max_pixels, min_side=self.min_side)
         if not hasattr(decoded, "rgb"):
             raise ValueError(f"the first frame of {row['_group']} ({anchor.source_id}) cannot be read: {decoded}")
         return decoded.rgb
@@ -64,8 +68,12 @@ class EnhanceStage(Stage):
                 done[path] = json.loads(path.read_text())["prompt"]
             if path not in done:
                 todo.setdefault(path, []).append(row)
-        if todo:
-            self.guard([r for ask in todo.values() for r in ask], lambda _: self._enhance(todo, done))
+        asks = list(todo.items())
+        # a frame's own rewrites share one call; a consistency group's is made alone and kept first-come (every
+        # frame of the group then reads the one stored text). Each call fails only its own rows
+        own = [a for a in asks if not a[1][0].get("_group")]
+        for call in ([own] if own else []) + [[a] for a in asks if a[1][0].get("_group")]:
+            self.guard([r for _, ask in call for r in ask], lambda _, call=call: self._enhance(call, done))
         for row in live:
             path = self._path(row)
             if path in done and not row["error"]:
@@ -73,24 +81,30 @@ class EnhanceStage(Stage):
                 row["timings_ms"] = {**(row["timings_ms"] or {}), "enhance_ms": row.pop("_enhance_ms", 0.0)}
         return rows
 
-    def _enhance(self, todo: dict[Path, list[dict]], done: dict[Path, str]) -> None:
+    def _enhance(self, call: list[tuple[Path, list[dict]]], done: dict[Path, str]) -> list[dict]:
         t0 = time.perf_counter()
-        asks = list(todo.values())  # the rows of each rewrite
-        # a frame's own rewrites share one call; a consistency group's is made alone (the same text whichever
-        # task makes it: batch padding may move a GPU's last bits)
-        own = [a for a in asks if not a[0].get("_group")]
-        calls = ([own] if own else []) + [[a] for a in asks if a[0].get("_group")]
-        texts = {}
-        for call in calls:
-            made = self.vlm.enhance(call[0][0]["source_id"], [(self._frame(a[0]), a[0]["prompt"]) for a in call],
-                                    self.cfg.max_new_tokens)
-            texts.update({id(a): text for a, text in zip(call, made)})
-        share = (time.perf_counter() - t0) * 1000 / len(asks)
+        first = call[0][1][0]
+        made = self.vlm.enhance(first.get("_group") or first["source_id"],  # a group's calls go to one actor
+                                [(self._frame(ask[0]), ask[0]["prompt"]) for _, ask in call], self.cfg.max_new_tokens)
+        share = (time.perf_counter() - t0) * 1000 / len(call)
         self.cache.mkdir(parents=True, exist_ok=True)
-        for path, ask in todo.items():
-            text = texts[id(ask)]
-            atomic_write_bytes(path, json.dumps({"enhancer": self.vlm.identity, "source_id": ask[0]["source_id"],
-                                                 "group": ask[0].get("_group"), "instruction": ask[0]["prompt"],
-                                                 "prompt": text}).encode())
-            done[path] = text
+        for (path, ask), text in zip(call, made):
+            # an empty rewrite would edit with an empty prompt: the instruction stays
+            entry = {"enhancer": self.vlm.identity, "source_id": ask[0]["source_id"], "group": ask[0].get("_group"),
+                     "instruction": ask[0]["prompt"], "prompt": text or ask[0]["prompt"]}
+            done[path] = _store(path, entry)
             ask[0]["_enhance_ms"] = share  # the call's time goes to the job that asked
+        return []
+
+
+def _store(path: Path, entry: dict) -> str:
+    """Keep the first rewrite made for `path` (create-exclusive) and return the prompt that is kept."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp.write_text(json.dumps(entry))
+    try:
+        os.link(tmp, path)  # fails when another task stored it first
+    except FileExistsError:
+        return json.loads(path.read_text())["prompt"]
+    finally:
+        tmp.unlink()
+    return entry["prompt"]

@@ -43,11 +43,19 @@ def test_the_plan_is_said_out_loud_per_actor_stage(one_edit_scenario, tmp_path):
 
 def test_half_a_gpu_per_editor_runs_two_per_gpu_beside_the_scorer(one_edit_scenario, tmp_path):
     """An H200 holds two editors (52.6 GiB peak each, docs/PERFORMANCE.md): gpus_per_actor=0.5."""
-    res = stages_for(["runtime.gpus_per_actor=0.5", "scoring.clip.enabled=false"], one_edit_scenario, tmp_path)
+    import pytest
+
+    from chronoedit_sim.config import ConfigError
+
+    half = ["runtime.gpus_per_actor=0.5", "scoring.clip.enabled=false"]
+    res = stages_for(half, one_edit_scenario, tmp_path, cpus=64.0)
     assert (res["edit"].actors, res["edit"].gpus) == (16, 0.5)
     # with CLIP, its actor's quarter GPU leaves room for 15 editors, not 16 (the 16th would never start)
-    res = stages_for(["runtime.gpus_per_actor=0.5"], one_edit_scenario, tmp_path)
+    res = stages_for(["runtime.gpus_per_actor=0.5"], one_edit_scenario, tmp_path, cpus=64.0)
     assert (res["edit"].actors, res["score"].gpus) == (15, 0.25)
+    # 16 editors of 1 CPU on 16 CPUs would leave Ray Data's tasks nothing and hang: refused instead
+    with pytest.raises(ConfigError, match="the actors hold 16 of the cluster's 16 CPUs"):
+        stages_for(half, one_edit_scenario, tmp_path)
 
 
 def test_an_offloaded_text_encoder_gets_the_runs_texts_and_they_must_fit_the_cache(one_edit_scenario, tmp_path):

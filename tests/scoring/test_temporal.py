@@ -100,3 +100,14 @@ def test_a_row_whose_previous_frame_never_came_back_is_written_at_the_end_and_a_
     resumed = SequenceScorer({f"j{i}": f"j{i - 1}" for i in range(2, N)}, _scorer().settings, 0, done_rows=rows[1:2])
     scored = [r for row in _rows(steady, range(2, N)) for r in resumed.add(row)]
     assert len(scored) == 4 and all(r["scores"]["temporal_flicker"] == pytest.approx(0, abs=0.005) for r in scored)
+
+
+def test_a_flicker_bound_rejects_a_frame_outside_any_sequence_and_a_bad_frame_costs_only_its_score():
+    scorer = _scorer(temporal_flicker_max=0.05)
+    (lone,) = scorer.add({**_rows(steady, [0])[0], "job_id": "not-in-a-sequence"})
+    assert lone["keep"] is False and lone["reject_reasons"][0]["text"] == (
+        "temporal_flicker unavailable: the frame is not part of a sequence")
+    rows = _rows(steady, range(2))
+    rows[1]["edited_image"] = {"bytes": b"not an image"}
+    first, broken = [r for row in rows for r in scorer.add(row)]
+    assert first["scores"]["temporal_flicker"] == 0.0 and broken["scores"]["temporal_flicker"] is None

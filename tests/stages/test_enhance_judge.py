@@ -93,6 +93,15 @@ def test_an_edit_consistent_across_an_episode_gets_one_rewrite_from_its_first_fr
         assert prompts == {tiny_vlm.enhance([(first[episode]["_source_rgb"], "Relight it.")], 8)[0]}
 
 
+def test_a_group_rewrite_is_kept_first_come(tmp_path):
+    from chronoedit_sim.stages.enhance import _store
+
+    path = tmp_path / "key.json"
+    assert _store(path, {"prompt": "first"}) == "first"
+    assert _store(path, {"prompt": "second"}) == "first"  # a second task that made it too takes the stored text
+    assert [p.name for p in tmp_path.iterdir()] == ["key.json"]
+
+
 def test_the_editor_is_given_the_rewrite(tmp_path, kitti, one_edit_scenario, tiny_overrides, tiny_vlm, editor):
     overrides = [*tiny_overrides, "enhance.enabled=true", "input.max_frames=1"]
     (row,) = stage_rows([one_edit_scenario], kitti, overrides, [enhance_stage, edit_stage], vlm=Counting(tiny_vlm),
