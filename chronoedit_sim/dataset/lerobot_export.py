@@ -30,6 +30,7 @@ from ..scoring.metrics import resize_to
 from .encode import decode_rgb
 from .manifest import read_manifest
 from .sink import readable_shards
+from .video import encode_video
 
 FILL = ("none", "source")
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
@@ -123,8 +124,6 @@ def _edited_frames(dataset: Path, job_ids: list[str]) -> dict[str, np.ndarray]:
 
 def export_lerobot(dataset: Path, output: Path, fill_rejected: str = "none", echo=print) -> dict:
     """Write AUG; returns its provenance (episodes exported and skipped)."""
-    from .video import encode_video
-
     if fill_rejected not in FILL:
         raise UserError(f"--fill-rejected: {fill_rejected!r} is not one of {', '.join(FILL)}")
     manifest = read_manifest(dataset)
@@ -138,7 +137,7 @@ def export_lerobot(dataset: Path, output: Path, fill_rejected: str = "none", ech
     tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir(parents=True)
     try:
-        provenance = _write(dataset, src, tmp, fill_rejected, manifest, encode_video)
+        provenance = _write(dataset, src, tmp, fill_rejected, manifest)
         if output.exists():
             output.rmdir()
         tmp.rename(output)
@@ -151,59 +150,82 @@ def export_lerobot(dataset: Path, output: Path, fill_rejected: str = "none", ech
     return provenance
 
 
-def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict, encode_video) -> dict:
+def _camera(src: _Source, cam: str, order: list[int], edits: dict, pixels: dict, sources: dict):
+    """(video bytes, stats, frames sampled for stats.json) of one camera of one episode: the kept edits, resized
+    to the camera's resolution, and the source frames elsewhere."""
+    h, w = src.info["features"][cam]["shape"][:2]
+    stream = []
+    for fi in order:
+        job, ok = edits.get(fi, (None, False))
+        stream.append(resize_to(pixels[job], (h, w)) if ok and job in pixels else sources[fi])
+    sampled = stream[::max(1, len(stream) // 8)]
+    video = encode_video(np.stack(stream), crf=_CRF, fps=round(src.fps), codec="libsvtav1", gop=_GOP)
+    return video, _stats(np.stack(sampled), True), sampled
+
+
+def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict) -> dict:
     info = json.loads(json.dumps(src.info))
     chunks = int(info.get("chunks_size") or 1000)
     data_tables, ep_rows, episodes, skipped = [], [], [], []
     frames_by_cam: dict[str, list[np.ndarray]] = defaultdict(list)  # sampled for stats.json
     tasks = pq.read_table(src.root / "meta" / "tasks.parquet").to_pandas()
     numeric = [k for k, f in src.info["features"].items() if f.get("dtype") not in ("video", "image", "string")]
+    video_tpl = src.info.get("video_path") or "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    by_episode: dict[int, list] = defaultdict(list)
     for (scenario, edit, sample, ep), entry in sorted(_variants(dataset).items()):
+        by_episode[ep].append(({"source_episode": ep, "scenario": scenario, "edit": edit, "sample": sample}, entry))
+    start = 0
+    for ep, variants in sorted(by_episode.items()):
+        # once per source episode, whatever its number of variants: its rows, the edits' pixels (one scan),
+        # each camera's source frames (decoded when a variant needs them) and a copied camera's video and stats
         table = src.data(ep)
         order = table.column("frame_index").to_pylist()
-        edited = {cam: v for cam, v in entry["cameras"].items() if cam in src.cameras}
-        missing = {cam: [fi for fi in order if not v.get(fi, (None, False))[1]] for cam, v in edited.items()}
-        what = {"source_episode": ep, "scenario": scenario, "edit": edit, "sample": sample}
-        if any(missing.values()) and fill == "none":
-            skipped.append({**what, "frames_not_kept": {c: len(m) for c, m in missing.items() if m}})
-            continue
-        new = len(episodes)
-        chunk, file = divmod(new, chunks)
-        kept_ids = [job for v in edited.values() for job, ok in v.values() if ok]
-        pixels = _edited_frames(dataset, kept_ids)
-        row = {"episode_index": new, "tasks": None, "length": len(order), "data/chunk_index": 0,
-               "data/file_index": 0, "dataset_from_index": sum(t.num_rows for t in data_tables),
-               "dataset_to_index": sum(t.num_rows for t in data_tables) + len(order)}
-        for cam in src.cameras:
-            h, w = src.info["features"][cam]["shape"][:2]
-            source = src.frames(ep, cam) if cam not in edited or missing.get(cam) else None
-            by_frame = dict(zip(order, source)) if source is not None else {}
-            stream = []
-            for fi in order:
-                job, ok = edited.get(cam, {}).get(fi, (None, False))
-                stream.append(resize_to(pixels[job], (h, w)) if ok and job in pixels else by_frame[fi])
-            path = src.info.get("video_path") or "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-            dest = out / path.format(video_key=cam, chunk_index=chunk, file_index=file)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(encode_video(np.stack(stream), crf=_CRF, fps=round(src.fps), codec="libsvtav1", gop=_GOP))
-            row |= {f"videos/{cam}/chunk_index": chunk, f"videos/{cam}/file_index": file,
-                    f"videos/{cam}/from_timestamp": 0.0, f"videos/{cam}/to_timestamp": len(order) / src.fps}
-            row |= {f"stats/{cam}/{k}": v for k, v in _stats(np.stack(stream[::max(1, len(stream) // 8)]), True).items()}
-            frames_by_cam[cam] += stream[::max(1, len(stream) // 8)]
-        start = row["dataset_from_index"]
-        table = table.set_column(table.schema.get_field_index("episode_index"), "episode_index",
-                                 pa.array([new] * len(order), pa.int64()))
-        table = table.set_column(table.schema.get_field_index("index"), "index",
-                                 pa.array(range(start, start + len(order)), pa.int64()))
-        for name in (n for n in numeric if n in table.column_names):
-            row |= {f"stats/{name}/{k}": v for k, v in _stats(np.asarray(table.column(name).to_pylist())).items()}
-        data_tables.append(table)
-        row["tasks"] = sorted({tasks.index[tasks["task_index"] == t][0] for t in table.column("task_index").to_pylist()})
-        row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
-        ep_rows.append(row)
-        episodes.append({"episode_index": new, **what, "prompt": sorted(entry["prompts"]), "runs": sorted(entry["runs"]),
-                         "edited_cameras": sorted(edited), "copied_cameras": sorted(set(src.cameras) - set(edited)),
-                         "filled_from_source": {c: m for c, m in missing.items() if m}})
+        pixels = _edited_frames(dataset, [job for _, e in variants for v in e["cameras"].values()
+                                          for job, ok in v.values() if ok])
+        sources: dict[str, dict] = {}
+        copied: dict[str, tuple] = {}
+        for what, entry in variants:
+            edited = {cam: v for cam, v in entry["cameras"].items() if cam in src.cameras}
+            missing = {cam: [fi for fi in order if not v.get(fi, (None, False))[1]] for cam, v in edited.items()}
+            if any(missing.values()) and fill == "none":
+                skipped.append({**what, "frames_not_kept": {c: len(m) for c, m in missing.items() if m}})
+                continue
+            new = len(episodes)
+            chunk, file = divmod(new, chunks)
+            row = {"episode_index": new, "tasks": None, "length": len(order), "data/chunk_index": 0,
+                   "data/file_index": 0, "dataset_from_index": start, "dataset_to_index": start + len(order)}
+            for cam in src.cameras:
+                if (cam not in edited or missing.get(cam)) and cam not in sources:
+                    sources[cam] = dict(zip(order, src.frames(ep, cam)))
+                if cam in edited:
+                    made = _camera(src, cam, order, edited[cam], pixels, sources.get(cam, {}))
+                else:  # a copied camera is the same video in every variant of the episode
+                    if cam not in copied:
+                        copied[cam] = _camera(src, cam, order, {}, pixels, sources[cam])
+                    made = copied[cam]
+                video, cam_stats, sampled = made
+                dest = out / video_tpl.format(video_key=cam, chunk_index=chunk, file_index=file)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(video)
+                row |= {f"videos/{cam}/chunk_index": chunk, f"videos/{cam}/file_index": file,
+                        f"videos/{cam}/from_timestamp": 0.0, f"videos/{cam}/to_timestamp": len(order) / src.fps}
+                row |= {f"stats/{cam}/{k}": v for k, v in cam_stats.items()}
+                frames_by_cam[cam] += sampled
+            ep_table = table.set_column(table.schema.get_field_index("episode_index"), "episode_index",
+                                        pa.array([new] * len(order), pa.int64()))
+            ep_table = ep_table.set_column(table.schema.get_field_index("index"), "index",
+                                           pa.array(range(start, start + len(order)), pa.int64()))
+            for name in (n for n in numeric if n in ep_table.column_names):
+                row |= {f"stats/{name}/{k}": v for k, v in _stats(np.asarray(ep_table.column(name).to_pylist())).items()}
+            data_tables.append(ep_table)
+            row["tasks"] = sorted({tasks.index[tasks["task_index"] == t][0] for t in table.column("task_index").to_pylist()})
+            row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+            ep_rows.append(row)
+            start += len(order)
+            episodes.append({"episode_index": new, **what, "prompt": sorted(entry["prompts"]),
+                             "runs": sorted(entry["runs"]), "edited_cameras": sorted(edited),
+                             "copied_cameras": sorted(set(src.cameras) - set(edited)),
+                             "filled_from_source": {c: m for c, m in missing.items() if m}})
     if not episodes:
         raise UserError(f"{dataset}: no episode has every frame kept ({len(skipped)} incomplete); "
                         "--fill-rejected source exports them with the source frames in place of the rejected ones")

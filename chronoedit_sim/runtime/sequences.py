@@ -67,7 +67,9 @@ class SequenceScorer:
             self.frames[row["job_id"]] = mine
         if self.previous[row["job_id"]] is None:
             return self._bound(row, 0.0)
-        if not (before and mine):
+        if not mine:
+            return self._bound(row, None, "temporal_flicker unavailable: its own stored images cannot be read")
+        if not before:
             return self._bound(row, None, "temporal_flicker unavailable: the previous frame of its sequence has no edit")
         try:  # the driver's own work: a failure costs this row its score, never the run
             value = temporal_flicker(before[0], mine[0], before[1], mine[1], self.max_side)

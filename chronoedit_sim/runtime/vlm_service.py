@@ -21,9 +21,14 @@ log = logging.getLogger(__name__)
 class VlmServer:
     """The Ray actor: one VisionLanguageModel; calls run one at a time (the actor's default)."""
 
-    def __init__(self, cfg: VlmConfig):
+    def __init__(self, cfg: VlmConfig, gpus: float = 0.0):
+        import torch
+
         from ..engine.vlm import VisionLanguageModel
 
+        if gpus and not torch.cuda.is_available():
+            # Ray granted a GPU that torch cannot use: vlm.device=auto would quietly run a 30B model on the CPU
+            raise RuntimeError(f"the VLM actor was given {gpus:g} GPU(s) but torch sees no CUDA device")
         self.model = VisionLanguageModel(cfg)
 
     def identity(self) -> str:
@@ -99,7 +104,7 @@ def vlm_service(cfg: Config, cluster_gpus: float, record: dict):
         raise ConfigError(f"vlm.gpus_per_actor={gpus}: the cluster has {cluster_gpus:g} GPU(s)")
     remote = ray.remote(num_cpus=cfg.vlm.cpus_per_actor, num_gpus=gpus, max_restarts=cfg.runtime.max_restarts,
                         max_task_retries=cfg.runtime.max_restarts)(VlmServer)
-    actors = [remote.remote(cfg.vlm) for _ in range(cfg.vlm.num_actors)]
+    actors = [remote.remote(cfg.vlm, gpus) for _ in range(cfg.vlm.num_actors)]
     try:
         yield VlmClient(cfg.vlm, actors)
         try:  # bookkeeping: an actor lost at the end costs run.json its counts, never the run's rows

@@ -16,10 +16,19 @@ NO_CLIP = json.dumps({"model": None, "clip": "disabled"})
 _SOURCE_CACHE = 64
 
 
+def source_at_edit_size(row: dict):
+    """The source frame at the edited frame's size, resized once per row (every score compares there)."""
+    shape = row["_edited_rgb"].shape[:2]
+    cached = row.get("_source_at_edit")
+    if cached is None or cached.shape[:2] != shape:
+        cached = row["_source_at_edit"] = metrics.resize_to(row["_source_rgb"], shape)
+    return cached
+
+
 def compute_scores(row: dict, embedder, flow_max_side: int = 0) -> tuple[dict, dict]:
     """(scores, notes) for one edited row; notes say why a score is undefined."""
     edited = row["_edited_rgb"]
-    source = metrics.resize_to(row["_source_rgb"], edited.shape[:2])  # compare at the edited resolution
+    source = source_at_edit_size(row)
     reasoning = row.get("_reasoning_rgb")
     has_reasoning = reasoning is not None and len(reasoning) > 1
     scores = dict.fromkeys(SCORES)
@@ -50,9 +59,8 @@ def compute_scores(row: dict, embedder, flow_max_side: int = 0) -> tuple[dict, d
 def judge_scores(row: dict, judge) -> dict:
     """vlm_consistency and vlm_quality of one edited row from `judge` (a VlmClient), against the instruction
     the scenario gave (not the enhancer's rewrite of it), the source seen at the edit's resolution."""
-    edited = row["_edited_rgb"]
-    source = metrics.resize_to(row["_source_rgb"], edited.shape[:2])
-    [(consistency, quality)] = judge.judge(row["source_id"], [(source, edited, row["prompt_original"] or row["prompt"])])
+    [(consistency, quality)] = judge.judge(row["source_id"], [(source_at_edit_size(row), row["_edited_rgb"],
+                                                               row["prompt_original"] or row["prompt"])])
     return dict(zip(JUDGE_SCORES, (consistency, quality)))
 
 

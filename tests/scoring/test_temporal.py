@@ -111,3 +111,4 @@ def test_a_flicker_bound_rejects_a_frame_outside_any_sequence_and_a_bad_frame_co
     rows[1]["edited_image"] = {"bytes": b"not an image"}
     first, broken = [r for row in rows for r in scorer.add(row)]
     assert first["scores"]["temporal_flicker"] == 0.0 and broken["scores"]["temporal_flicker"] is None
+    assert broken["reject_reasons"][0]["text"] == "temporal_flicker unavailable: its own stored images cannot be read"

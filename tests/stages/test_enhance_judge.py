@@ -166,3 +166,11 @@ def test_actors_asking_for_more_gpus_than_the_cluster_has_are_refused(tiny_overr
 def test_the_enhancer_needs_the_editors_text_encoder(tiny_overrides):
     with pytest.raises(ConfigError, match="enhance.enabled: needs the editor's text encoder"):
         load_config([*tiny_overrides, "enhance.enabled=true", "model.offload_text_encoder=true"])
+
+
+def test_a_vlm_actor_given_a_gpu_torch_cannot_see_refuses_to_run_on_the_cpu(tiny_vlm_dir):
+    from chronoedit_sim.config import VlmConfig
+    from chronoedit_sim.runtime.vlm_service import VlmServer
+
+    with pytest.raises(RuntimeError, match="given 1 GPU"):
+        VlmServer(VlmConfig(path=str(tiny_vlm_dir), dtype="float32"), gpus=1)
