@@ -118,6 +118,18 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def cmd_calibrate_cache(args) -> int:
+    from .runtime.calibrate import calibrate_cache
+
+    _no_progress_bars(args)
+    doc = calibrate_cache(args.scenarios, args.images, args.output, args.overrides, args.config, args.edits)
+    print(f"MagCache ratios for {doc['num_inference_steps']} steps from {doc['edits']} edit(s) -> {args.output}; "
+          f"use it with model.step_cache=magcache model.step_cache_calibration={args.output}")
+    if doc["random_weights"]:
+        print("NOTE: this checkpoint has RANDOM weights; its ratios say nothing about a real checkpoint.")
+    return 0
+
+
 def cmd_run(args) -> int:
     from .runtime.run import run
 
@@ -226,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     with_overrides(sp)
     sp.set_defaults(func=cmd_edit)
+    sp = sub.add_parser("calibrate-cache", help="MagCache's per-step ratios for model.step_cache=magcache, "
+                        "measured on a few of your frames with your scenarios' prompts")
+    sp.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    sp.add_argument("--images", nargs="+", required=True, help="a few frames of the corpus to calibrate on")
+    sp.add_argument("--output", required=True, help="the calibration JSON (model.step_cache_calibration)")
+    sp.add_argument("--edits", type=int, default=4, help="edits to average over")
+    with_overrides(sp)
+    sp.set_defaults(func=cmd_calibrate_cache)
+
     sp = sub.add_parser("run", help="scenario(s) x frames -> Parquet dataset, on Ray (resumable)", epilog=EXIT_CODES,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("scenarios", nargs="+", metavar="SCENARIO")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
-from .schema import DTYPES, IMAGE_FORMATS, QUANTIZE, INPUT_TYPES, SCORES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
+from .schema import DTYPES, IMAGE_FORMATS, QUANTIZE, INPUT_TYPES, SCORES, STEP_CACHES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
 
 
 class ConfigError(UserError):
@@ -101,6 +101,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         ("output.source_format", IMAGE_FORMATS),
         ("input.type", INPUT_TYPES),
         ("trajectory.storage", TRAJECTORY_STORAGE),
+        ("model.step_cache", STEP_CACHES),
     ):
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -110,10 +111,19 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         # imported only when set: diffusers takes seconds to import
         from diffusers.models.attention_dispatch import AttentionBackendName
 
-        known = sorted(b.value for b in AttentionBackendName)
+        known = sorted([b.value for b in AttentionBackendName] + ["sageattention"])
         if backend not in known:
             raise bad("model.attention_backend", f"{backend!r} is not one of diffusers' backends: {', '.join(known)}")
     gen = cfg.generation
+    if cfg.model.step_cache != "none" and gen.temporal_reasoning and gen.reasoning_steps < gen.num_inference_steps:
+        # the partial-reasoning cut changes the latents' shape mid-run: no cached residual fits after it
+        raise bad("model.step_cache", f"{cfg.model.step_cache} cannot run with partial temporal reasoning "
+                  f"(generation.reasoning_steps={gen.reasoning_steps} < num_inference_steps={gen.num_inference_steps})")
+    threshold = cfg.model.step_cache_threshold
+    if threshold is not None and not threshold > 0:
+        raise bad("model.step_cache_threshold", f"{threshold} must be > 0")
+    if threshold is not None and cfg.model.step_cache not in ("first_block", "magcache"):
+        raise bad("model.step_cache_threshold", f"applies to step_cache first_block or magcache, not {cfg.model.step_cache}")
     if gen.num_inference_steps < 1:
         raise bad("generation.num_inference_steps", "must be >= 1")
     if gen.reasoning_steps < 0:

@@ -20,6 +20,8 @@ INPUT_TYPES = ("auto", "images", "video", "parquet", "lerobot", "kitti", "nuscen
 DTYPES = ("bfloat16", "float16", "float32")
 # model.quantize: torchao's fp8 of the transformer's linear layers, weights only or weights and activations
 QUANTIZE = ("none", "fp8_weight_only", "fp8_dynamic")
+# model.step_cache: diffusers' transformer caches, made to run on ChronoEdit by engine/speed.py
+STEP_CACHES = ("none", "first_block", "taylorseer", "magcache")
 SCORES = (
     "clip_text",
     "clip_text_source",
@@ -82,15 +84,26 @@ class ModelConfig:
     # the transformer from this directory or repo id instead of path's (a community distilled or
     # quantised copy in diffusers layout: a transformer/ folder, or the transformer's own files)
     transformer_path: Optional[str] = None
-    # diffusers attention backend of the transformer (e.g. "_native_cudnn"); null keeps torch SDPA's
-    # own choice, the fastest measured on an H200 (docs/PERFORMANCE.md)
+    # diffusers attention backend of the transformer (e.g. "_native_cudnn"), or "sageattention" (8-bit
+    # SageAttention 1, CUDA); null keeps torch SDPA's own choice (docs/PERFORMANCE.md has the measurements)
     attention_backend: Optional[str] = None
     # fp8 of the transformer's linear layers through torchao (installed apart): "fp8_weight_only" halves its
     # weight memory, "fp8_dynamic" also computes in fp8 (docs/PERFORMANCE.md has the measured trade-offs)
     quantize: str = "none"
-    # torch.compile of the transformer's repeated blocks: 1.42x faster forwards measured on an H200;
-    # the first edit of each shape pays the compile (about 20 s cold)
-    compile: bool = False
+    # torch.compile of the transformer's repeated blocks (1.42x faster forwards on an H200); null = where it
+    # pays: on a CUDA device, not on a CPU. The first edit of each shape compiles (about 19 s, cold cache)
+    compile: Optional[bool] = None
+    # compiled kernels shared by every actor and run on the node (inductor's caches, Triton's, a portable
+    # mega-cache file per torch version and GPU): a shape compiles once per node and software version
+    compile_cache_dir: Optional[str] = "~/.cache/chronoedit-sim/compile"
+    # transformer step cache for many-step presets: none | first_block | taylorseer | magcache (diffusers'
+    # hooks; skipped steps reuse cached block outputs; not with partial reasoning)
+    step_cache: str = "none"
+    # first_block: the first block's relative residual change under which a step reuses the rest (diffusers'
+    # default 0.05); magcache: the accumulated error bound (default 0.06); null = the default
+    step_cache_threshold: Optional[float] = None
+    # magcache: the calibration JSON `chronoedit-sim calibrate-cache` writes (ratios are per checkpoint)
+    step_cache_calibration: Optional[str] = None
     # distinct prompt texts whose embeddings each editor keeps (a negative prompt is one; about 4 MiB
     # each for the 14B model's UMT5-XXL); a text seen again is not encoded again
     cache_prompts: int = 64

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..config import GenerationConfig, ModelConfig, UpscaleConfig
 from .conditioning import CALLS, Conditioning, frame_digest
+from . import speed
 from .lora import load_loras
 from .quantize import fp8_config, quantize_transformer
 from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
@@ -86,6 +87,7 @@ class Editor:
         self.cfg = model
         self.device = self._pick_device(model.device)
         fp8 = fp8_config(model.quantize, self.device) if model.quantize != "none" else None
+        speed.check(model, self.device)
         on_gpu = self.device.startswith("cuda")
         # reference dtypes: transformer / text encoder low precision on GPU, VAE and CLIP fp32; CPU all fp32
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
@@ -121,11 +123,20 @@ class Editor:
         self._scheduler_config = dict(self.pipe.scheduler.config)
         if fp8 is not None:
             quantize_transformer(self.pipe.transformer, fp8)
-        if model.attention_backend:
+        if model.attention_backend == speed.SAGE:
+            speed.use_sage_attention(self.pipe.transformer)
+        elif model.attention_backend:
             self.pipe.transformer.set_attention_backend(model.attention_backend)
-        if model.compile:
+        self.step_cache = (speed.StepCache(self.pipe.transformer, model.step_cache, model.step_cache_threshold,
+                                           model.step_cache_calibration) if model.step_cache != "none" else None)
+        # the compile cache's root while compiling (None: not compiling, or torch's own cache place), and
+        # the shapes whose kernels are in its mega-cache file
+        self.compiled, self.compile_root, self._saved_shapes = False, None, set()
+        if speed.compile_enabled(model.compile, self.device):
+            self.compile_root = speed.use_compile_cache(model.compile_cache_dir)
             # regional compilation: the 40 identical blocks compile once, not the whole model
             self.pipe.transformer.compile_repeated_blocks(fullgraph=True)
+            self.compiled = True
         if self.identity.random_weights:
             log.warning("model %s has RANDOM weights (tiny test checkpoint): edits are noise", model.path)
 
@@ -221,6 +232,11 @@ class Editor:
             embeds = embeds.repeat(n, 1, 1)
             negative_embeds = None if negative_embeds is None else negative_embeds.repeat(n, 1, 1)
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+        if self.step_cache is not None:
+            if partial:
+                raise speed.SpeedOptionError(f"model.step_cache={self.cfg.step_cache} cannot run with partial "
+                                             "temporal reasoning (the cut changes the latents' shape mid-run)")
+            self.step_cache.prepare(s["num_inference_steps"], s["guidance_scale"] > 1)
         # CFG's two passes stay two transformer calls (the pipeline's loop): one batch-2 forward measured
         # 2.5% slower on an H200 (docs/PERFORMANCE.md), not worth a copy of the loop
         t_call = time.perf_counter()
@@ -242,6 +258,11 @@ class Editor:
                 callback_on_step_end=recorder,
             )
         t_done = time.perf_counter()
+        shape = (n, s["num_frames"], s["height"], s["width"])
+        if self.compile_root is not None and shape not in self._saved_shapes:
+            # the first edit of a shape compiled it: keep the portable copy of the node's compile cache current
+            speed.save_mega_cache(self.compile_root)
+            self._saved_shapes.add(shape)
         videos = [to_uint8(v) for v in out.frames]
         reasoning, kind, r_step, r_sigma = [None] * n, None, None, None
         if s["temporal_reasoning"] and not partial:

@@ -3,6 +3,8 @@ each changes where the transformer comes from or how fast it runs, never the mea
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -69,19 +71,28 @@ def test_an_unknown_attention_backend_is_a_config_error_naming_the_key(tiny_mode
         load_config(["model=tiny", f"model.path={tiny_model_dir}", "model.attention_backend=flash9"])
 
 
-def test_compile_compiles_each_repeated_block(tiny_model_dir):
-    compiled = editor_with(tiny_model_dir, "model.compile=true")
+def test_compile_compiles_each_repeated_block(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset")  # restored after the test
+    monkeypatch.setenv("TRITON_CACHE_DIR", "unset")
+    compiled = editor_with(tiny_model_dir, "model.compile=true", f"model.compile_cache_dir={tmp_path}")
     blocks = compiled.pipe.transformer.blocks
     assert len(blocks) == 2 and all(b._compiled_call_impl is not None for b in blocks)
-    assert editor_with(tiny_model_dir).pipe.transformer.blocks[0]._compiled_call_impl is None
+    assert compiled.compiled and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    # the default (null) compiles where it pays: not on this CPU
+    default = editor_with(tiny_model_dir)
+    assert not default.compiled and default.pipe.transformer.blocks[0]._compiled_call_impl is None
 
 
 @pytest.mark.slow
-def test_a_compiled_transformer_gives_the_same_edit(editor, tiny_cfg, tiny_model_dir, frame):
+def test_a_compiled_transformer_gives_the_same_edit(editor, tiny_cfg, tiny_model_dir, frame, tmp_path, monkeypatch):
     """About a minute of inductor compilation on 2 cores: `make test-slow`."""
-    compiled = editor_with(tiny_model_dir, "model.compile=true")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset")
+    monkeypatch.setenv("TRITON_CACHE_DIR", "unset")
+    compiled = editor_with(tiny_model_dir, "model.compile=true", f"model.compile_cache_dir={tmp_path}")
     a = compiled.edit(frame, PROMPT, seed=5, gen=tiny_cfg.generation)
     np.testing.assert_array_equal(a.edited, editor.edit(frame, PROMPT, seed=5, gen=tiny_cfg.generation).edited)
+    # the first edit of the shape left the node's portable copy of what it compiled
+    assert [f.name for f in (tmp_path / "mega").iterdir()] == [f"torch-{torch.__version__}-cpu.bin"]
 
 
 @pytest.mark.parametrize("layout", ["checkpoint", "transformer folder"])
