@@ -4,6 +4,7 @@ peak GPU memory and each phase's share, for the toolkit's Editor and the plain p
     python bench/gpu.py                  # CUDA: the true-size architecture (about 45 GB of weights)
     python bench/gpu.py --quick          # the main cases only
     python bench/gpu.py --arch small --device cpu --json /tmp/gpu.json   # rehearsal of this code, shrunk
+    python bench/gpu.py --speed          # the speed options against the targets (bench/gpu_speed.py)
 
 The real weights never exist on our machines. The components are built from the published
 architecture (ChronoEdit-14B = Wan 2.1 I2V 14B transformer, UMT5-XXL, CLIP ViT-H/14, Wan VAE)
@@ -23,6 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import gpu_speed
 from common import RESULTS, machine, print_table
 
 import numpy as np
@@ -179,7 +181,7 @@ class Bench:
         self.arch = ARCHS[args.arch]
         self.doc = {"benchmark": "gpu", "arch": args.arch, "random_weights": True, "machine": machine(),
                     "device": torch.cuda.get_device_name(0) if self.cuda else "cpu", "cases": [], "forwards": [],
-                    "notes": []}
+                    "notes": [], "compile_cache": [], "editors": [], "step_cache": []}
         if self.cuda:
             self.doc["torch_cuda"] = torch.version.cuda
             self.doc["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
@@ -238,7 +240,8 @@ class Bench:
                 self.meter.tag = ""
 
         editor_module.decode_latents = tagged_decode
-        cfg = load_config([f"model.device={self.args.device}", "model.path=in-memory-random"])
+        # uncompiled, as every table but --speed's (compile is the CUDA default since #26)
+        cfg = load_config([f"model.device={self.args.device}", "model.path=in-memory-random", "model.compile=false"])
         self.editor = Editor(cfg.model, pipeline=pipe)
         self.base_gen = cfg.generation
         w, h = self.arch["size"]
@@ -302,6 +305,28 @@ class Bench:
         print(json.dumps(row), flush=True)
         self.save()
 
+    def forward_inputs(self, latent_frames: int, batch: int = 1) -> dict:
+        """Seeded random inputs of one transformer forward at the edit's shape."""
+        t = self.editor.pipe.transformer
+        cfg, (w, h) = t.config, self.arch["size"]
+        dev, dtype = self.args.device, t.dtype
+        g = torch.Generator(device=dev).manual_seed(0)
+        rand = lambda *shape: torch.randn(*shape, device=dev, dtype=dtype, generator=g)  # noqa: E731
+        img_tokens = (self.arch["image_encoder"]["image_size"] // self.arch["image_encoder"]["patch_size"]) ** 2 + 1
+        return {"hidden_states": rand(batch, cfg.in_channels, latent_frames, h // 8, w // 8),
+                "timestep": torch.tensor([500.0], device=dev),
+                "encoder_hidden_states": rand(batch, 512, cfg.text_dim),
+                "encoder_hidden_states_image": rand(batch, img_tokens, cfg.image_dim)}
+
+    @torch.no_grad()
+    def forward_output(self, latent_frames: int):
+        """One forward's output (float32) on the seeded inputs: what an attention backend's drift is measured on."""
+        return self.editor.pipe.transformer(**self.forward_inputs(latent_frames), return_dict=False)[0].float()
+
+    def frame_at(self, edited: np.ndarray) -> np.ndarray:
+        """The source frame at an edit's size (the scores compare the two)."""
+        return np.asarray(Image.fromarray(self.frame).resize((edited.shape[1], edited.shape[0]), Image.Resampling.BICUBIC))
+
     def forward_timing(self, label: str, latent_frames: int, reps: int, batch: int = 1):
         """One transformer forward at the edit's shape, timed alone (attention backends, compile,
         batch 2 = both CFG passes in one forward)."""
@@ -309,23 +334,18 @@ class Bench:
             self.doc["forwards"].append({"option": label, "skipped": "time budget"})
             return
         t = self.editor.pipe.transformer
-        cfg, (w, h) = t.config, self.arch["size"]
-        dev, dtype = self.args.device, t.dtype
-        x = torch.randn(batch, cfg.in_channels, latent_frames, h // 8, w // 8, device=dev, dtype=dtype)
-        text = torch.randn(batch, 512, cfg.text_dim, device=dev, dtype=dtype)
-        img_tokens = (self.arch["image_encoder"]["image_size"] // self.arch["image_encoder"]["patch_size"]) ** 2 + 1
-        img = torch.randn(batch, img_tokens, cfg.image_dim, device=dev, dtype=dtype)
-        step = torch.tensor([500.0], device=dev)
-        row = {"option": label, "latent_frames": latent_frames, "batch": batch}
+        inputs = self.forward_inputs(latent_frames, batch)
+        row = {"option": label, "latent_frames": latent_frames, "batch": batch,
+               "tokens": int(np.prod(inputs["hidden_states"].shape[2:]) // 4)}
         try:
             t0 = time.perf_counter()
             with torch.no_grad():
-                t(hidden_states=x, timestep=step, encoder_hidden_states=text, encoder_hidden_states_image=img)
+                t(**inputs)
                 self.sync()
                 row["first_call_s"] = round(time.perf_counter() - t0, 2)
                 self.meter.reset()
                 for _ in range(reps):
-                    t(hidden_states=x, timestep=step, encoder_hidden_states=text, encoder_hidden_states_image=img)
+                    t(**inputs)
             secs = self.meter.seconds["transformer"] / reps
             row.update(forward_s=round(secs, 4), tflops=round(self.meter.flops / reps / secs / 1e12, 1))
             if self.peak_tflops():
@@ -474,11 +494,42 @@ def main() -> int:
     ap.add_argument("--quantize", action="store_true",
                     help="model.quantize (torchao fp8, weights only and dynamic) against bf16, whole edits and one "
                          "forward; writes gpu_quantize.json unless --json is given")
+    ap.add_argument("--speed", action="store_true",
+                    help="the speed options (bench/gpu_speed.py: compile cache cold and warm, two editors per GPU, "
+                         "sageattention, step caches at 50 steps, compiled and fp8 edits) against the targets; "
+                         "writes gpu_speed.json unless --json is given")
+    ap.add_argument("--sections", default=",".join(gpu_speed.SECTIONS), help="--speed: which sections, in order")
+    ap.add_argument("--cache-dir", default="/tmp/chronoedit-bench/compile",
+                    help="model.compile_cache_dir of --speed's editors (start empty for a cold first edit)")
+    ap.add_argument("--probe", default="", help=argparse.SUPPRESS)  # --speed's child process
+    ap.add_argument("--probe-edits", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--ready-file", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.sections = [s for s in args.sections.split(",") if s]
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: the true-size benchmark runs only on a GPU (rehearse with --arch small --device cpu)")
         return 2
     b = Bench(args)
+    if args.probe:
+        b.setup()
+        return gpu_speed.probe(b, args)
+    if args.speed:
+        if args.json == ap.get_default("json"):
+            args.json = str(RESULTS / "gpu_speed.json")
+        gpu_speed.before_setup(b, args, lambda: args.budget_s - (time.perf_counter() - b.t_start))
+        b.setup()
+        gpu_speed.after_setup(b, args)
+        b.doc["targets"] = gpu_speed.summary(b)
+        b.doc["total_s"] = round(time.perf_counter() - b.t_start, 1)
+        b.save()
+        for key, cols in (("cases", ["preset", "mode", "option", "wall_s", "achieved_tflops", "mfu", "peak_gib", "error"]),
+                          ("forwards", ["option", "tokens", "forward_s", "tflops", "mfu"]),
+                          ("step_cache", ["kind", "s_per_edit", "skipped_share", "max_px", "mean_px", "error"]),
+                          ("targets", ["target", "goal_s", "measured_s", "met"])):
+            if b.doc[key]:
+                print_table(b.doc[key], cols)
+        print(f"wrote {args.json} (RANDOM weights: timings are the real cost, the pixels are noise)")
+        return 0
     if args.compile and args.json == ap.get_default("json"):
         args.json = str(RESULTS / "gpu_compile.json")
     if args.never_twice and args.json == ap.get_default("json"):
