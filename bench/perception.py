@@ -103,7 +103,7 @@ def main() -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from chronoedit_sim.perception.evaluate import evaluate
+    from chronoedit_sim.runtime.evaluate import evaluate
     from chronoedit_sim.perception.export import export_benchmark
     from chronoedit_sim.perception.labels import iou
     from perception_helpers import BLOB_DETECTOR, fake_dataset

@@ -188,7 +188,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .perception.evaluate import evaluate
+    from .runtime.evaluate import evaluate
 
     evaluate(Path(args.dir), args.detector, where=args.where, batch_size=args.batch_size, device=args.device,
              gpus=args.gpus, actors=args.actors, address=args.address, verbose=args.verbose)

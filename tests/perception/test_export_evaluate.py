@@ -152,7 +152,7 @@ def test_a_severity_ladder_comes_from_trajectories_where_ssim_falls(fake, tmp_pa
 
 @pytest.mark.ray
 def test_evaluate_oracle_scores_one_everywhere_and_the_blob_detector_falls_in_the_dark(fake, tmp_path, ray_session):
-    from chronoedit_sim.perception.evaluate import evaluate
+    from chronoedit_sim.runtime.evaluate import evaluate
 
     oracle = evaluate(fake, write_oracle(tmp_path / "oracle.py", fake), echo=lambda *_: None)
     assert oracle["clean_ap"] == 1.0 and oracle["mPC"] == 1.0 and oracle["rPC"] == 1.0
