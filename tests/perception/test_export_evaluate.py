@@ -18,7 +18,7 @@ from chronoedit_sim.errors import UserError
 from chronoedit_sim.perception.evaluate import summarize
 from chronoedit_sim.perception.export import export_benchmark
 from chronoedit_sim.stages.base import Resources
-from chronoedit_sim.stages.detect import DetectStage
+from chronoedit_sim.stages.detect import START_FAILED, DetectStage, load_callable
 
 WEATHER = """name: weather
 domain: driving
@@ -154,18 +154,20 @@ def test_a_severity_ladder_comes_from_trajectories_where_ssim_falls(fake, tmp_pa
 def test_evaluate_oracle_scores_one_everywhere_and_the_blob_detector_falls_in_the_dark(fake, tmp_path, ray_session):
     from chronoedit_sim.runtime.evaluate import evaluate
 
-    oracle = evaluate(fake, write_oracle(tmp_path / "oracle.py", fake), echo=lambda *_: None)
+    oracle, code = evaluate(fake, write_oracle(tmp_path / "oracle.py", fake), echo=lambda *_: None, bootstrap=50)
+    assert code == 0
     assert oracle["clean_ap"] == 1.0 and oracle["mPC"] == 1.0 and oracle["rPC"] == 1.0
-    assert all(v["ap"] == 1.0 for v in oracle["splits"].values())
+    assert all(v["ap"] == 1.0 for v in oracle["splits"].values()) and oracle["mPC_ci"] == pytest.approx([1.0, 1.0])
     assert (oracle["inserted_recall"], oracle["inserted_objects"]) == (1.0, 3)
     assert json.loads((fake / "eval.json").read_text())["rPC"] == 1.0
     (tmp_path / "blobs.py").write_text(BLOB_DETECTOR)
-    blobs = evaluate(fake, f"{tmp_path / 'blobs.py'}:Blobs", echo=lambda *_: None)
+    blobs, _ = evaluate(fake, f"{tmp_path / 'blobs.py'}:Blobs", echo=lambda *_: None, bootstrap=0)
     dark = [v for s, v in blobs["splits"].items() if s.startswith("weather")]
     assert blobs["clean_ap"] == 1.0 and all(v["ap"] == 0.0 and v["drop"] == 1.0 for v in dark)
     assert blobs["inserted_recall"] == 0.0  # it knows no yellow signs
-    assert blobs["rPC"] == pytest.approx(blobs["mPC"]) and blobs["mPC"] < 0.7
-    assert set(blobs["by_scenario"]) == {"weather", "insert"} and blobs["by_scenario"]["weather"]["mean_drop"] == 1.0
+    # the insertion changes the ground truth: its own section, not in mPC (the darkening's AP 0 is all of it)
+    assert blobs["mPC"] == 0.0 and set(blobs["truth_changing"]) == {"insert__sign"}
+    assert set(blobs["by_scenario"]) == {"weather"} and blobs["by_scenario"]["weather"]["mean_drop"] == 1.0
     assert blobs["images"] == 3 + 3 + 3 and blobs["failed_images"] == 0
 
 
@@ -173,7 +175,9 @@ def test_a_classifier_is_scored_by_the_share_of_edits_that_keep_its_clean_label(
     splits = {"clean": [("clean:a", []), ("clean:b", [])], "w__d__s1": [("a", []), ("b", [])]}
     info = {"w__d__s1": {"scenario": "w", "edit_id": "d", "severity": 1}}
     frame_of = {"a": "clean:a", "b": "clean:b", "clean:a": "clean:a", "clean:b": "clean:b"}
-    out = summarize(splits, info, frame_of, {"clean:a": "car", "clean:b": "bus", "a": "car", "b": "car"}, [], "c:f")
+    info["w__d__s1"]["changes_truth"] = False
+    out = summarize(splits, info, frame_of, {"clean:a": "car", "clean:b": "bus", "a": "car", "b": "car"}, "c:f",
+                    bootstrap=0)
     assert out["task"] == "classification" and out["splits"]["w__d__s1"]["accuracy"] == 0.5
     assert out["mPC"] == 0.5 and out["rPC"] == 0.5 and out["by_severity"] == {"1": {"mean_drop": 0.5}}
 
@@ -183,7 +187,10 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
 
     from PIL import Image
 
-    (tmp_path / "bad.py").write_text("def detect(images):\n    return [[]]\n\ndef boom(images):\n    raise RuntimeError('cuda oom')\n")
+    (tmp_path / "bad.py").write_text("import os\n\ndef detect(images):\n    return [[]]\n\ndef boom(images):\n"
+                                     "    raise RuntimeError('cuda oom')\n\nclass Gone:\n    def __init__(self):\n"
+                                     "        os._exit(1)\n\nclass NoWeights:\n    def __init__(self):\n"
+                                     "        raise OSError('no weights at /m.pt')\n")
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, "PNG")
     for name, message in (("detect", "detect: ValueError: the detector returned list of length 1 for 2 image(s); expected a list per image"),
@@ -192,8 +199,14 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
         stage.setup()
         rows = stage.process_batch([{"job_id": k, "image": buf.getvalue(), "error": None} for k in "ab"])
         assert [r["error"] for r in rows] == [message] * 2 and "image" not in rows[0]
+    for name, message in (("Gone", "ExitCalled: it called os._exit(1) while starting"),
+                          ("NoWeights", "OSError: no weights at /m.pt")):
+        stage = DetectStage(f"{tmp_path / 'bad.py'}:{name}", "cpu", Resources())
+        stage.setup()  # does not raise, nor end this process: each row says why
+        rows = stage.process_batch([{"job_id": "a", "image": buf.getvalue(), "error": None}])
+        assert rows[0]["error"] == START_FAILED + message
     for spec, message in (("nope", "expected module:callable"), (f"{tmp_path}/x.py:f", "does not exist"),
                           (f"{tmp_path / 'bad.py'}:missing", "has no callable 'missing'"),
                           ("no_such_module:f", "cannot import no_such_module")):
         with pytest.raises(UserError, match=message):
-            DetectStage(spec, "cpu", Resources()).setup()
+            load_callable(spec)
