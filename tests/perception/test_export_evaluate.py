@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import yaml
@@ -112,10 +113,63 @@ def test_yolo_and_kitti_layouts_read_as_those_tools_expect(fake, tmp_path):
     # the car (50, 30, 90, 56) of a 96 x 64 frame, normalised centre and size; no DontCare line in YOLO
     assert lines[0] == "0 0.729167 0.671875 0.416667 0.406250" and lines[1].startswith("2 ")
     kitti = (tmp_path / "kitti" / "insert__sign" / "label_2" / f"{first['job_id']}.txt").read_text().splitlines()
-    assert kitti[0] == "Car 0.00 0.00 -1.57 50.00 30.00 90.00 56.00 1.50 1.60 3.90 1.00 1.60 12.00 0.10"
-    assert kitti[1].startswith("DontCare -1.00 -1.00 -10.00 0.00 0.00 10.00 10.00 ")
-    assert kitti[2].startswith("sign -1.00 -1.00 -10.00 ")  # no 3D box for what the edit made
+    assert kitti[0] == "Car 0.00 0 -1.57 50.00 30.00 90.00 56.00 1.50 1.60 3.90 1.00 1.60 12.00 0.10"
+    assert kitti[1] == "DontCare -1.00 -1 -10.00 0.00 0.00 10.00 10.00 -1.00 -1.00 -1.00 -1000.00 -1000.00 -1000.00 -10.00"
+    # what the edit made: fully visible, inside the image, no 3D box
+    assert kitti[2].startswith("sign 0.00 0 -10.00 ") and kitti[2].endswith(" -1.00 -1.00 -1.00 -1000.00 -1000.00 -1000.00 -10.00")
     assert (tmp_path / "kitti" / "insert__sign" / "image_2" / f"{first['job_id']}.png").is_file()
+    for split in ("clean", "insert__sign"):
+        for label_file in (tmp_path / "kitti" / split / "label_2").iterdir():
+            for line in label_file.read_text().splitlines():
+                fields = _devkit_scan(line)
+                assert fields[0] == line.split()[0] and fields[1:] == pytest.approx([float(v) for v in line.split()[1:]])
+                assert fields[2] in (-1, 0, 1, 2, 3) and isinstance(fields[2], int)
+    reader = os.environ.get("KITTI_READER_PYTHON")  # a venv with datumaro (numpy < 2.2: not in ours)
+    if reader:
+        items = _datumaro_read(reader, tmp_path / "kitti" / "insert__sign")
+        ours = {p.stem: p.read_text().splitlines() for p in (tmp_path / "kitti" / "insert__sign" / "label_2").iterdir()}
+        assert set(items) == set(ours)
+        for stem, boxes in items.items():
+            assert [(b["label"], b["occluded"], b["truncated"]) for b in boxes] == \
+                [(x.split()[0], int(x.split()[2]), float(x.split()[1])) for x in ours[stem]]
+            assert [v for b in boxes for v in b["box"]] == pytest.approx([float(v) for x in ours[stem] for v in x.split()[4:8]])
+
+
+# the devkit's own scan of a label line (cpp/evaluate_object.cpp, loadGroundtruth)
+DEVKIT_FORMAT = b"%s %lf %d %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf"
+
+
+def _devkit_scan(line: str) -> list:
+    """The line through the C library's sscanf with the devkit's format string: all 15 fields must convert."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    name = ctypes.create_string_buffer(256)
+    occluded = ctypes.c_int()
+    doubles = [ctypes.c_double() for _ in range(13)]
+    args = [name, ctypes.byref(doubles[0]), ctypes.byref(occluded), *(ctypes.byref(d) for d in doubles[1:])]
+    assert libc.sscanf(line.encode(), DEVKIT_FORMAT, *args) == 15, line
+    return [name.value.decode(), doubles[0].value, occluded.value, *(d.value for d in doubles[1:])]
+
+
+DATUMARO_READ = """
+import json, sys
+from datumaro.plugins.data_formats.kitti_3d.base import Kitti3dBase
+base = Kitti3dBase(sys.argv[1])
+names = base.categories()[__import__("datumaro").AnnotationType.label]
+print(json.dumps({item.id: [{"label": names[a.label].name, "occluded": a.attributes["occluded"],
+                             "truncated": a.attributes["truncated"], "box": [a.x, a.y, a.x + a.w, a.y + a.h]}
+                            for a in item.annotations] for item in base}))
+"""
+
+
+def _datumaro_read(python: str, split_dir) -> dict:
+    """The split through datumaro's KITTI 3D reader (int() on occluded, float() on the rest), in its venv."""
+    import subprocess
+
+    done = subprocess.run([python, "-c", DATUMARO_READ, str(split_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Error parsing" not in done.stderr, done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 def test_a_dataset_of_an_older_schema_is_refused_by_name(tmp_path):
