@@ -13,7 +13,7 @@ from collections import defaultdict
 import pytest
 
 from helpers import NO_CLIP_BOUNDS
-from perception_helpers import fake_darken, fake_dataset, fake_insert, write_jittered, write_kitti
+from perception_helpers import fake_darken, fake_dataset, fake_insert, write_jittered, write_kitti, write_oracle
 
 from chronoedit_sim.perception.ap import coco_inputs
 from chronoedit_sim.perception.evaluate import build_index, screen, summarize
@@ -106,6 +106,15 @@ def test_the_inserted_pedestrian_is_kittis_pedestrian_class(kitti_run, tmp_path)
     export_benchmark(kitti_run, tmp_path / "coco", "coco", where=["scenario=insert_pedestrian"], echo=lambda *_: None)
     cats = json.loads((tmp_path / "coco" / "annotations" / "instances_insert_pedestrian__crossing.json").read_text())
     assert [c["name"] for c in cats["categories"]] == ["Car", "Pedestrian"]  # one pedestrian class
+
+
+def test_a_detector_answering_pedestrian_at_the_insertions_is_charged_nothing(kitti_run, tmp_path):
+    """The oracle says `Pedestrian` (KITTI's class) at each inserted box: found, and no false positive."""
+    splits, info, frame_of, raw = _detect_in_process(kitti_run, write_oracle(tmp_path / "oracle.py", kitti_run))
+    assert {d["label"] for key, _ in splits["insert_pedestrian__crossing"] for d in raw[key][0]} == {"Car", "Pedestrian"}
+    out = summarize(splits, info, frame_of, screen(splits, raw)[0], "oracle", bootstrap=0)
+    section = out["truth_changing"]["insert_pedestrian__crossing"]
+    assert (section["ap"], section["inserted_found"], section["inserted"]) == (pytest.approx(1.0), 3, 3)
 
 
 def _annotations(shard):
