@@ -146,3 +146,17 @@ def test_invalid_detections_are_refused_with_the_reason():
     splits = {"clean": [("a", [_ann("Car", (1, 1, 5, 5))]), ("b", [])]}
     dets, refused = screen(splits, {"a": ([ok], (100, 50)), "b": ([{**ok, "label": "Bus"}], (100, 50))})
     assert list(dets) == ["a"] and refused == ["b: an unknown label 'Bus' (the dataset's classes: Car)"]
+
+
+def test_the_report_shows_intervals_the_truth_changing_section_and_what_was_not_scored():
+    from chronoedit_sim.report.html import evaluation_section
+
+    splits, info, frame_of, dets = _dataset()
+    out = summarize(splits, info, frame_of, dets, "d:f", failed=["x: boom"], refused=["y: nan", "z: nan"],
+                    bootstrap=20, seed=0)
+    page = evaluation_section(out)
+    lo, hi = out["mPC_ci"]
+    assert f"mPC {out['mPC']:.3f} [{lo:.3f}, {hi:.3f}]" in page and "Intervals: 95%, 20 resamples" in page
+    assert "1 image(s) failed and 2 had their detections refused" in page
+    assert "<h3>Edits that change the ground truth (not in mPC)</h3>" in page and "<td>2 of 4</td>" in page
+    assert page.count("<td>ins__p</td>") == 1  # in its own table only
