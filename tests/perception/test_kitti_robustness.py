@@ -52,6 +52,9 @@ edits:
     target_caption: a street with a pedestrian
     source_caption: a street
 """
+# the stages in process on 33 jobs: ~8 s on 2 cores, over make test's budget; the formula, the AP and the
+# taxonomy have fast tests of their own (test_robustness.py, tests/test_scenario.py)
+pytestmark = pytest.mark.slow
 OVERRIDES = ["model=tiny", "model.path=/unused", "scoring.clip.enabled=false", *NO_CLIP_BOUNDS]
 
 
