@@ -20,7 +20,8 @@ EXIT_CODES = """exit codes:
   0  done (verify: the dataset is whole)
   1  verify: the dataset is not whole; anything else with a traceback is a bug
   2  a problem with what was asked: config, input, weights, an output in use by another writer
-  3  run/score finished, but more rows failed than runtime.max_failed_fraction allows
+  3  run/score finished, but more rows failed than runtime.max_failed_fraction allows;
+     evaluate finished, but images failed or had their detections refused (left out of the numbers)
   4  writing the output failed (full disk, I/O error): complete shards are safe; rerun the same
      command to resume once there is room"""
 
@@ -200,11 +201,13 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .perception.evaluate import evaluate
+    from .runtime.evaluate import evaluate
 
-    evaluate(Path(args.dir), args.detector, where=args.where, batch_size=args.batch_size, device=args.device,
-             gpus=args.gpus, actors=args.actors, address=args.address, verbose=args.verbose)
-    return 0
+    _, code = evaluate(Path(args.dir), args.detector, where=args.where, batch_size=args.batch_size,
+                       device=args.device, gpus=args.gpus, actors=args.actors, address=args.address,
+                       verbose=args.verbose, bootstrap=args.bootstrap, seed=args.seed,
+                       warn=lambda line: print(line, file=sys.stderr))
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("evaluate", help="a detector's AP on the clean and edited images: mPC, rPC, drops, "
-                                         "inserted-object recall (DIR/eval.json)")
+                                         "inserted-object recall, 95%% intervals (DIR/eval.json)", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("dir")
     sp.add_argument("--detector", required=True, metavar="MODULE:CALLABLE",
                     help="module:callable or file.py:callable; called with a list of PIL images, it returns per "
@@ -318,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", default="", help="Ray cluster to join (default: a private local instance)")
     sp.add_argument("--where", action="append", default=[], metavar="EXPR",
                     help=WHERE_HELP + " (default: outcome=kept)")
+    sp.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                    help="resamples of the source frames for the 95%% intervals of AP, mPC and rPC (0 = none)")
+    sp.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("verify", help="check that a dataset is whole: exit 0 when it is, 1 with a summary if not")

@@ -19,13 +19,14 @@ import yaml
 
 from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
 from .perception.sketch import SketchSpec, place
+from .perception.taxonomy import CLASS_NAMES
 from .scenario_keys import (check_keys, mapping, parse_consistency, parse_policy, parse_region, parse_severity,
                             parse_sketch)
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
 _TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits", "annotations",
-             "consistent_across"}
+             "consistent_across", "class_names"}
 _REQUIRED_TOP = ("name", "domain", "description", "edits")
 _EDIT_KEYS = {
     "id", "prompt", "vars", "target_caption", "source_caption", "samples",
@@ -85,6 +86,8 @@ class Scenario:
     filter: dict = field(default_factory=dict)
     # the edits' default annotation policy
     annotations: str = "keep"
+    # the inserted object's class per source taxonomy (perception/taxonomy.py), over its table: {kitti: ...}
+    class_names: dict = field(default_factory=dict)
     # where it was read from, its text and the text's SHA-256 (recorded in run manifests)
     path: str = ""
     text: str = ""
@@ -213,6 +216,14 @@ def _parse_edit(raw, idx: int, path: str, default_group: str) -> Edit:
     )
 
 
+def parse_class_names(value, where: str) -> dict:
+    names = mapping(value, where)
+    unknown = sorted(set(names) - set(CLASS_NAMES))
+    if unknown:
+        raise ConfigError(f"{where}: {', '.join(unknown)}: not a source taxonomy ({', '.join(CLASS_NAMES)})")
+    return {k: str(v) for k, v in names.items()}
+
+
 def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     try:
         data = yaml.safe_load(text)
@@ -252,6 +263,7 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         generation=mapping(data.get("generation"), f"{path}: generation"),
         filter=mapping(data.get("filter"), f"{path}: filter"),
         annotations=default_policy,
+        class_names=parse_class_names(data.get("class_names"), f"{path}: class_names"),
         path=path,
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),

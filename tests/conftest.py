@@ -140,7 +140,7 @@ def lerobot_run(ray_session, run_overrides, tiny_vlm_dir, tmp_path_factory):
     from chronoedit_sim.runtime.run import run
 
     root = tmp_path_factory.mktemp("lerobot_run")
-    source = make_dataset(root / "source")
+    source = make_dataset(root / "source", codec="av1")  # as lerobot writes: the export copies its packets
     scenario = root / "light.yaml"
     scenario.write_text(LIGHT_SCENARIO)
     out = root / "out"

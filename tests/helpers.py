@@ -109,13 +109,15 @@ def decode_frame(rgb: np.ndarray) -> int:
     return sum(1 << b for b in range(BITS) if top[b * 8 + 2 : b * 8 + 6].mean() > 128)
 
 
-def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_index_name="task") -> Path:
+def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_index_name="task", codec="mp4v") -> Path:
+    """codec "mp4v": OpenCV's writer (key frames far apart: an episode may start between them); "av1": as
+    lerobot 0.4.4 writes (libsvtav1, a key frame every 2 frames, BT.601 untagged)."""
     features = {
         "action": {"dtype": "float32", "shape": [2], "names": ["x", "y"]},
         "observation.state": {"dtype": "float32", "shape": [3], "names": ["a", "b", "c"]},
         **{
             cam: {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"],
-                  "info": {"video.fps": FPS, "video.codec": "mp4v"}}
+                  "info": {"video.fps": FPS, "video.codec": codec}}
             for cam in CAMS
         },
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
@@ -172,6 +174,12 @@ def make_dataset(root: Path, episodes=TWO_EPISODES, *, version="v3.0", tasks_ind
     for (cam, vfile), codes in videos.items():
         path = root / f"videos/{cam}/chunk-000/file-{vfile:03d}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if codec == "av1":
+            from chronoedit_sim.dataset.video import encode_video
+
+            rgb = np.stack([encode_frame(n)[..., ::-1] for n in codes])
+            path.write_bytes(encode_video(rgb, crf=30, fps=FPS, codec="libsvtav1", gop=2, colour="bt601-untagged"))
+            continue
         vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (W, H))
         assert vw.isOpened()
         for n in codes:

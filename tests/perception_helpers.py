@@ -182,3 +182,28 @@ class Blobs:
             out.append(dets)
         return out
 '''
+
+
+def write_jittered(path: Path, dataset: Path, seed: int = 0) -> str:
+    """The oracle's boxes, each shifted by seeded noise that grows as the image darkens (a detector that
+    degrades under a darkening edit); its labels are the ground truth's, so on a KITTI run it answers
+    `Pedestrian` at an inserted pedestrian. Deterministic: the noise is seeded by (seed, the image's pixels)."""
+    write_oracle(path, dataset)
+    path.write_text(path.read_text() + textwrap.dedent(f'''
+        def jittered(images):
+            out = []
+            for im, found in zip(images, detect(images)):
+                px = np.asarray(im)
+                rng = np.random.default_rng([{seed}, int.from_bytes(hashlib.sha256(px.tobytes()).digest()[:8], "big")])
+                sigma = 0.5 + 12 * max(0.0, 1 - px.mean() / 110)  # pixels; the scenes' mean is ~110
+                h, w = px.shape[:2]
+                dets = []
+                for d in found:  # the box shifted (never inverted), kept inside the image
+                    dx, dy = rng.normal(0, sigma, 2)
+                    x0, y0, x1, y1 = d["box"]
+                    box = [min(max(x0 + dx, 0), w), min(max(y0 + dy, 0), h), min(max(x1 + dx, 0), w), min(max(y1 + dy, 0), h)]
+                    dets.append({{**d, "box": box, "score": float(rng.uniform(0.2, 1.0))}})
+                out.append(dets)
+            return out
+    '''))
+    return f"{path}:jittered"

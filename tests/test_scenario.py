@@ -263,7 +263,7 @@ def test_unknown_top_level_key(tmp_path):
     data = _base()
     data["colour"] = "red"
     path, msg = _load_error(tmp_path, data)
-    assert msg == f"{path}: colour: unknown key (allowed: annotations, consistent_across, description, domain, edits, filter, generation, labels, name)"
+    assert msg == f"{path}: colour: unknown key (allowed: annotations, class_names, consistent_across, description, domain, edits, filter, generation, labels, name)"
 
 
 def test_unknown_edit_key(tmp_path):
@@ -827,3 +827,22 @@ def test_weights_are_proportional_not_ordered():
     counts = Counter(expand(a, f"src/{i:05d}.png", 0)[0].prompt for i in range(4000))
     assert 0.70 <= counts["a"] / 4000 <= 0.80, counts
     assert set(counts) == {"a", "b"}
+
+
+def test_class_names_map_the_inserted_object_to_the_sources_class(tmp_path):
+    from chronoedit_sim.perception.taxonomy import map_labels
+
+    data = {**_base(), "class_names": {"kitti": "Person_sitting"}}
+    path = tmp_path / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_scenario(path).class_names == {"kitti": "Person_sitting"}
+    labels = {"inserted": "pedestrian", "condition": "rain"}
+    assert map_labels(labels, "kitti", {}) == {**labels, "inserted": "Pedestrian", "inserted_canonical": "pedestrian"}
+    assert map_labels(labels, "nuscenes", {})["inserted"] == "human.pedestrian.adult"
+    assert map_labels(labels, "coco", {})["inserted"] == "person"
+    assert map_labels(labels, None, {}) == labels  # LeRobot, plain folders: no taxonomy
+    assert map_labels({"inserted": "traffic_cone"}, "kitti", {}) == {"inserted": "traffic_cone"}  # no KITTI class
+    assert map_labels(labels, "kitti", {"kitti": "Person_sitting"})["inserted"] == "Person_sitting"
+    data["class_names"] = {"kiti": "Pedestrian"}
+    _, msg = _load_error(tmp_path, data)
+    assert msg.endswith("class_names: kiti: not a source taxonomy (kitti, nuscenes, coco)")

@@ -7,7 +7,9 @@ so the features stay the source's), every other camera copied from the source. `
 exports incomplete episodes too, with the source frame wherever the edit was rejected or failed, and says
 which in the provenance file. Written as lerobot writes a dataset: meta/info.json, meta/tasks.parquet,
 meta/episodes/chunk-000/file-000.parquet (with per-episode stats), meta/stats.json, data/ and videos/ (AV1
-with libsvtav1, yuv420p, a key frame every 2 frames, CRF 30: lerobot's encoder settings), plus
+with libsvtav1, yuv420p, a key frame every 2 frames, CRF 30, BT.601 untagged: lerobot's encoder settings; a
+camera no edit touches is the source episode's own packets, copied without decoding where the episode starts
+at a key frame, as lerobot's do, and encoded again otherwise, with the cost in the provenance file), plus
 meta/chronoedit_provenance.json (source dataset, scenario, edit, sample, prompt and run per episode).
 """
 
@@ -30,11 +32,14 @@ from ..scoring.metrics import resize_to
 from .encode import decode_rgb
 from .manifest import read_manifest
 from .sink import readable_shards
-from .video import encode_video
+from .video import copy_packets, decode_video, encode_video
 
 FILL = ("none", "source")
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 _CRF, _GOP = 30, 2
+# lerobot writes its videos with PyAV's default RGB -> YUV conversion (BT.601) and no colour tags, and
+# decodes every file so: an edited camera encoded any other way shifts in colour when lerobot reads it
+LEROBOT_COLOUR = "bt601-untagged"
 _LIGHT = ["job_id", "run_id", "scenario", "edit_id", "sample_index", "keep", "error", "episode", "source_meta", "prompt"]
 
 
@@ -147,6 +152,11 @@ def export_lerobot(dataset: Path, output: Path, fill_rejected: str = "none", ech
     n, skipped = len(provenance["episodes"]), len(provenance["skipped"])
     echo(f"{n} episode(s), {provenance['total_frames']} frames (LeRobot v3.0) in {output}"
          + (f"; {skipped} skipped (not every frame kept: --fill-rejected source exports them)" if skipped else ""))
+    again = [(e["episode_index"], cam, off) for e in provenance["episodes"] for cam, off in e["copied_cameras_reencoded"].items()]
+    if again:
+        echo(f"{len(again)} unedited camera stream(s) encoded again, not copied (the source episode does not start "
+             f"at a key frame): mean difference from the source {max(off for *_, off in again):.2f} grey levels at "
+             "most; meta/chronoedit_provenance.json lists them")
     return provenance
 
 
@@ -158,9 +168,34 @@ def _camera(src: _Source, cam: str, order: list[int], edits: dict, pixels: dict,
     for fi in order:
         job, ok = edits.get(fi, (None, False))
         stream.append(resize_to(pixels[job], (h, w)) if ok and job in pixels else sources[fi])
+    return _encode(src, stream), *_sampled_stats(stream)
+
+
+def _encode(src: _Source, stream: list[np.ndarray]) -> bytes:
+    return encode_video(np.stack(stream), crf=_CRF, fps=round(src.fps), codec="libsvtav1", gop=_GOP,
+                        colour=LEROBOT_COLOUR)
+
+
+def _sampled_stats(stream: list[np.ndarray]) -> tuple[dict, list[np.ndarray]]:
     sampled = stream[::max(1, len(stream) // 8)]
-    video = encode_video(np.stack(stream), crf=_CRF, fps=round(src.fps), codec="libsvtav1", gop=_GOP)
-    return video, _stats(np.stack(sampled), True), sampled
+    return _stats(np.stack(sampled), True), sampled
+
+
+def _copied(src: _Source, cam: str, ep: int, order: list[int], frames: dict, video_tpl: str):
+    """(video bytes, stats, sampled frames, None or how far a re-encode is from the source) of a camera no edit
+    touches: the source episode's own packets where it starts at a key frame (lerobot's episodes do), else
+    encoded again, with the mean absolute difference that costs (grey levels, as lerobot decodes it)."""
+    e = src.episodes[ep]
+    path = src.root / video_tpl.format(video_key=cam, chunk_index=e[f"videos/{cam}/chunk_index"],
+                                       file_index=e[f"videos/{cam}/file_index"])
+    stream = [frames[fi] for fi in order]
+    stats, sampled = _sampled_stats(stream)
+    packets = copy_packets(str(path), float(e[f"videos/{cam}/from_timestamp"]), float(e[f"videos/{cam}/to_timestamp"]),
+                           len(order))
+    if packets is not None:
+        return packets, stats, sampled, None
+    video = _encode(src, stream)
+    return video, stats, sampled, float(np.abs(decode_video(video, LEROBOT_COLOUR).astype(int) - np.stack(stream)).mean())
 
 
 def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict) -> dict:
@@ -184,6 +219,7 @@ def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict) ->
                                           for job, ok in v.values() if ok])
         sources: dict[str, dict] = {}
         copied: dict[str, tuple] = {}
+        reencoded: dict[str, float] = {}  # copied camera -> mean difference from the source after re-encoding
         for what, entry in variants:
             edited = {cam: v for cam, v in entry["cameras"].items() if cam in src.cameras}
             missing = {cam: [fi for fi in order if not v.get(fi, (None, False))[1]] for cam, v in edited.items()}
@@ -201,7 +237,10 @@ def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict) ->
                     made = _camera(src, cam, order, edited[cam], pixels, sources.get(cam, {}))
                 else:  # a copied camera is the same video in every variant of the episode
                     if cam not in copied:
-                        copied[cam] = _camera(src, cam, order, {}, pixels, sources[cam])
+                        *made, off = _copied(src, cam, ep, order, sources[cam], video_tpl)
+                        copied[cam] = made
+                        if off is not None:
+                            reencoded[cam] = round(off, 3)
                     made = copied[cam]
                 video, cam_stats, sampled = made
                 dest = out / video_tpl.format(video_key=cam, chunk_index=chunk, file_index=file)
@@ -225,6 +264,7 @@ def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict) ->
             episodes.append({"episode_index": new, **what, "prompt": sorted(entry["prompts"]),
                              "runs": sorted(entry["runs"]), "edited_cameras": sorted(edited),
                              "copied_cameras": sorted(set(src.cameras) - set(edited)),
+                             "copied_cameras_reencoded": dict(reencoded),
                              "filled_from_source": {c: m for c, m in missing.items() if m}})
     if not episodes:
         raise UserError(f"{dataset}: no episode has every frame kept ({len(skipped)} incomplete); "
@@ -241,6 +281,8 @@ def _write(dataset: Path, src: _Source, out: Path, fill: str, manifest: dict) ->
     (out / "meta" / "stats.json").write_text(json.dumps(stats, indent=4))
     for cam in src.cameras:
         h, w = src.info["features"][cam]["shape"][:2]
+        if all(cam in e["copied_cameras"] and cam not in e["copied_cameras_reencoded"] for e in episodes):
+            continue  # the source's own packets in every episode: its info stands
         info["features"][cam]["info"] = {"video.height": h, "video.width": w, "video.codec": "av1",
                                          "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
                                          "video.fps": round(src.fps), "video.channels": 3, "has_audio": False}

@@ -51,6 +51,8 @@ HF_FEATURE = {"bytes": {"dtype": "binary", "_type": "Value"}, "path": {"dtype": 
 
 LOSSY_CODEC = "libx264"
 LOSSLESS_CODEC = "libx264rgb"
+# the RGB -> YUV matrix of each colour convention (limited range both)
+COLOURS = {"bt709": lambda cs: cs.ITU709, "bt601-untagged": lambda cs: cs.ITU601}
 # AVCOL_SPC / AVCOL_PRI / AVCOL_TRC_BT709 = 1, AVCOL_RANGE_MPEG = 1
 _BT709 = 1
 _RANGE_MPEG = 1
@@ -69,14 +71,19 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, fps: int = 8,
-                 preset: str = "medium", threads: int = 1, codec: str = LOSSY_CODEC, gop: int | None = None) -> bytes:
+                 preset: str = "medium", threads: int = 1, codec: str = LOSSY_CODEC, gop: int | None = None,
+                 colour: str = "bt709") -> bytes:
     """(F, H, W, 3) uint8 RGB frames to the bytes of one MP4: H.264 (see the module docstring), or another
     4:2:0 codec (LeRobot's `libsvtav1`, whose presets are numbers: `preset` then applies to x264 only);
-    `gop`: frames between key frames (LeRobot's 2 keeps random access cheap)."""
+    `gop`: frames between key frames (LeRobot's 2 keeps random access cheap). `colour`: "bt709" converts
+    with BT.709 and tags the stream so; "bt601-untagged" is what lerobot writes (PyAV's default conversion,
+    no tags) and what its decoder, and any FFmpeg reader of an untagged stream, assumes."""
     import av
     from av.video.reformatter import ColorRange, Colorspace
 
     frames = _check_frames(frames)
+    if colour not in COLOURS:
+        raise ValueError(f"colour must be one of {', '.join(COLOURS)}, got {colour!r}")
     if not 0 <= int(crf) <= 51:
         raise ValueError(f"crf must be in 0..51, got {crf}")
     if int(fps) < 1:
@@ -98,14 +105,15 @@ def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, f
             stream.options = {"qp": "0", "preset": preset}
         else:
             stream.pix_fmt = "yuv420p"
-            ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
-            ctx.color_range = _RANGE_MPEG
+            if colour == "bt709":
+                ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
+                ctx.color_range = _RANGE_MPEG
             stream.options = {"crf": str(int(crf)), **({"preset": preset} if codec == LOSSY_CODEC else {}),
                               **({"g": str(int(gop))} if gop else {})}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if not lossless:
-                frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709,
+                frame = frame.reformat(format="yuv420p", dst_colorspace=COLOURS[colour](Colorspace),
                                        dst_color_range=ColorRange.MPEG)
             frame.pts = i
             container.mux(stream.encode(frame))
@@ -113,12 +121,48 @@ def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, f
     return buf.getvalue()
 
 
-def decode_video(data: bytes) -> np.ndarray:
-    """Bytes written by encode_video (or any video PyAV reads) back to (F, H, W, 3) uint8 RGB."""
+def decode_video(data: bytes, colour: str | None = None) -> np.ndarray:
+    """Bytes written by encode_video (or any video PyAV reads) back to (F, H, W, 3) uint8 RGB: by the
+    stream's colour tags, or as `colour` says whatever the tags (lerobot's reader: "bt601-untagged")."""
     import av
+    from av.video.reformatter import ColorRange, Colorspace
+
+    def rgb(frame):
+        if colour is None:
+            return frame.to_ndarray(format="rgb24")
+        return frame.reformat(format="rgb24", src_colorspace=COLOURS[colour](Colorspace),
+                              src_color_range=ColorRange.MPEG).to_ndarray()
 
     with av.open(io.BytesIO(data)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        frames = [rgb(f) for f in container.decode(video=0)]
     if not frames:
         raise ValueError("the video holds no frames")
     return np.stack(frames)
+
+
+def copy_packets(path: str, start_s: float, end_s: float, frames: int) -> bytes | None:
+    """The video stream's packets of [start_s, end_s) in a new MP4 starting at time 0, without decoding or
+    encoding: the frames decode exactly as the source's do. None where that cannot be done: the range does
+    not start at a key frame (a decoder would need packets before it), or it does not hold `frames` frames."""
+    import av
+
+    with av.open(path) as src:
+        stream = src.streams.video[0]
+        tb = stream.time_base
+        # half a frame of slack: stored timestamps are rounded to the stream's time base
+        slack = 0.5 / float(stream.average_rate or stream.guessed_rate or 30)
+        packets = [p for p in src.demux(stream) if p.pts is not None and p.size
+                   and start_s - slack <= float(p.pts * tb) < end_s - slack]
+        if len(packets) != frames or not packets[0].is_keyframe:
+            return None
+        first_pts, first_dts = packets[0].pts, packets[0].dts if packets[0].dts is not None else packets[0].pts
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp4") as out:
+            copy = out.add_stream_from_template(stream, opaque=True)  # no codec: the packets pass as they are
+            for p in packets:
+                p.pts -= first_pts
+                if p.dts is not None:
+                    p.dts -= first_dts
+                p.stream = copy
+                out.mux(p)
+    return buf.getvalue()

@@ -139,17 +139,30 @@ def _yolo_box(box, w: int, h: int) -> list[float]:
     return [(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h]
 
 
+# the KITTI object devkit's reader (cpp/evaluate_object.cpp) scans each line with
+# "%s %lf %d %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf": occluded is an integer; a float there shifts
+# every later field. Its values for "unknown": occluded 3, alpha -10, no 3D box -1 -1 -1 / -1000 -1000 -1000
+# / -10; DontCare lines carry -1 -1 -10. A source without truncation (not KITTI) gets 0: its box is in the image.
+KITTI_UNKNOWN_OCCLUDED = 3
+
+
+def _kitti_line(a: dict) -> str:
+    attrs = json.loads(a["attributes"])
+    if a["ignore"]:  # DontCare, as the devkit writes it
+        head = ["DontCare", "-1.00", "-1", "-10.00"]
+    else:
+        # an inserted object is in front of what it hides and inside the image (its box is where it was found)
+        occluded = 0 if a["synthetic"] else int(round(float(attrs.get("occluded", KITTI_UNKNOWN_OCCLUDED))))
+        truncated = 0.0 if a["synthetic"] else float(attrs.get("truncated", 0.0))
+        head = [a["label"].replace(" ", "_"), f"{truncated:.2f}", str(min(max(occluded, 0), 3)),
+                f"{float(attrs.get('alpha', -10)):.2f}"]
+    tail = [*a["box"], *attrs.get("dimensions_hwl", [-1, -1, -1]),
+            *attrs.get("location_xyz", [-1000, -1000, -1000]), attrs.get("rotation_y", -10)]
+    return " ".join(head + [f"{float(v):.2f}" for v in tail])
+
+
 def _kitti_lines(anns: list[dict]) -> str:
-    lines = []
-    for a in anns:
-        attrs = json.loads(a["attributes"])
-        kind = "DontCare" if a["ignore"] else a["label"].replace(" ", "_")
-        # KITTI's values for "unknown" where the source had no 3D box (-1, -1000, -10)
-        head = [attrs.get("truncated", -1), attrs.get("occluded", -1), attrs.get("alpha", -10)]
-        tail = [*attrs.get("dimensions_hwl", [-1, -1, -1]), *attrs.get("location_xyz", [-1000, -1000, -1000]),
-                attrs.get("rotation_y", -10)]
-        lines.append(" ".join([kind, *(f"{float(v):.2f}" for v in head + list(a["box"]) + tail)]))
-    return "".join(line + "\n" for line in lines)
+    return "".join(_kitti_line(a) + "\n" for a in anns)
 
 
 def _yaml(data: dict) -> str:

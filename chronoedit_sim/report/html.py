@@ -115,20 +115,31 @@ def temporal_section(sequences: dict) -> str:
             f"{more}</section>")
 
 
+def _with_ci(value, ci) -> str:
+    return _fmt(value, 3) + (f" [{_fmt(ci[0], 3)}, {_fmt(ci[1], 3)}]" if ci else "")
+
+
 def evaluation_section(result: dict | None) -> str:
     """`chronoedit-sim evaluate`'s numbers (DIR/eval.json), when it has run."""
     if not result:
         return ""
     metric = "accuracy" if result.get("task") == "classification" else "ap"
     rows = [[split, v.get("scenario") or "", v.get("severity") if v.get("severity") is not None else "",
-             _fmt(v.get(metric), 3), _fmt(v.get("drop"), 3), v.get("images")]
-            for split, v in sorted(result["splits"].items())]
-    recall = (f"; inserted objects found at IoU 0.5: {_fmt(result['inserted_recall'], 3)} of "
-              f"{result['inserted_objects']}" if result.get("inserted_objects") else "")
-    return (f'<section id="evaluation"><h2>Evaluation</h2><p>{esc(result["detector"])}: {esc(result["metric"])}. '
-            f'mPC {_fmt(result.get("mPC"), 3)}, rPC {_fmt(result.get("rPC"), 3)}{esc(recall)}; '
-            f'{result.get("failed_images", 0)} image(s) failed.</p>'
-            f'{table(["split", "scenario", "severity", metric, "drop", "images"], rows, "evaluation")}</section>')
+             _with_ci(v.get(metric), v.get("ci")), _fmt(v.get("drop"), 3), v.get("images")]
+            for split, v in sorted(result["splits"].items()) if not v.get("changes_truth")]
+    changing = [[split, _with_ci(v["ap"], v.get("ci")), f"{v['inserted_found']} of {v['inserted']}",
+                 f"{v['removed_detected']} of {v['removed']}"] for split, v in sorted(result.get("truth_changing", {}).items())]
+    boot = result.get("bootstrap")
+    interval = f" Intervals: 95%, {boot['resamples']} resamples of the source frames." if boot else ""
+    unscored = (f"{result.get('failed_images', 0)} image(s) failed and {result.get('refused_images', 0)} had their "
+                f"detections refused (left out of every number; eval.json says why).")
+    second = ("<h3>Edits that change the ground truth (not in mPC)</h3>"
+              + table(["split", "ap", "inserted found (IoU 0.5)", "removed still detected"], changing, "truth-changing")
+              if changing else "")
+    return (f'<section id="evaluation"><h2>Evaluation</h2><p>{esc(result["detector"])}: {esc(result["metric"])}; '
+            f'{esc(result.get("robustness", ""))}. mPC {_with_ci(result.get("mPC"), result.get("mPC_ci"))}, '
+            f'rPC {_with_ci(result.get("rPC"), result.get("rPC_ci"))}.{esc(interval)} {esc(unscored)}</p>'
+            f'{table(["split", "scenario", "severity", metric, "drop", "images"], rows, "evaluation")}{second}</section>')
 
 
 def failures_section(failures: list[dict], failed: int) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..config import Config, ConfigError, ConfigLoader, to_dict
 from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario, settings_key
 from ..sources.base import FrameRef
-from ..sources.dispatch import list_input
+from ..perception.taxonomy import map_labels, source_taxonomy
+from ..sources.dispatch import detect, list_input
 
 
 @dataclass
@@ -65,6 +66,7 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
         raise ConfigError(f"scenarios: the same scenario name appears twice: {names}")
     settings = edit_settings(loader, scenarios)
     frames = list_input(cfg.input)
+    taxonomy = source_taxonomy(detect(cfg.input), bool(cfg.input.annotations))
     plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
                    config_hash=content_hash(cfg, scenarios))
     chains: dict[tuple, list[tuple]] = {}
@@ -90,6 +92,8 @@ def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = 
                     else:
                         row = {**asdict(job), "source_uri": ref.source_uri, "sequence_id": ref.sequence_id,
                                "instant_id": ref.instant_id}
+                        # the inserted object in the source's class names: one category per class
+                        row["labels"] = map_labels(job.labels, taxonomy, scenario.class_names)
                         if ref.caption:  # the input's own caption describes this frame better
                             row["source_caption"] = ref.caption
                         jobs.append(row)

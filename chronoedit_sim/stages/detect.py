@@ -3,7 +3,8 @@
 The detector is `module:callable` or `path/to/file.py:callable`. A class is instantiated once per actor
 (its __init__ loads the weights; it gets `device=` when it takes one); a function is called as it is.
 Called with a list of PIL images, it returns per image a list of detections
-{"box": [x0, y0, x1, y1], "label": str, "score": float} in that image's pixels.
+{"box": [x0, y0, x1, y1], "label": str, "score": float} in that image's pixels (each image's size goes
+with them: evaluate refuses boxes outside it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import os
 
 from ..errors import UserError
 from .base import Resources, Stage
+
+# a row's error when the detector could not be built (its class's __init__ raised)
+START_FAILED = "the detector cannot start: "
 
 
 def load_callable(spec: str):
@@ -41,6 +45,14 @@ def load_callable(spec: str):
     if not callable(fn):
         raise UserError(f"--detector {spec!r}: {module_name} has no callable {attr!r}")
     return fn
+
+
+class ExitCalled(Exception):
+    pass
+
+
+def _refuse_exit(code: int) -> None:
+    raise ExitCalled(f"it called os._exit({code}) while starting")
 
 
 def _check(dets, n: int) -> list[list[dict]]:
@@ -73,13 +85,26 @@ class DetectStage(Stage):
     def __init__(self, spec: str, device: str, resources: Resources):
         self.spec, self.device = spec, device
         self.resources, self.batch_size = resources, 1  # one reader batch per call
-        self.fn = None
+        self.fn, self.broken = None, ""
 
     def setup(self) -> None:
-        obj = load_callable(self.spec)
-        if inspect.isclass(obj):
-            takes_device = "device" in inspect.signature(obj).parameters
-            obj = obj(device=self._device()) if takes_device else obj()
+        """A detector that raises while starting is not retried: each of its rows says so (START_FAILED),
+        and evaluate stops with one line instead of Ray's traceback of every actor restart."""
+        real_exit = os._exit
+        # a detector that ends its own process while starting (os._exit) would have Ray restart the actor
+        # and print each death: while it starts, that call raises instead, and is reported like an error
+        os._exit = _refuse_exit
+        try:
+            obj = load_callable(self.spec)
+            if inspect.isclass(obj):
+                takes_device = "device" in inspect.signature(obj).parameters
+                obj = obj(device=self._device()) if takes_device else obj()
+        except Exception as exc:  # the user's code: anything may come out of it
+            text = str(exc).strip()
+            self.broken = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            return
+        finally:
+            os._exit = real_exit
         self.fn = obj
 
     def _device(self) -> str:
@@ -95,12 +120,16 @@ class DetectStage(Stage):
 
         def work(rows):
             images = [Image.open(io.BytesIO(r.pop("image"))).convert("RGB") for r in rows]
-            for row, dets in zip(rows, _check(self.fn(images), len(images))):
-                row["detections"] = dets
+            for row, image, dets in zip(rows, images, _check(self.fn(images), len(images))):
+                row["detections"], row["size"] = dets, image.size
             return rows
 
         live = [r for r in rows if not r["error"]]
-        self.guard(live, work)
+        if self.broken:
+            for r in live:
+                r["error"] = START_FAILED + self.broken
+        else:
+            self.guard(live, work)
         for r in rows:
             r.pop("image", None)
         return rows

@@ -141,3 +141,37 @@ def test_hf_datasets_loads_the_declared_struct_and_decode_video_reads_it(clip, t
     row = ds[0]
     assert row["reasoning_video"]["path"] == "a.mp4"
     assert np.array_equal(decode_video(row["reasoning_video"]["bytes"]), clip)
+
+
+def test_lerobots_colour_convention_decodes_right_where_bt709_shifts():
+    """lerobot writes untagged BT.601 and reads every file as BT.601: a saturated colour encoded so comes back
+    within a grey level or two; encoded as BT.709 (tagged or not), lerobot's reading is off by ~12."""
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    frames[..., 0], frames[..., 1], frames[..., 2] = 220, 40, 30
+    off = {}
+    for colour in ("bt601-untagged", "bt709"):
+        data = encode_video(frames, crf=30, fps=10, codec="libsvtav1", gop=2, colour=colour)
+        off[colour] = np.abs(decode_video(data, "bt601-untagged").astype(int) - frames).mean()
+        with av.open(io.BytesIO(data)) as c:
+            tagged = c.streams.video[0].codec_context.colorspace
+        assert (tagged == 1) == (colour == "bt709")  # AVCOL_SPC_BT709, or unspecified (2)
+    assert off["bt601-untagged"] < 1.0 and off["bt709"] > 8
+
+
+def test_copied_packets_decode_exactly_or_say_they_cannot(tmp_path):
+    """An episode's range of a stream, copied without decoding: exact where it starts at a key frame (every
+    2 frames in lerobot's AV1); None where it does not (OpenCV's mp4v: the second episode starts mid-GOP)."""
+    from helpers import CAMS, make_dataset
+
+    from chronoedit_sim.dataset.video import copy_packets
+
+    for codec, copies in (("av1", [True, True]), ("mp4v", [True, False])):
+        path = make_dataset(tmp_path / codec, codec=codec) / "videos" / CAMS[1] / "chunk-000" / "file-000.mp4"
+        whole = decode_video(path.read_bytes(), "bt601-untagged")
+        got = []
+        for start, end, first, n in ((0.0, 0.6, 0, 6), (0.6, 1.0, 6, 4)):
+            data = copy_packets(str(path), start, end, n)
+            got.append(data is not None)
+            if data is not None:
+                assert np.array_equal(decode_video(data, "bt601-untagged"), whole[first:first + n])
+        assert got == copies, codec

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ from chronoedit_sim.errors import UserError
 from chronoedit_sim.perception.evaluate import summarize
 from chronoedit_sim.perception.export import export_benchmark
 from chronoedit_sim.stages.base import Resources
-from chronoedit_sim.stages.detect import DetectStage
+from chronoedit_sim.stages.detect import START_FAILED, DetectStage, load_callable
 
 WEATHER = """name: weather
 domain: driving
@@ -112,10 +113,63 @@ def test_yolo_and_kitti_layouts_read_as_those_tools_expect(fake, tmp_path):
     # the car (50, 30, 90, 56) of a 96 x 64 frame, normalised centre and size; no DontCare line in YOLO
     assert lines[0] == "0 0.729167 0.671875 0.416667 0.406250" and lines[1].startswith("2 ")
     kitti = (tmp_path / "kitti" / "insert__sign" / "label_2" / f"{first['job_id']}.txt").read_text().splitlines()
-    assert kitti[0] == "Car 0.00 0.00 -1.57 50.00 30.00 90.00 56.00 1.50 1.60 3.90 1.00 1.60 12.00 0.10"
-    assert kitti[1].startswith("DontCare -1.00 -1.00 -10.00 0.00 0.00 10.00 10.00 ")
-    assert kitti[2].startswith("sign -1.00 -1.00 -10.00 ")  # no 3D box for what the edit made
+    assert kitti[0] == "Car 0.00 0 -1.57 50.00 30.00 90.00 56.00 1.50 1.60 3.90 1.00 1.60 12.00 0.10"
+    assert kitti[1] == "DontCare -1.00 -1 -10.00 0.00 0.00 10.00 10.00 -1.00 -1.00 -1.00 -1000.00 -1000.00 -1000.00 -10.00"
+    # what the edit made: fully visible, inside the image, no 3D box
+    assert kitti[2].startswith("sign 0.00 0 -10.00 ") and kitti[2].endswith(" -1.00 -1.00 -1.00 -1000.00 -1000.00 -1000.00 -10.00")
     assert (tmp_path / "kitti" / "insert__sign" / "image_2" / f"{first['job_id']}.png").is_file()
+    for split in ("clean", "insert__sign"):
+        for label_file in (tmp_path / "kitti" / split / "label_2").iterdir():
+            for line in label_file.read_text().splitlines():
+                fields = _devkit_scan(line)
+                assert fields[0] == line.split()[0] and fields[1:] == pytest.approx([float(v) for v in line.split()[1:]])
+                assert fields[2] in (-1, 0, 1, 2, 3) and isinstance(fields[2], int)
+    reader = os.environ.get("KITTI_READER_PYTHON")  # a venv with datumaro (numpy < 2.2: not in ours)
+    if reader:
+        items = _datumaro_read(reader, tmp_path / "kitti" / "insert__sign")
+        ours = {p.stem: p.read_text().splitlines() for p in (tmp_path / "kitti" / "insert__sign" / "label_2").iterdir()}
+        assert set(items) == set(ours)
+        for stem, boxes in items.items():
+            assert [(b["label"], b["occluded"], b["truncated"]) for b in boxes] == \
+                [(x.split()[0], int(x.split()[2]), float(x.split()[1])) for x in ours[stem]]
+            assert [v for b in boxes for v in b["box"]] == pytest.approx([float(v) for x in ours[stem] for v in x.split()[4:8]])
+
+
+# the devkit's own scan of a label line (cpp/evaluate_object.cpp, loadGroundtruth)
+DEVKIT_FORMAT = b"%s %lf %d %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf"
+
+
+def _devkit_scan(line: str) -> list:
+    """The line through the C library's sscanf with the devkit's format string: all 15 fields must convert."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    name = ctypes.create_string_buffer(256)
+    occluded = ctypes.c_int()
+    doubles = [ctypes.c_double() for _ in range(13)]
+    args = [name, ctypes.byref(doubles[0]), ctypes.byref(occluded), *(ctypes.byref(d) for d in doubles[1:])]
+    assert libc.sscanf(line.encode(), DEVKIT_FORMAT, *args) == 15, line
+    return [name.value.decode(), doubles[0].value, occluded.value, *(d.value for d in doubles[1:])]
+
+
+DATUMARO_READ = """
+import json, sys
+from datumaro.plugins.data_formats.kitti_3d.base import Kitti3dBase
+base = Kitti3dBase(sys.argv[1])
+names = base.categories()[__import__("datumaro").AnnotationType.label]
+print(json.dumps({item.id: [{"label": names[a.label].name, "occluded": a.attributes["occluded"],
+                             "truncated": a.attributes["truncated"], "box": [a.x, a.y, a.x + a.w, a.y + a.h]}
+                            for a in item.annotations] for item in base}))
+"""
+
+
+def _datumaro_read(python: str, split_dir) -> dict:
+    """The split through datumaro's KITTI 3D reader (int() on occluded, float() on the rest), in its venv."""
+    import subprocess
+
+    done = subprocess.run([python, "-c", DATUMARO_READ, str(split_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Error parsing" not in done.stderr, done.stderr[-2000:]
+    return json.loads(done.stdout)
 
 
 def test_a_dataset_of_an_older_schema_is_refused_by_name(tmp_path):
@@ -152,20 +206,22 @@ def test_a_severity_ladder_comes_from_trajectories_where_ssim_falls(fake, tmp_pa
 
 @pytest.mark.ray
 def test_evaluate_oracle_scores_one_everywhere_and_the_blob_detector_falls_in_the_dark(fake, tmp_path, ray_session):
-    from chronoedit_sim.perception.evaluate import evaluate
+    from chronoedit_sim.runtime.evaluate import evaluate
 
-    oracle = evaluate(fake, write_oracle(tmp_path / "oracle.py", fake), echo=lambda *_: None)
+    oracle, code = evaluate(fake, write_oracle(tmp_path / "oracle.py", fake), echo=lambda *_: None, bootstrap=50)
+    assert code == 0
     assert oracle["clean_ap"] == 1.0 and oracle["mPC"] == 1.0 and oracle["rPC"] == 1.0
-    assert all(v["ap"] == 1.0 for v in oracle["splits"].values())
+    assert all(v["ap"] == 1.0 for v in oracle["splits"].values()) and oracle["mPC_ci"] == pytest.approx([1.0, 1.0])
     assert (oracle["inserted_recall"], oracle["inserted_objects"]) == (1.0, 3)
     assert json.loads((fake / "eval.json").read_text())["rPC"] == 1.0
     (tmp_path / "blobs.py").write_text(BLOB_DETECTOR)
-    blobs = evaluate(fake, f"{tmp_path / 'blobs.py'}:Blobs", echo=lambda *_: None)
+    blobs, _ = evaluate(fake, f"{tmp_path / 'blobs.py'}:Blobs", echo=lambda *_: None, bootstrap=0)
     dark = [v for s, v in blobs["splits"].items() if s.startswith("weather")]
     assert blobs["clean_ap"] == 1.0 and all(v["ap"] == 0.0 and v["drop"] == 1.0 for v in dark)
     assert blobs["inserted_recall"] == 0.0  # it knows no yellow signs
-    assert blobs["rPC"] == pytest.approx(blobs["mPC"]) and blobs["mPC"] < 0.7
-    assert set(blobs["by_scenario"]) == {"weather", "insert"} and blobs["by_scenario"]["weather"]["mean_drop"] == 1.0
+    # the insertion changes the ground truth: its own section, not in mPC (the darkening's AP 0 is all of it)
+    assert blobs["mPC"] == 0.0 and set(blobs["truth_changing"]) == {"insert__sign"}
+    assert set(blobs["by_scenario"]) == {"weather"} and blobs["by_scenario"]["weather"]["mean_drop"] == 1.0
     assert blobs["images"] == 3 + 3 + 3 and blobs["failed_images"] == 0
 
 
@@ -173,7 +229,9 @@ def test_a_classifier_is_scored_by_the_share_of_edits_that_keep_its_clean_label(
     splits = {"clean": [("clean:a", []), ("clean:b", [])], "w__d__s1": [("a", []), ("b", [])]}
     info = {"w__d__s1": {"scenario": "w", "edit_id": "d", "severity": 1}}
     frame_of = {"a": "clean:a", "b": "clean:b", "clean:a": "clean:a", "clean:b": "clean:b"}
-    out = summarize(splits, info, frame_of, {"clean:a": "car", "clean:b": "bus", "a": "car", "b": "car"}, [], "c:f")
+    info["w__d__s1"]["changes_truth"] = False
+    out = summarize(splits, info, frame_of, {"clean:a": "car", "clean:b": "bus", "a": "car", "b": "car"}, "c:f",
+                    bootstrap=0)
     assert out["task"] == "classification" and out["splits"]["w__d__s1"]["accuracy"] == 0.5
     assert out["mPC"] == 0.5 and out["rPC"] == 0.5 and out["by_severity"] == {"1": {"mean_drop": 0.5}}
 
@@ -183,7 +241,10 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
 
     from PIL import Image
 
-    (tmp_path / "bad.py").write_text("def detect(images):\n    return [[]]\n\ndef boom(images):\n    raise RuntimeError('cuda oom')\n")
+    (tmp_path / "bad.py").write_text("import os\n\ndef detect(images):\n    return [[]]\n\ndef boom(images):\n"
+                                     "    raise RuntimeError('cuda oom')\n\nclass Gone:\n    def __init__(self):\n"
+                                     "        os._exit(1)\n\nclass NoWeights:\n    def __init__(self):\n"
+                                     "        raise OSError('no weights at /m.pt')\n")
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, "PNG")
     for name, message in (("detect", "detect: ValueError: the detector returned list of length 1 for 2 image(s); expected a list per image"),
@@ -192,8 +253,14 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
         stage.setup()
         rows = stage.process_batch([{"job_id": k, "image": buf.getvalue(), "error": None} for k in "ab"])
         assert [r["error"] for r in rows] == [message] * 2 and "image" not in rows[0]
+    for name, message in (("Gone", "ExitCalled: it called os._exit(1) while starting"),
+                          ("NoWeights", "OSError: no weights at /m.pt")):
+        stage = DetectStage(f"{tmp_path / 'bad.py'}:{name}", "cpu", Resources())
+        stage.setup()  # does not raise, nor end this process: each row says why
+        rows = stage.process_batch([{"job_id": "a", "image": buf.getvalue(), "error": None}])
+        assert rows[0]["error"] == START_FAILED + message
     for spec, message in (("nope", "expected module:callable"), (f"{tmp_path}/x.py:f", "does not exist"),
                           (f"{tmp_path / 'bad.py'}:missing", "has no callable 'missing'"),
                           ("no_such_module:f", "cannot import no_such_module")):
         with pytest.raises(UserError, match=message):
-            DetectStage(spec, "cpu", Resources()).setup()
+            load_callable(spec)

@@ -50,11 +50,11 @@ def test_a_kitti_run_exports_its_labels_scaled_and_the_oracle_scores_one(scored_
     shutil.copytree(scored_dataset, dataset)
     spec = write_oracle(tmp_path / "oracle.py", dataset)
     assert main(["report", str(dataset)]) == 0
-    assert main(["evaluate", str(dataset), "--detector", spec, "--batch-size", "3"]) == 0
+    assert main(["evaluate", str(dataset), "--detector", spec, "--batch-size", "3", "--bootstrap", "100"]) == 0
     printed = capsys.readouterr().out
-    assert "clean 1.000  mPC 1.000  rPC 1.000" in printed and f"report: {dataset / 'report' / 'index.html'}" in printed
+    assert "clean 1.000 [1.000, 1.000]  mPC 1.000 [1.000, 1.000]  rPC 1.000 [1.000, 1.000]" in printed and f"report: {dataset / 'report' / 'index.html'}" in printed
     result = json.loads((dataset / "eval.json").read_text())
     assert (result["clean_ap"], result["rPC"], result["splits"]["tiny_edit__add_car"]["ap"]) == (1.0, 1.0, 1.0)
     assert result["images"] == 8 and result["failed_images"] == 0
     page = (dataset / "report" / "index.html").read_text()
-    assert '<section id="evaluation"><h2>Evaluation</h2>' in page and "mPC 1.000, rPC 1.000" in page
+    assert '<section id="evaluation"><h2>Evaluation</h2>' in page and "mPC 1.000 [1.000, 1.000], rPC 1.000 [1.000, 1.000]" in page
