@@ -71,3 +71,7 @@ def test_a_resume_with_other_weights_is_refused_naming_the_component(no_pipeline
     with pytest.raises(OutputConflict, match=r"different config or scenarios \(generation.guidance_scale 5.0 -> 3.0, "
                                              r"seed 0 -> 9; config hash"):
         run_module.run(*args, [*overrides, "seed=9", "generation.guidance_scale=3"], quiet=True, echo=lambda *_: None)
+    edited = tmp_path / one_edit_scenario.name
+    edited.write_text(one_edit_scenario.read_text().replace("test scenario", "an edited scenario"))
+    with pytest.raises(OutputConflict, match=r"different config or scenarios \(scenario tiny_edit edited; config hash"):
+        run_module.run([str(edited)], *args[1:], overrides, quiet=True, echo=lambda *_: None)
