@@ -1,11 +1,14 @@
 """What the benchmarks share: the machine's description, the tiny models and inputs, tables, results.
 
-Every benchmark is one command (`python bench/<name>.py [--quick]`), prints a table and writes
-bench/results/<name>.json. Speed is reported here, never asserted in tests.
+Every benchmark is one command (`python bench/<name>.py [--quick | --smoke]`), prints a table and writes
+bench/results/<name>.json. `--smoke` runs the smallest sizes in seconds and writes no figures: it shows the
+benchmark still runs (tests/bench/test_smoke.py, and the README's before-submit routine). Speed is reported
+here, never asserted in tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -18,6 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # this checkout's package, even where another checkout is the one installed
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
+# set by parse_args: a smoke run writes no figures
+SMOKE = False
+
+
+def parse_args(parser: argparse.ArgumentParser, quick: str | None = None) -> argparse.Namespace:
+    """The benchmark's own arguments plus --quick (where it has one) and --smoke."""
+    global SMOKE
+    if quick:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--smoke", action="store_true",
+                        help="the smallest sizes, in seconds, writing no figures: does the benchmark still run?")
+    args = parser.parse_args()
+    SMOKE = args.smoke
+    return args
 
 
 def machine() -> dict:
@@ -52,7 +69,10 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def write_result(name: str, doc: dict) -> Path:
+def write_result(name: str, doc: dict) -> Path | None:
+    if SMOKE:
+        print(f"smoke run: bench/results/{name}.json left as it was")
+        return None
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")

@@ -8,7 +8,7 @@ encoder on the prompt and the negative prompt, the image encoder and the VAE enc
 transformer twice per step, one VAE decode. Targets: text encoder = P per actor, image encoder = F,
 VAE encode = distinct (frame, resolution, num_frames).
 
-Run: python bench/counts.py [--quick]     -> table + bench/results/counts.json
+Run: python bench/counts.py [--quick | --smoke]     -> table + bench/results/counts.json
 """
 
 from __future__ import annotations
@@ -57,9 +57,8 @@ def run(root: Path, frames: Path, scenario: Path, name: str, overrides: list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 frames x 2 edits x 2 samples instead of 6 x 2 x 3")
-    args = parser.parse_args()
-    f, s = (2, 2) if args.quick else (6, 3)
+    args = common.parse_args(parser, quick="2 frames x 2 edits x 2 samples instead of 6 x 2 x 3")
+    f, s = (1, 1) if args.smoke else (2, 2) if args.quick else (6, 3)
     root = Path(tempfile.mkdtemp(prefix="cesim-bench-counts-"))
     models = common.tiny_models(root)
     frames = common.write_frames(root / "frames", f)
@@ -68,8 +67,9 @@ def main() -> None:
     base = [*models, *common.NO_BOUNDS, "scoring.clip.enabled=false", "report.enabled=false",
             "generation.temporal_reasoning=false"]
     results = []
-    for label, actors, extra in (("1 actor", 1, []), ("2 actors", 2, ["runtime.cpus_per_actor=0.5"]),
-                                 ("1 actor, batch_samples", 1, ["runtime.batch_samples=true"])):
+    setups = (("1 actor", 1, []), ("2 actors", 2, ["runtime.cpus_per_actor=0.5"]),
+              ("1 actor, batch_samples", 1, ["runtime.batch_samples=true"]))
+    for label, actors, extra in setups[:1] if args.smoke else setups:
         got = run(root, frames, scenario, label.replace(" ", "_").replace(",", ""),
                   [*base, f"runtime.num_actors={actors}", *extra])
         rows, calls = got["rows"], got["calls"]

@@ -5,6 +5,7 @@ peak GPU memory and each phase's share, for the toolkit's Editor and the plain p
     python bench/gpu.py --quick          # the main cases only
     python bench/gpu.py --arch small --device cpu --json /tmp/gpu.json   # rehearsal of this code, shrunk
     python bench/gpu.py --speed          # the speed options against the targets (bench/gpu_speed.py)
+    python bench/gpu.py --smoke          # the shrunk sizes, one edit, on CUDA where there is one; writes nothing
 
 The real weights never exist on our machines. The components are built from the published
 architecture (ChronoEdit-14B = Wan 2.1 I2V 14B transformer, UMT5-XXL, CLIP ViT-H/14, Wan VAE)
@@ -187,6 +188,8 @@ class Bench:
             self.doc["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
 
     def save(self):
+        if self.args.smoke:
+            return
         Path(self.args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(self.args.json).write_text(json.dumps(self.doc, indent=2, default=str) + "\n")
 
@@ -504,8 +507,12 @@ def main() -> int:
     ap.add_argument("--probe", default="", help=argparse.SUPPRESS)  # --speed's child process
     ap.add_argument("--probe-edits", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--ready-file", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--smoke", action="store_true",
+                    help="--arch small, one edit, on CUDA where there is one, else the CPU; writes no figures")
     args = ap.parse_args()
     args.sections = [s for s in args.sections.split(",") if s]
+    if args.smoke:
+        args.arch, args.device = "small", "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here: the true-size benchmark runs only on a GPU (rehearse with --arch small --device cpu)")
         return 2
@@ -537,6 +544,10 @@ def main() -> int:
     if args.quantize and args.json == ap.get_default("json"):
         args.json = str(RESULTS / ("gpu_quantize_compile.json" if args.compile else "gpu_quantize.json"))
     b.setup()
+    if args.smoke:
+        b.case("distill8", "none", "toolkit")
+        print_table(b.doc["cases"], ["preset", "mode", "runner", "wall_s", "error"])
+        return 0
     if args.quantize:  # with --compile: bf16 and fp8_dynamic, both compiled
         return quantized(b)
     if args.compile:

@@ -5,7 +5,7 @@ proportional set size (PSS) of the driver and all its descendants (GCS, raylet, 
 is summed, so pages shared between processes (Ray's object store, the model files) count once.
 Tiny RANDOM-WEIGHT checkpoint, reasoning on (9 frames per row), CLIP scoring on.
 
-Run: python bench/memory.py [--quick]     -> table + bench/results/memory.json
+Run: python bench/memory.py [--quick | --smoke]     -> table + bench/results/memory.json
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ def peak_of_run(scenario: Path, frames: Path, out: Path, overrides: list[str]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 8 instead of 30")
     parser.add_argument("--hundred", action="store_true", help="also run 100N jobs")
-    args = parser.parse_args()
+    args = common.parse_args(parser, quick="N = 8 instead of 30")
     n = 8 if args.quick else 30
-    sizes = [n, 10 * n] + ([100 * n] if args.hundred else [])
+    # smoke: one run of 2 jobs, no ratio
+    sizes = [2] if args.smoke else [n, 10 * n] + ([100 * n] if args.hundred else [])
     root = Path(tempfile.mkdtemp(prefix="cesim-bench-memory-"))
     overrides = [*common.tiny_models(root), *common.NO_BOUNDS, "generation.temporal_reasoning=true"]
     scenario = common.write_scenario(root)
@@ -66,6 +66,8 @@ def main() -> None:
         rows.append({"jobs": size, "peak_pss_mib": round(peak / 2**20, 1), "wall_s": round(wall, 1)})
         print(rows[-1], flush=True)
     common.print_table(rows, ["jobs", "peak_pss_mib", "wall_s"])
+    if args.smoke:
+        return
     doc = {"quick": args.quick, "machine": common.machine(), "measure": "peak of the summed PSS of the driver and "
            "every descendant process, sampled every 0.2 s", "peak_mib_n": rows[0]["peak_pss_mib"],
            "peak_mib_10n": rows[1]["peak_pss_mib"], "ratio": round(rows[1]["peak_pss_mib"] / rows[0]["peak_pss_mib"], 3),

@@ -10,7 +10,7 @@ first and the last finished row (each row's created_at) over n - 1, so start-up 
 loads, the first job's warm-up) is excluded and reported apart; the plain loop is timed the same
 way. Runs alternate: plain, toolkit, plain, toolkit, plain.
 
-Run: python bench/overhead.py [--quick]     -> table + bench/results/overhead.json
+Run: python bench/overhead.py [--quick | --smoke]     -> table + bench/results/overhead.json
 """
 
 from __future__ import annotations
@@ -92,23 +92,23 @@ def run_plain(model_dir: str, frames: Path, out: Path, reasoning: str, n: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="12 jobs per run instead of 40")
     parser.add_argument("--plain", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = common.parse_args(parser, quick="12 jobs per run instead of 40")
     if args.plain:
         model_dir, frames, out, reasoning, n = args.plain
         print(json.dumps(plain_loop(model_dir, Path(frames), Path(out), reasoning, int(n))))
         return
-    n = 12 if args.quick else 40
+    n = 3 if args.smoke else 12 if args.quick else 40
     root = Path(tempfile.mkdtemp(prefix="cesim-bench-overhead-"))
     models = common.tiny_models(root)
     model_dir = models[1].split("=", 1)[1]
     frames = common.write_frames(root / "frames", n)
     scenario = common.write_scenario(root)
     rows = []
-    for reasoning, gen in REASONING.items():
+    # smoke: reasoning off and scoring off only
+    for reasoning, gen in list(REASONING.items())[:1 if args.smoke else None]:
         plains = [run_plain(model_dir, frames, root / "plain", reasoning, n)]
-        for scoring, clip in (("off", ["scoring.clip.enabled=false"]), ("on", [])):
+        for scoring, clip in (("off", ["scoring.clip.enabled=false"]), ("on", []))[:1 if args.smoke else None]:
             kit = toolkit(scenario, frames, root / "out", [*models, *common.NO_BOUNDS, *gen, *clip])
             plains.append(run_plain(model_dir, frames, root / "plain", reasoning, n))  # alternating
             plain = sum(p["plain_s_per_job"] for p in plains[-2:]) / 2  # the runs on either side

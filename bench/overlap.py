@@ -11,7 +11,7 @@ efficiency = jobs/s / (actors / latency): 1.0 means the accelerator never waited
 per row of each CPU stage are measured apart, on one thread (time.process_time), so a user can
 size the cores per GPU: cores needed = sum of CPU seconds per row / latency.
 
-Run: python bench/overlap.py [--quick] [--latency-ms 800 3000]   -> table + bench/results/overlap.json
+Run: python bench/overlap.py [--quick | --smoke] [--latency-ms 800 3000]   -> table + bench/results/overlap.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: F401  (this checkout's package first)
+import common  # this checkout's package first
 
 from chronoedit_sim.runtime import pipeline
 from chronoedit_sim.runtime.run import run
@@ -89,12 +89,20 @@ def cpu_seconds_per_row(storage: list[str]) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
+def simulating(make, latency_s: float, clip):
+    """A pipeline entry whose stage named "edit" is simulated: found by name, wherever the list puts it."""
+    def build(ctx):
+        stage = make(ctx)
+        return SimulatedEditStage(stage, latency_s, clip) if stage is not None and stage.name == "edit" else stage
+    return build
+
+
 def measure(latency_ms: int, storage: str, jobs: int, root: Path) -> dict:
     from storage import driving_scene
 
     clip = driving_scene()
-    real_edit = pipeline.PIPELINE[1]
-    pipeline.PIPELINE[1] = lambda ctx: SimulatedEditStage(real_edit(ctx), latency_ms / 1000, clip)
+    real = list(pipeline.PIPELINE)
+    pipeline.PIPELINE[:] = [simulating(make, latency_ms / 1000, clip) for make in real]
     out = root / f"out-{latency_ms}-{storage.split()[0]}"
     try:
         frames = common.write_frames(root / "frames", jobs)
@@ -103,7 +111,7 @@ def measure(latency_ms: int, storage: str, jobs: int, root: Path) -> dict:
             [*common.tiny_models(root), *common.NO_BOUNDS, *STORAGES[storage], "runtime.num_actors=1"],
             overwrite=True, quiet=True, echo=lambda *_: None)
     finally:
-        pipeline.PIPELINE[1] = real_edit
+        pipeline.PIPELINE[:] = real
     import pyarrow.parquet as pq
 
     starts = sorted(float(h) for h in pq.ParquetDataset(str(out / "data")).read(columns=["model_hash"])["model_hash"]
@@ -117,14 +125,15 @@ def measure(latency_ms: int, storage: str, jobs: int, root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 jobs per setting instead of 30")
     parser.add_argument("--latency-ms", type=int, nargs="+", default=[800, 3000])
-    args = parser.parse_args()
+    args = common.parse_args(parser, quick="10 jobs per setting instead of 30")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    jobs = 10 if args.quick else 30
+    jobs = 3 if args.smoke else 10 if args.quick else 30
+    if args.smoke:
+        args.latency_ms = [200]
     root = Path(tempfile.mkdtemp(prefix="cesim-bench-overlap-"))
     rows = []
-    for storage in STORAGES:
+    for storage in list(STORAGES)[:1] if args.smoke else STORAGES:
         cpu = cpu_seconds_per_row(STORAGES[storage])
         for latency in args.latency_ms:
             row = {**measure(latency, storage, jobs, root), **cpu}

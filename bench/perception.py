@@ -12,7 +12,7 @@ webp q90 (lossy, like a real run's trajectory frames), so localisation sees code
   evaluate: `evaluate` with the colour-blob detector of the tests (Ray, one CPU actor) images per second,
   start-up included.
 
-Run: python bench/perception.py [--quick]     -> table + bench/results/perception.json
+Run: python bench/perception.py [--quick | --smoke]     -> table + bench/results/perception.json
 """
 
 from __future__ import annotations
@@ -109,10 +109,9 @@ def main() -> None:
     from perception_helpers import BLOB_DETECTOR, fake_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 frames instead of 200")
     parser.add_argument("--actors", type=int, default=1, help="detector actors of evaluate")
-    args = parser.parse_args()
-    n = 20 if args.quick else 200
+    args = common.parse_args(parser, quick="20 frames instead of 200")
+    n = 3 if args.smoke else 20 if args.quick else 200
     root = Path(tempfile.mkdtemp(prefix="cesim-bench-perception-"))
     kitti, scenes = corpus(root / "kitti", n)
     paths = []

@@ -2,7 +2,8 @@
 
 For each size, a fresh subprocess lists the input (driver side), builds the run plan for one
 scenario (what the driver holds), then reads every frame one at a time as the Ray read tasks do,
-and reports frames/s and its peak RSS. Frames are 320x240. Run: python bench/read_sources.py
+and reports frames/s and its peak RSS. Frames are 320x240. Run: python bench/read_sources.py [--smoke]
+(smoke: 4 frames)
 """
 
 import json
@@ -61,6 +62,6 @@ if __name__ == "__main__":
     repo = Path(__file__).resolve().parents[1]
     scenario = str(repo / "scenarios/driving/rain.yaml")
     tmp = Path(tempfile.mkdtemp())
-    for n in (200, 2000):
+    for n in (4,) if "--smoke" in sys.argv else (200, 2000):
         measure("images", image_folder(tmp / f"img{n}", n), scenario)
         measure("video", video(tmp / f"clip{n}.mp4", n), scenario)

@@ -11,7 +11,7 @@ Time to first paint: headless Chromium (the system's, through Playwright) opens 
 disk; first-contentful-paint and the moment the first page of cards is on screen (the page's
 `ce-cards` mark), median of 3 fresh pages.
 
-Run: python bench/report.py [--quick]   (quick: 5,000 rows; default: 5,000 and 50,000)
+Run: python bench/report.py [--quick | --smoke]   (quick: 5,000 rows; default: 5,000 and 50,000; smoke: 50)
 Prints a table and writes bench/results/report.json.
 """
 
@@ -173,9 +173,8 @@ def measure(rows: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 rows only")
-    args = parser.parse_args()
-    sizes = [5_000] if args.quick else [5_000, 50_000]
+    args = common.parse_args(parser, quick="5,000 rows only")
+    sizes = [50] if args.smoke else [5_000] if args.quick else [5_000, 50_000]
     results = [r for n in sizes for r in measure(n)]
     common.print_table(results, ["rows", "thumbnails", "build_s", "peak_rss_mib", "report_mib", "files",
                                  "first_contentful_paint_ms", "first_page_of_cards_ms"])

@@ -3,7 +3,7 @@
 Two CLIPs, both with RANDOM weights and both through the real `local-dir:` loading path: the tiny
 test model, and a real-size ViT-B-32 architecture (random init, ~600 MB written to a temp dir).
 Rows are 160x96 edits with 9 reasoning frames, like the tiny ChronoEdit's partial reasoning.
-Run: python bench/score_throughput.py [ROWS]
+Run: python bench/score_throughput.py [ROWS] [--smoke]   (smoke: the tiny CLIP on 2 rows)
 """
 
 import json
@@ -76,7 +76,10 @@ if __name__ == "__main__":
     # as in the Ray score actor, which Ray gives OMP_NUM_THREADS=1 for its 0.5 CPU; two threads on
     # this 2-core machine made the tiny CLIP 4x slower (thread hand-off dominates tiny matmuls)
     torch.set_num_threads(1)
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    smoke = "--smoke" in sys.argv
+    numbers = [a for a in sys.argv[1:] if a != "--smoke"]
+    n = 2 if smoke else int(numbers[0]) if numbers else 20
     tmp = Path(tempfile.mkdtemp())
     measure("tiny (random)", write_tiny_clip(tmp / "tiny"), n)
-    measure("ViT-B-32 (random init)", vit_b32_random(tmp / "vitb32"), n)
+    if not smoke:
+        measure("ViT-B-32 (random init)", vit_b32_random(tmp / "vitb32"), n)

@@ -9,7 +9,7 @@ panning texture: one the same colour grade on every frame, one a random change p
   export: frames per second written (every frame of every episode and camera: edited ones resized to 640x480
   and both streams AV1-encoded as lerobot encodes, for lerobot; one H.264 clip per sequence, for video).
 
-Run: python bench/sequences.py [--quick]     -> table + bench/results/sequences.json
+Run: python bench/sequences.py [--quick | --smoke]     -> table + bench/results/sequences.json
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ SCENARIO = ("name: light\ndomain: robotics\ndescription: bench\nannotations: kee
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 episodes of 6 frames instead of 4 of 20")
-    args = parser.parse_args()
+    args = common.parse_args(parser, quick="2 episodes of 6 frames instead of 4 of 20")
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -46,7 +45,7 @@ def main() -> None:
     from chronoedit_sim.runtime.run import run
 
     helpers.W, helpers.H = 640, 480
-    episodes = [(6, 0, 0, 0), (6, 1, 0, 0)] if args.quick else [(20, i % 2, 0, 0) for i in range(4)]
+    episodes = [(2, 0, 0, 0), (2, 1, 0, 0)] if args.smoke else [(6, 0, 0, 0), (6, 1, 0, 0)] if args.quick else [(20, i % 2, 0, 0) for i in range(4)]
     root = Path(tempfile.mkdtemp(prefix="cesim-bench-sequences-"))
     source = helpers.make_dataset(root / "source", episodes)
     scenario = root / "light.yaml"

@@ -6,7 +6,8 @@ textured asphalt and dashed lane markings that move towards the camera, textured
 both sides, a slow camera pan, a car fading in over the trajectory (as an edit would insert it),
 a little lens blur and sensor noise. Everything runs on ONE thread (PIL, libwebp, zlib, x264).
 
-Run: python bench/storage.py [--quick]    (quick: 1 timed repetition instead of 5, same size)
+Run: python bench/storage.py [--quick | --smoke]    (quick: 1 timed repetition instead of 5, same size;
+smoke: 1 repetition of 3 frames at 160x96)
 Prints a table and writes bench/results/storage.json.
 """
 
@@ -199,14 +200,13 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 timed repetition instead of 5 (same clip size)")
-    args = parser.parse_args()
-    reps = 1 if args.quick else 5
+    args = common.parse_args(parser, quick="1 timed repetition instead of 5 (same clip size)")
+    reps = 1 if args.quick or args.smoke else 5
 
     info = machine()
-    frames = driving_scene()
+    frames = driving_scene(3, 96, 160) if args.smoke else driving_scene()
     raw = frames.nbytes
-    print(f"{FRAMES} frames {WIDTH}x{HEIGHT} RGB ({raw / 1e6:.1f} MB raw per row), 1 thread, "
+    print(f"{len(frames)} frames {frames.shape[2]}x{frames.shape[1]} RGB ({raw / 1e6:.1f} MB raw per row), 1 thread, "
           f"median of {reps}; {info['cpu_model']}, load {info['loadavg_1m_at_start']:.2f}")
     rows = []
     for name, (encode, decode) in FORMATS.items():

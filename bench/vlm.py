@@ -9,7 +9,7 @@ generations per edit. The text it writes is noise.
   judge: ms per edited pair (consistency on both images + quality on the edit), one pair per call as the
   score stage asks.
 
-Run: python bench/vlm.py [--quick]     -> table + bench/results/vlm.json
+Run: python bench/vlm.py [--quick | --smoke]     -> table + bench/results/vlm.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import common
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 frames instead of 12")
-    args = parser.parse_args()
+    args = common.parse_args(parser, quick="3 frames instead of 12")
     import numpy as np
     import torch
 
@@ -34,7 +33,7 @@ def main() -> None:
     from chronoedit_sim.engine.vlm import VisionLanguageModel
 
     torch.set_num_threads(1)  # as Ray gives an actor on this machine
-    frames_n, instructions, samples = (3 if args.quick else 12), ["Add a red car.", "Make it rain heavily."], 3
+    frames_n, instructions, samples = (1 if args.smoke else 3 if args.quick else 12), ["Add a red car.", "Make it rain heavily."], 3
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (480, 832, 3), dtype=np.uint8) for _ in range(frames_n)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,7 +41,7 @@ def main() -> None:
         model = VisionLanguageModel(VlmConfig(path=str(write_tiny_vlm(Path(tmp) / "vlm")), dtype="float32"))
         load_s = time.perf_counter() - t0
         rows = []
-        for tokens in (8, 64):
+        for tokens in (8,) if args.smoke else (8, 64):
             model.enhance([(frames[0], instructions[0])], tokens)  # warm-up
             t0 = time.perf_counter()
             for frame in frames:

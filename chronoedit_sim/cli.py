@@ -17,8 +17,8 @@ EXPORT_FORMATS = ("coco", "yolo", "kitti", "diffsynth", "lerobot", "video")
 WHERE_HELP = ("only rows where column=value (also !=, <, <=, >, >=), e.g. keep=true, scenario=rain, "
               "outcome=rejected, scores.ssim>0.5; repeat it or separate with commas to AND them")
 EXIT_CODES = """exit codes:
-  0  done (verify: the dataset is whole)
-  1  verify: the dataset is not whole; anything else with a traceback is a bug
+  0  done (verify: the dataset is whole; reproduce: bit-exact)
+  1  verify: the dataset is not whole; reproduce: the edit differs; anything else with a traceback is a bug
   2  a problem with what was asked: config, input, weights, an output in use by another writer
   3  run/score finished, but more rows failed than runtime.max_failed_fraction allows;
      evaluate finished, but images failed or had their detections refused (left out of the numbers)
@@ -95,11 +95,15 @@ def cmd_edit(args) -> int:
     from .dataset.encode import encode_image, frame_strip
     from .dataset.trajectories import encode_trajectory
     from .engine.editor import Editor
+    from .engine.lora import check_loras
+    from .engine.weights import resolve_model_root
     from .sources.decode import decode_image
 
     _no_progress_bars(args)
     cfg = load_config(args.overrides, config_files=args.config)
     image = decode_image(Path(args.image).read_bytes(), uri=args.image).rgb
+    # a LoRA that is no LoRA of this transformer: one line, before the model loads
+    check_loras(cfg.model, resolve_model_root(cfg.model.path, cfg.model.revision, cfg.model.allow_download))
     editor = Editor(cfg.model)
     result = editor.edit(image, args.prompt, seed=args.seed, gen=cfg.generation, negative_prompt=args.negative_prompt)
     out = Path(args.output)
@@ -143,6 +147,13 @@ def cmd_score(args) -> int:
 
     return rescore(args.dir, args.output, args.overrides, config_files=args.config, overwrite=args.overwrite,
                    quiet=args.quiet)
+
+
+def cmd_reproduce(args) -> int:
+    from .runtime.reproduce import reproduce
+
+    _no_progress_bars(args)
+    return reproduce(args.dir, args.job_id, device=args.device)
 
 
 def cmd_inspect(args) -> int:
@@ -268,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only the summary")
     with_overrides(sp)
     sp.set_defaults(func=cmd_score)
+
+    sp = sub.add_parser("reproduce", help="edit one row's job again with the recorded config, seed and weights: exit 0 "
+                                          "when the edit equals the stored one bit for bit, 1 with how much and why not")
+    sp.add_argument("dir")
+    sp.add_argument("job_id")
+    sp.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: the run's model.device")
+    sp.set_defaults(func=cmd_reproduce)
 
     sp = sub.add_parser("inspect", help="summarise a dataset directory")
     sp.add_argument("dir")

@@ -15,13 +15,11 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
 from .perception.sketch import SketchSpec, place
 from .perception.taxonomy import CLASS_NAMES
-from .scenario_keys import (check_keys, mapping, parse_consistency, parse_policy, parse_region, parse_severity,
-                            parse_sketch)
+from .scenario_keys import (check_keys, mapping, parse_labels, parse_consistency, parse_policy, parse_region,
+                            parse_severity, parse_sketch, read_yaml)
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
@@ -205,7 +203,7 @@ def _parse_edit(raw, idx: int, path: str, default_group: str) -> Edit:
         source_caption=raw["source_caption"],
         samples=samples,
         negative_prompt=raw.get("negative_prompt") or "",
-        labels=mapping(raw.get("labels"), f"{where}.labels"),
+        labels=parse_labels(raw.get("labels"), f"{where}.labels"),
         generation=mapping(raw.get("generation"), f"{where}.generation"),
         filter=mapping(raw.get("filter"), f"{where}.filter"),
         annotations=parse_policy(raw.get("annotations"), f"{where}.annotations"),
@@ -225,10 +223,7 @@ def parse_class_names(value, where: str) -> dict:
 
 
 def parse_scenario(text: str, path: str = "<string>") -> Scenario:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a scenario is a mapping with name, domain, description and edits")
     check_keys(data, _TOP_KEYS, _REQUIRED_TOP, f"{path}: ")
@@ -242,7 +237,7 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     edits = tuple(_parse_edit(raw, i, path, default_group) for i, raw in enumerate(data["edits"]))
     seen = set()
     default_policy = parse_policy(data.get("annotations"), f"{path}: annotations") or "keep"
-    top_labels = mapping(data.get("labels"), f"{path}: labels")
+    top_labels = parse_labels(data.get("labels"), f"{path}: labels")
     for i, e in enumerate(edits):
         if e.id in seen:
             raise ConfigError(f"{path}: edits[{i}].id: duplicate edit id {e.id!r}")
@@ -273,9 +268,12 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a scenario: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start})") from None
     scenario = parse_scenario(text, str(path))
     if path.stem != scenario.name:
         raise ConfigError(f"{path}: name: {scenario.name!r} differs from the file name {path.stem!r}")

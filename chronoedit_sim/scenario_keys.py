@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from .config import ConfigError
 from .perception.labels import POLICIES, REGIONS
 from .perception.sketch import LIBRARY, SketchSpec, load_shape
@@ -15,6 +17,61 @@ def check_keys(data: dict, allowed: set, required: tuple, where: str) -> None:
     for key in required:
         if data.get(key) in (None, ""):
             raise ConfigError(f"{where}{key}: missing required value")
+
+
+# values a scenario file may expand to through its aliases: a real one has hundreds
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded(node, memo: dict) -> int:
+    """How many values the node stands for once every alias in it is expanded (shared nodes counted per use)."""
+    if id(node) not in memo:
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else
+                    node.value if isinstance(node, yaml.SequenceNode) else [])
+        memo[id(node)] = 1 + sum(_expanded(c, memo) for c in children)
+    return memo[id(node)]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (YAML keeps the last one silently) and aliases that expand to
+    more than MAX_YAML_VALUES values: nested aliases grow exponentially (a "billion laughs" loads as shared
+    references in microseconds, then hangs whatever walks it)."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded(node, {}) > MAX_YAML_VALUES:
+            raise ConfigError(f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values: not a scenario")
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: {key}: the key is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, path: str):
+    """A scenario file's YAML, strictly: every problem one line naming the file."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None  # one line
+    except RecursionError:  # PyYAML composes recursively
+        raise ConfigError(f"{path}: nested too deeply to be a scenario") from None
+
+
+def parse_labels(value, where: str) -> dict:
+    """Label values are scalars (a class name, a number): what a row's labels and the boxes carry."""
+    out = mapping(value, where)
+    for key, item in out.items():
+        if item is not None and not isinstance(item, (str, int, float, bool)):
+            raise ConfigError(f"{where}.{key}: a label value is a string or a number, got {type(item).__name__}")
+    return out
 
 
 def mapping(value, where: str) -> dict:

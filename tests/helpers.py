@@ -48,6 +48,7 @@ BAD_CORPUS_OUTCOMES = {
     "exif_rotated.jpg": None,
     "one_pixel.png": "smaller than the minimum side of 16 px",
     "bomb.png": "exceeds the limit of",
+    "folder.png": "cannot read: Is a directory",  # a folder named like an image: a row, not a silent gap
 }
 
 
@@ -69,6 +70,7 @@ def write_bad_corpus(folder: Path) -> Path:
     Image.fromarray(rgb).save(folder / "exif_rotated.jpg", quality=90, exif=exif.tobytes())
     Image.new("RGB", (1, 1), (9, 9, 9)).save(folder / "one_pixel.png")
     (folder / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    (folder / "folder.png").mkdir()
     return folder
 
 

@@ -45,6 +45,16 @@ def test_edit_reports_missing_weights_and_bad_images_without_a_traceback(tmp_pat
     assert "not a recognised image" in capsys.readouterr().err
 
 
+def test_edit_checks_its_lora_before_the_model_loads(tmp_path, capsys, frame, tiny_model_dir):
+    src = tmp_path / "frame.png"
+    Image.fromarray(frame).save(src)
+    assert main(["edit", str(src), "--prompt", "x", "--output", str(tmp_path / "o.png"), "model=tiny",
+                 f"model.path={tiny_model_dir}", "model.loras=[{path: /etc/passwd}]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.loras.0.path: /etc/passwd: not a readable safetensors file (")
+    assert err.count("\n") == 1
+
+
 def test_edit_config_error_names_the_key(tmp_path, capsys):
     assert main(["edit", str(tmp_path / "x.png"), "--prompt", "x", "--output", str(tmp_path / "o.png"),
                  "generation.bogus=1"]) == 2

@@ -132,6 +132,14 @@ def test_tiny_preset_reasoning_steps():
     assert cfg.filter.clip_image_min == 0.7
 
 
+def test_the_tiny_preset_finds_clip_and_the_vlm_beside_its_checkpoint():
+    """make-tiny-model DIR writes DIR-clip and DIR-vlm: the preset points at them wherever DIR is (#24)."""
+    cfg = load_config(["model=tiny", "model.path=/tmp/x"])
+    assert (cfg.scoring.clip.model, cfg.vlm.path) == ("local-dir:/tmp/x-clip", "/tmp/x-vlm")
+    cfg = load_config(["model=tiny", "model.path=/tmp/x", "vlm.path=/elsewhere"])
+    assert (cfg.scoring.clip.model, cfg.vlm.path) == ("local-dir:/tmp/x-clip", "/elsewhere")
+
+
 # --------------------------------------------------------------------------- overrides and layers
 
 
@@ -406,6 +414,13 @@ def test_height_width_multiple_of_16(key, value):
         ("generation.max_area=255", "command line: generation.max_area: must be at least 256 (16x16)"),
         ("trajectory.quality=0", "command line: trajectory.quality: must be within 1..100"),
         ("trajectory.quality=101", "command line: trajectory.quality: must be within 1..100"),
+        # found by a hostile user (#24): each passed before
+        ("generation.guidance_scale=nan", "command line: generation.guidance_scale: nan is not a number this key "
+                                          "can take"),
+        ("generation.guidance_scale=-inf", "command line: generation.guidance_scale: -inf must be a finite number >= 0"),
+        ("runtime.max_failed_fraction=2", "command line: runtime.max_failed_fraction: 2.0 must be within 0..1"),
+        ("input.max_pixels=-1", "command line: input.max_pixels: must be >= 1"),
+        ("filter.ssim_min=nan", "command line: filter.ssim_min: nan is not a number this key can take"),
     ],
 )
 def test_range_checks(override, expected):
@@ -434,7 +449,9 @@ def test_bad_yaml_config_file_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("generation:\n  num_inference_steps: [8\n")
     msg = _error(config_files=[str(bad)])
-    assert msg.startswith(f"{bad}: not valid YAML: ")
+    assert msg.startswith(f"{bad}: not valid YAML: ") and "\n" not in msg
+    bad.write_text("seed: 1\nseed: 2\n")
+    assert _error(config_files=[str(bad)]).endswith("found duplicate key seed in \"" + str(bad) + "\", line 2, column 1")
 
 
 def test_config_file_not_a_mapping(tmp_path):

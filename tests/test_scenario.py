@@ -447,6 +447,40 @@ def test_section_not_a_mapping(tmp_path, key):
     assert msg == f"{path}: edits[0].{key}: expected a mapping, got str"
 
 
+def test_a_non_utf8_or_binary_scenario_is_one_line(tmp_path):
+    path = tmp_path / "demo.yaml"
+    path.write_bytes(b"name: d\xe9mo\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: not a scenario: not UTF-8 text (byte 0xe9 at offset 7)"
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match=f"{path}: not a scenario: not UTF-8 text"):
+        load_scenario(path)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    path, msg = _load_error(tmp_path, "name: demo\ndomain: driving\ndomain: robotics\ndescription: x\nedits: []\n")
+    assert msg == f"{path}: line 3: domain: the key is given twice"
+
+
+def test_an_alias_bomb_in_labels_is_refused_before_it_expands(tmp_path):
+    bomb = "".join(f"l{i + 1}: &l{i + 1} [*l{i}, *l{i}, *l{i}, *l{i}, *l{i}, *l{i}, *l{i}, *l{i}, *l{i}]\n"
+                   for i in range(12))
+    text = (f"name: demo\ndomain: driving\ndescription: x\nlabels:\n  l0: &l0 [a]\n"
+            + "".join(f"  {line}" for line in bomb.splitlines(True)) + "edits: []\n")
+    path, msg = _load_error(tmp_path, text)
+    assert msg == f"{path}: its aliases (*name) expand to more than 100,000 values: not a scenario"
+    data = _base()
+    data["labels"] = {"inserted": ["a", "list"]}
+    path, msg = _load_error(tmp_path, data)
+    assert msg == f"{path}: labels.inserted: a label value is a string or a number, got list"
+    shared = _base()
+    shared["edits"].append({**shared["edits"][0], "id": "b"})
+    shared["edits"][1]["vars"] = shared["edits"][0]["vars"]  # PyYAML writes a shared value as an alias
+    assert "*id001" in yaml.safe_dump(shared)
+    assert load_scenario(_write(tmp_path, shared)).edits[1].vars == load_scenario(_write(tmp_path, _base())).edits[0].vars
+
+
 def test_invalid_yaml(tmp_path):
     path, msg = _load_error(tmp_path, "name: demo\nedits: [\n  - id: a\n")
     assert msg.startswith(f"{path}: not valid YAML: ")

@@ -2,6 +2,7 @@
 
 from .loader import ConfigError, ConfigLoader, configs_dir, load_config, to_dict, to_yaml
 from .schema import (
+    CALL_NAMES,
     DTYPES,
     QUANTIZE,
     IMAGE_FORMATS,
@@ -32,7 +33,7 @@ from .schema import (
 from .vlm import EnhanceConfig, JudgeConfig, VlmConfig
 
 __all__ = [
-    "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "JUDGE_SCORES", "LOCALIZE_SCORES", "SCORES", "SEQUENCE_SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
+    "CALL_NAMES", "DTYPES", "QUANTIZE", "IMAGE_FORMATS", "INPUT_TYPES", "JUDGE_SCORES", "LOCALIZE_SCORES", "SCORES", "SEQUENCE_SCORES", "TRAJECTORY_STORAGE", "X264_PRESETS", "ClipConfig", "Config", "ConfigError",
     "ConfigLoader", "EncodeConfig", "FaultConfig", "FilterConfig", "GenerationConfig", "InputConfig", "LocalizeConfig", "LoraConfig",
     "ModelConfig", "OutputConfig", "ReportConfig", "RuntimeConfig", "ScoringConfig", "TrajectoryConfig", "UpscaleConfig", "VlmConfig", "EnhanceConfig", "JudgeConfig", "configs_dir",
     "load_config", "to_dict", "to_yaml",

@@ -9,6 +9,7 @@ any model is loaded.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -36,7 +37,7 @@ def _read_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except Exception as exc:  # yaml scanner/parser errors
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None  # one line
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -114,6 +115,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         known = sorted([b.value for b in AttentionBackendName] + ["sageattention"])
         if backend not in known:
             raise bad("model.attention_backend", f"{backend!r} is not one of diffusers' backends: {', '.join(known)}")
+    _check_ranges(cfg, bad)
     gen = cfg.generation
     if cfg.model.step_cache != "none" and gen.temporal_reasoning and gen.reasoning_steps < gen.num_inference_steps:
         # the partial-reasoning cut changes the latents' shape mid-run: no cached residual fits after it
@@ -167,6 +169,32 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         # the editor encodes every text before it lets its text encoder go; enhanced texts exist only later
         raise bad("enhance.enabled", "needs the editor's text encoder: model.offload_text_encoder encodes every "
                   "prompt at plan time, and the enhancer writes its prompts during the run")
+
+
+def _nan_key(node, prefix: str = "") -> str | None:
+    """The first key holding NaN: every comparison with it is false, so a NaN bound or weight passes
+    whatever check reads it and changes nothing silently."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(value, float) and math.isnan(value):
+            return f"{prefix}{key}"
+        found = _nan_key(value, f"{prefix}{key}.")
+        if found:
+            return found
+    return None
+
+
+def _check_ranges(cfg: DictConfig, bad) -> None:
+    nan = _nan_key(OmegaConf.to_container(cfg, resolve=False))
+    if nan:
+        raise bad(nan, "nan is not a number this key can take")
+    if not math.isfinite(cfg.generation.guidance_scale) or cfg.generation.guidance_scale < 0:
+        raise bad("generation.guidance_scale", f"{cfg.generation.guidance_scale} must be a finite number >= 0")
+    if not 0 <= cfg.runtime.max_failed_fraction <= 1:
+        raise bad("runtime.max_failed_fraction", f"{cfg.runtime.max_failed_fraction} must be within 0..1")
+    for key in ("input.max_pixels", "input.min_side"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise bad(key, "must be >= 1")
 
 
 def _has_path(data, parts: list[str]) -> bool:

@@ -50,6 +50,9 @@ LOCALIZE_SCORES = ("change_area", "change_outside", "inserted_in_region")
 JUDGE_SCORES = ("vlm_consistency", "vlm_quality")
 # computed where a row meets the previous frame of its sequence (the run's driver), after the score stage
 SEQUENCE_SCORES = ("temporal_flicker",)
+# the model components' calls an editor counts (engine.conditioning) and a row records (component_calls)
+CALL_NAMES = ("text_encoder_calls", "image_encoder_calls", "vae_encode_calls", "transformer_forwards",
+              "vae_decode_calls")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from ..config import SCORES
+from ..config import CALL_NAMES, SCORES
 from . import video
 
 # bump when a column changes meaning or type; written into run.json and the Parquet metadata.
@@ -59,8 +59,7 @@ TIMING_FIELDS = ("read_ms", "prepare_ms", "denoise_ms", "decode_ms", "reasoning_
                  "upscale_ms", "encode_ms", "total_ms", "localize_ms", "score_ms", "enhance_ms", "judge_ms")
 TIMINGS = pa.struct([(name, pa.float32()) for name in TIMING_FIELDS])
 # the model components' calls of one edit; a batched call's go to its first sample's row
-CALL_FIELDS = ("text_encoder_calls", "image_encoder_calls", "vae_encode_calls", "transformer_forwards",
-               "vae_decode_calls")
+CALL_FIELDS = CALL_NAMES
 COMPONENT_CALLS = pa.struct([(name, pa.int32()) for name in CALL_FIELDS])
 # one failed filter bound: bound is "min" or "max"; value is null when the score could not be computed
 REJECTION = pa.struct([("score", pa.string()), ("bound", pa.string()), ("value", pa.float32()),

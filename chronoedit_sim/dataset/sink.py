@@ -32,6 +32,8 @@ REJECTED = "rejected"
 # OUT/_state: run-time bookkeeping (lock, in-flight ledger, quarantine), never part of the dataset
 STATE = "_state"
 QUARANTINE = "quarantine"
+# OUT/_state/inflight: each worker process's jobs at work (runtime.ledger); emptied when a run ends
+INFLIGHT = "inflight"
 # what pyarrow raises on a file that is not (or no longer) a Parquet file
 READ_ERRORS = (OSError, ValueError, pa.ArrowException)
 

@@ -19,7 +19,7 @@ from ..errors import UserError
 from .lock import describe, live_holder
 from .manifest import MANIFEST, read_manifest
 from .schema import IMAGE_COLUMNS, IMAGE_LIST_COLUMNS, SCHEMA, SCHEMA_VERSION, THUMBNAIL_IMAGES
-from .sink import DATA, READ_ERRORS, REJECTED, STATE, all_shards, data_dir, quarantined, read_error
+from .sink import DATA, INFLIGHT, READ_ERRORS, REJECTED, STATE, all_shards, data_dir, quarantined, read_error
 from .stats import COLUMNS as STATS_COLUMNS
 from .stats import Tally
 
@@ -101,6 +101,10 @@ def verify(out: Path, images: bool = False) -> Verdict:
     if leftovers:
         verdict.notes.append(f"{len(leftovers)} temporary leftover(s) of an interrupted write, never read (the next "
                              f"run removes them): {_listed(leftovers)}")
+    inflight = sorted(p.name for p in (out / STATE / INFLIGHT).glob("*"))
+    if inflight:
+        verdict.notes.append(f"{len(inflight)} in-flight record(s) under {STATE}/{INFLIGHT}/ of worker processes that "
+                             f"died or a run that did not end (the next run clears them): {_listed(inflight)}")
     held = quarantined(out)
     if held:
         verdict.notes.append(f"{len(held)} quarantined shard(s) under {STATE}/quarantine/, unreadable, never read "

@@ -16,7 +16,7 @@ import hashlib
 from collections import OrderedDict
 from contextlib import contextmanager
 
-from ..dataset.schema import CALL_FIELDS as CALLS
+from ..config import CALL_NAMES as CALLS
 
 
 class LRU:

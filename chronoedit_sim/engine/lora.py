@@ -1,8 +1,20 @@
-"""LoRA loading through the pipeline's own (Wan) LoRA loader."""
+"""LoRA loading through the pipeline's own (Wan) LoRA loader, and the check of a LoRA file before any model
+loads: a safetensors file whose keys, converted as the loader converts them, name modules of the transformer
+with their shapes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from ..errors import UserError
+
+# a converted key: the module it adapts, and what of it
+_ADAPTER_KEY = re.compile(r"^(?:transformer\.)?(?P<module>.+?)\.(?P<part>lora_A|lora_B)\.(?:weight|bias)$")
+
+
+class LoraError(UserError):
+    """A LoRA file that is not a LoRA of this transformer: caught before any model loads."""
 
 _KNOWN_PREFIXES = ("diffusion_model.", "transformer.", "lora_unet_")
 
@@ -32,3 +44,64 @@ def load_loras(pipe, loras: list[tuple[Path, float, str]]) -> list[str]:
         scales.append(float(scale))
     pipe.set_adapters(names, adapter_weights=scales)
     return names
+
+
+def check_lora(path: Path, transformer_dir: Path, where: str) -> None:
+    """Read the file's safetensors header (no tensor data but the scalar alphas), convert its keys as
+    load_loras does, and check each adapted module exists in the transformer built from its config on the
+    meta device (no weights) with the shapes the LoRA's matrices need. LoraError names `where`."""
+    import torch
+    from diffusers import ChronoEditPipeline, ChronoEditTransformer3DModel
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            # meta tensors carry the shapes; the conversion reads the alphas' values, a few scalars
+            sd = {k: f.get_tensor(k) if k.endswith(".alpha") else
+                  torch.empty(f.get_slice(k).get_shape(), dtype=torch.float32, device="meta") for k in f.keys()}
+    except Exception as exc:  # SafetensorError for a file that is not safetensors, OSError
+        raise LoraError(f"{where}: {path}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    if not sd:
+        raise LoraError(f"{where}: {path}: holds no tensors")
+    try:
+        converted = ChronoEditPipeline.lora_state_dict(normalize_lora_keys(sd))
+    except Exception as exc:  # diffusers' conversion refuses keys it does not know
+        raise LoraError(f"{where}: {path}: not a LoRA of a Wan/ChronoEdit transformer "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    with torch.device("meta"):
+        modules = dict(ChronoEditTransformer3DModel.from_config(
+            ChronoEditTransformer3DModel.load_config(str(transformer_dir))).named_modules())
+    misfits = []
+    for key, tensor in converted.items():
+        m = _ADAPTER_KEY.match(key)
+        module = modules.get(m["module"] if m else key.removeprefix("transformer.").rsplit(".", 1)[0])
+        if module is None:
+            misfits.append(f"{key} (no such module)")
+        elif m and key.endswith(".weight") and isinstance(module, torch.nn.Linear):
+            size = module.in_features if m["part"] == "lora_A" else module.out_features
+            if tensor.shape[1 if m["part"] == "lora_A" else 0] != size:
+                misfits.append(f"{key} {list(tensor.shape)} (the module is {module.in_features} -> "
+                               f"{module.out_features})")
+    if misfits:
+        raise LoraError(f"{where}: {path}: {len(misfits)} of its {len(converted)} keys do not fit the transformer "
+                        f"of {transformer_dir}: {', '.join(misfits[:3])}{' ...' if len(misfits) > 3 else ''}")
+
+
+def check_loras(model, root: Path, upscale=None) -> dict[str, Path]:
+    """Every LoRA of `model` (a ModelConfig), and the upscaler's where `upscale` is enabled: found, readable and
+    fitting the transformer they adapt (MissingWeightsError or LoraError, one line each). Returns each file by
+    the key that names it."""
+    from .weights import resolve_lora_path, resolve_transformer
+
+    files = [(lora.path, f"model.loras.{i}.path") for i, lora in enumerate(model.loras)]
+    if upscale is not None and upscale.enabled:
+        files.append((upscale.lora, "upscale.lora"))
+    if not files:
+        return {}
+    transformer = (resolve_transformer(model.transformer_path, model.allow_download) if model.transformer_path
+                   else root / "transformer")
+    found = {}
+    for path, where in files:
+        found[where] = resolve_lora_path(path, root, model.allow_download)
+        check_lora(found[where], transformer, where)
+    return found

@@ -19,7 +19,7 @@ from ..config import VlmConfig
 from ..errors import MissingWeightsError, UserError
 from . import vlm_prompts
 from .editor import Editor
-from .weights import has_weights, is_random_tiny, local_root, model_hash
+from .weights import has_weights, is_random_tiny, is_repo_id, local_root, model_hash
 
 log = logging.getLogger(__name__)
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
@@ -27,7 +27,7 @@ _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
 def _how_to_get(path: str) -> str:
-    repo = path if "/" in path and not Path(path).expanduser().exists() else "Qwen/Qwen3-VL-30B-A3B-Instruct"
+    repo = path if is_repo_id(path) else "Qwen/Qwen3-VL-30B-A3B-Instruct"  # a folder is no repo to download
     return (f"Download it on a machine with network access (`hf download {repo} --local-dir DIR`) and set vlm.path=DIR, "
             f"or pre-populate the Hugging Face cache (HF_HOME) and keep vlm.path={repo}. For tests and demos: "
             "`chronoedit-sim make-tiny-model DIR` writes a tiny random Qwen-VL to DIR-vlm.")

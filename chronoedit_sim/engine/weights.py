@@ -158,27 +158,74 @@ def resolve_lora_path(lora_path: str, root: Path, allow_download: bool = False) 
     return candidate
 
 
-def model_hash(root: Path, lora_files: list[tuple[Path, float]], transformer: Path | None = None) -> str:
-    """Hash of every component config, the weight files' names and sizes, each LoRA's bytes and scale,
-    and a transformer kept apart (model.transformer_path) the same way.
+# a weight file's content digest reads the safetensors header whole and this many evenly spaced chunks of the
+# data (the first and the last among them): a few MiB for a 14B checkpoint, against tens of GB to read it all.
+# Another training run, seed or precision changes every chunk; a fine-tune touching a few tensors may not.
+DIGEST_SAMPLES, DIGEST_CHUNK = 16, 1 << 16
 
-    Weights themselves (tens of GB) are not read; a repo snapshot's folder name
-    already carries its commit, and sizes catch a swapped or truncated file.
-    """
-    h = hashlib.sha256()
-    files = [(f, f.relative_to(root).as_posix()) for f in sorted(root.rglob("*"))]
-    if transformer is not None:
-        files += [(f, "transformer_path/" + f.relative_to(transformer).as_posix()) for f in sorted(transformer.rglob("*"))]
-    for f, rel in files:
-        if not f.is_file() or f.name == TINY_MARKER:
-            continue
-        if f.suffix == ".json":
-            h.update(rel.encode() + b"\0" + f.read_bytes())
+
+def file_digest(path: Path, cache: dict | None = None) -> str:
+    """Size, safetensors header and sampled data of one file; `cache` (path -> {size, mtime_ns, digest}) spares
+    the reads when neither the size nor the modification time changed."""
+    stat = path.stat()
+    key = str(path.resolve())
+    hit = (cache or {}).get(key)
+    if hit and hit["size"] == stat.st_size and hit["mtime_ns"] == stat.st_mtime_ns:
+        return hit["digest"]
+    h = hashlib.sha256(str(stat.st_size).encode())
+    with open(path, "rb") as f:
+        start = 0
+        if path.suffix == ".safetensors" and stat.st_size >= 8:
+            header = int.from_bytes(f.read(8), "little")
+            if header <= stat.st_size - 8:
+                h.update(f.read(header))
+                start = 8 + header
+        span = stat.st_size - start
+        if span <= DIGEST_SAMPLES * DIGEST_CHUNK:  # small files whole
+            h.update(f.read())
         else:
-            h.update(f"{rel}\0{f.stat().st_size}".encode())
+            for i in range(DIGEST_SAMPLES):
+                f.seek(start + (span - DIGEST_CHUNK) * i // (DIGEST_SAMPLES - 1))
+                h.update(f.read(DIGEST_CHUNK))
+    digest = h.hexdigest()[:16]
+    if cache is not None:
+        cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "digest": digest}
+    return digest
+
+
+def folder_digests(folder: Path, cache: dict | None = None, prefix: str = "") -> dict[str, str]:
+    """Each file under `folder` (relative name, with `prefix`) -> its digest: configs whole, weights sampled."""
+    out = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.name != TINY_MARKER:
+            rel = prefix + f.relative_to(folder).as_posix()
+            out[rel] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.suffix == ".json" else file_digest(f, cache)
+    return out
+
+
+def checkpoint_components(root: Path, transformer: Path | None = None, cache: dict | None = None) -> dict[str, str]:
+    """A diffusers checkpoint's identity per component folder (transformer, vae, ...; files at the root under
+    "index"), a transformer kept apart (model.transformer_path) as "transformer": what changed, by name."""
+    files = folder_digests(root, cache)
+    if transformer is not None:
+        files = {k: v for k, v in files.items() if not k.startswith("transformer/")}
+        files.update(folder_digests(transformer, cache, prefix="transformer/"))
+    parts = {}
+    for rel, digest in files.items():
+        component = rel.split("/", 1)[0] if "/" in rel else "index"
+        parts.setdefault(component, hashlib.sha256()).update(f"{rel}\0{digest}\0".encode())
+    return {name: h.hexdigest()[:16] for name, h in sorted(parts.items())}
+
+
+def model_hash(root: Path, lora_files: list[tuple[Path, float]], transformer: Path | None = None,
+               cache: dict | None = None) -> str:
+    """Hash of every component's files (configs whole, weights by file_digest), each LoRA's digest and scale,
+    and a transformer kept apart (model.transformer_path) in the transformer's place."""
+    h = hashlib.sha256()
+    for name, digest in checkpoint_components(root, transformer, cache).items():
+        h.update(f"{name}\0{digest}\0".encode())
     for path, scale in lora_files:
-        with open(path, "rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest() + repr(float(scale)).encode())
+        h.update(file_digest(Path(path), cache).encode() + repr(float(scale)).encode())
     return h.hexdigest()[:16]
 
 

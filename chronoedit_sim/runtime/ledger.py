@@ -14,7 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
-INFLIGHT = "inflight"
+from ..dataset.sink import INFLIGHT
 
 
 class Ledger:

@@ -8,6 +8,7 @@ resumed into or deleted; a dataset made with another config is never mixed with;
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,13 @@ import pyarrow.parquet as pq
 
 from ..dataset.lock import lock_path
 from ..dataset.manifest import read_manifest
-from ..dataset.sink import STATE, SinkWriteError, quarantine, readable_shards
+from ..config import to_dict
+from ..dataset.sink import STATE, SinkWriteError, atomic_write_bytes, quarantine, readable_shards
 from ..errors import UserError
+from .plan import NOT_CONTENT
+
+# OUT/_state/weights.json: the weight files' digests by path, size and modification time (engine.weights)
+DIGESTS = "weights.json"
 
 
 class OutputConflict(UserError):
@@ -32,6 +38,9 @@ class OutputWriteFailed(UserError):
 
 def previous_manifest(out: Path, overwrite: bool) -> dict | None:
     """The manifest to resume from (None: start fresh), or OutputConflict for a foreign folder."""
+    nearest = next(p for p in (out, *out.parents) if p.exists())
+    if not nearest.is_dir():
+        raise OutputConflict(f"{out}: {nearest} is a file, not a folder; choose another --output")
     # a folder holding only _state is a dataset whose first writer has not written run.json yet
     if out.exists() and any(p.name != STATE for p in out.iterdir()) and read_manifest(out) is None:
         raise OutputConflict(f"{out}: exists, is not empty and has no run.json: not a chronoedit-sim dataset; "
@@ -39,11 +48,61 @@ def previous_manifest(out: Path, overwrite: bool) -> dict | None:
     return None if overwrite else read_manifest(out)
 
 
-def check_compatible(out: Path, previous: dict | None, config_hash: str, what: str) -> None:
-    """Refuse to resume a dataset made with `what` (e.g. "a different config"), told by its config hash."""
+def check_compatible(out: Path, previous: dict | None, config_hash: str, what: str, changes: list[str] = ()) -> None:
+    """Refuse to resume a dataset made with `what` (e.g. "a different config"), told by its config hash;
+    `changes` names what differs (config_changes)."""
     if previous and previous.get("config_hash") != config_hash:
-        raise OutputConflict(f"{out}: the output was made with {what} (config hash "
+        said = f"{', '.join(changes[:8])}{' ...' if len(changes) > 8 else ''}; " if changes else ""
+        raise OutputConflict(f"{out}: the output was made with {what} ({said}config hash "
                              f"{previous.get('config_hash')} != {config_hash}); use another --output or --overwrite")
+
+
+def _flat(data, prefix: str = "") -> dict:
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def config_changes(previous: dict | None, cfg, scenarios) -> list[str]:
+    """The config keys whose values differ from the recorded run's (as `key old -> new`), and the scenarios
+    added, removed or edited: what a refused resume names."""
+    if not previous:
+        return []
+    old = _flat({k: v for k, v in (previous.get("config") or {}).items() if k not in NOT_CONTENT})
+    new = _flat({k: v for k, v in to_dict(cfg).items() if k not in NOT_CONTENT})
+    old["input.path"], new["input.path"] = previous.get("input_path"), str(Path(cfg.input.path).expanduser().resolve())
+    changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
+               if old.get(key) != new.get(key)]
+    before = {s["name"]: s["sha256"] for s in previous.get("scenarios") or []}
+    after = {s.name: s.sha256 for s in scenarios}
+    for name in sorted(before.keys() | after.keys()):
+        if before.get(name) != after.get(name):
+            changes.append(f"scenario {name} " + ("added" if name not in before else "removed" if name not in after
+                                                  else "edited"))
+    return changes
+
+
+def check_weights(out: Path, previous: dict | None, weights: dict[str, str]) -> None:
+    """Refuse to resume a dataset whose recorded weights differ from those at the same paths now."""
+    before = (previous or {}).get("weights") or {}
+    changed = sorted(k for k in before.keys() & weights.keys() if before[k] != weights[k])
+    if changed:
+        raise OutputConflict(f"{out}: the weights changed since the output was made: {', '.join(changed)} "
+                             "(same paths, other files); mixing them would give rows from two models under one "
+                             "config; use another --output or --overwrite")
+
+
+def read_digests(out: Path) -> dict:
+    """The digest cache of OUT (empty when there is none or it cannot be read: it only spares reads)."""
+    try:
+        return json.loads((out / STATE / DIGESTS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_digests(out: Path, cache: dict) -> None:
+    (out / STATE).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / STATE / DIGESTS, json.dumps(cache, sort_keys=True).encode())
 
 
 def prepare(out: Path, overwrite: bool) -> None:

@@ -8,6 +8,8 @@ starves Ray Data's own tasks and the stream hangs without an error.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, replace
 
 from ..config import SEQUENCE_SCORES, ConfigError
@@ -22,6 +24,11 @@ from ..stages.score import ScoreStage
 from ..stages.sketch import SketchStage
 from .plan import RunPlan
 from .vlm_service import VlmClient, vlm_gpus
+
+log = logging.getLogger(__name__)
+# what the pipeline's tasks (reading, encoding, writing) keep at least, and the least CPU share an actor is
+# scaled down to before a run is refused: an editor on a twentieth of a core is a mistake, not a plan
+TASKS_MIN, ACTOR_MIN = 0.5, 0.1
 
 
 @dataclass(frozen=True)
@@ -162,14 +169,28 @@ def check_gpus(stages: list[Stage], reserved: float, cluster: Cluster) -> None:
 
 def share_cpus(stages: list[Stage], cluster: Cluster, reserved: float = 0.0) -> list[Stage]:
     """Task stages without a declared CPU count get a share of what the actors (and `reserved`: actors outside
-    the stages, the VLM's) leave, never all of it."""
-    held = reserved + sum(s.resources.cpus * s.resources.actors for s in stages if s.resources.actors)
-    share = max(min(max(cluster.cpus - held, 0.5) / 4, 1.0), 0.1)
-    if cluster.cpus - held < share - 1e-9:
-        # Ray Data's read and write tasks would wait for a CPU forever, without an error
-        raise ConfigError(f"the actors hold {held:g} of the cluster's {cluster.cpus:g} CPUs and leave nothing for the "
-                          "pipeline's tasks: lower runtime.cpus_per_actor, scoring.cpus_per_actor or "
-                          "vlm.cpus_per_actor (fractions are fine)")
+    the stages, the VLM's) leave, never all of it. Actors that would leave the tasks less than TASKS_MIN have
+    their CPU shares scaled down to fit, with a notice (Ray's CPUs are accounting: a GPU-bound actor runs on
+    less); only shares that would fall under ACTOR_MIN are refused."""
+    actors = [s for s in stages if s.resources.actors and s.resources.cpus]
+    own = sum(s.resources.cpus * s.resources.actors for s in actors)
+    room = cluster.cpus - reserved - TASKS_MIN
+    if own > room + 1e-9:
+        scale = max(room, 0.0) / own if own else 0.0
+        if not actors or scale * min(s.resources.cpus for s in actors) < ACTOR_MIN:
+            # Ray Data's read and write tasks would wait for a CPU forever, without an error
+            raise ConfigError(f"the actors hold {reserved + own:g} of the cluster's {cluster.cpus:g} CPUs and leave "
+                              f"nothing for the pipeline's tasks, even at under {ACTOR_MIN:g} CPU each: lower "
+                              "runtime.num_actors, runtime.cpus_per_actor, scoring.cpus_per_actor or vlm.cpus_per_actor")
+        for stage in actors:
+            # Ray counts resources in steps of 1/10000
+            stage.resources = replace(stage.resources, cpus=math.floor(stage.resources.cpus * scale * 1e4) / 1e4)
+        log.warning("notice: the actors asked for %g of the cluster's %g CPUs%s, leaving the pipeline's tasks less "
+                    "than %g; their shares are scaled by %.2f to fit: %s", reserved + own, cluster.cpus,
+                    f" (the VLM's {reserved:g} included)" if reserved else "", TASKS_MIN, scale,
+                    ", ".join(f"{s.name} {s.resources.cpus:g}" for s in actors))
+    held = reserved + sum(s.resources.cpus * s.resources.actors for s in actors)
+    share = max(min(math.floor(max(cluster.cpus - held, TASKS_MIN) / 4 * 1e4) / 1e4, 1.0), 0.1)
     for stage in stages:
         if stage.resources.cpus is None:
             stage.resources = replace(stage.resources, cpus=share)

@@ -45,6 +45,10 @@ class RunPlan:
         return self.planned - self.skipped
 
 
+# config sections that change speed, layout and previews, not what a row says
+NOT_CONTENT = ("runtime", "encode", "output", "report")
+
+
 def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
     """Config minus runtime/encode/output/report knobs (they change speed, layout and previews, not what a row
     says) plus scenario texts.
@@ -52,7 +56,7 @@ def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
     The input path is part of it (resolved): source ids are relative to it, so a second input
     folder resumed into the same output would otherwise be taken for frames already done.
     """
-    content = {k: v for k, v in to_dict(cfg).items() if k not in ("runtime", "encode", "output", "report")}
+    content = {k: v for k, v in to_dict(cfg).items() if k not in NOT_CONTENT}
     content["input"]["path"] = str(Path(cfg.input.path).expanduser().resolve())
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -188,6 +188,8 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
         with vlm_service(plan.cfg, cluster.gpus, vlm_record) as vlm:
             stages = build_stages(BuildContext(plan, run_id, cluster, state_dir=str(state), vlm=vlm))
             _stream(stages, pending, plan, run_id, state, emit, writer.flush, verbose)
+    # a worker that died mid-batch while the stream carried on (Ray retried its work) left its file
+    ledger.clear(state)
     for task, job in pending.values():  # finished stream without them: error rows, not gaps
         emit(lost_row(task, job, run_id, "pipeline", "the job never came back from the pipeline"))
     for row in sequences.flush():

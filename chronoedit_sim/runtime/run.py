@@ -6,6 +6,8 @@ second writer is refused at once and the index cannot change under it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from ..dataset.lock import OutputLock, OutputLocked  # noqa: F401  (raised by ru
 from ..dataset.manifest import finish_manifest, start_manifest
 from ..dataset.sink import DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
+from ..scenario import edit_settings, load_scenario
 from . import output
 from .output import OutputConflict, OutputWriteFailed  # noqa: F401  (likewise)
 from .plan import describe, make_plan
@@ -27,32 +30,31 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
     out = Path(output_dir)
     loader = ConfigLoader([f"input.path={input_path}", *overrides], list(config_files))
     output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
+    # a refused config, scenario or weights must not leave OUT/_state/lock behind in a folder it created
+    cfg = loader.build()
+    edit_settings(loader, [load_scenario(f) for f in scenario_files])
     if dry_run:
         return _dry_run(out, loader, scenario_files, overwrite, echo)
+    # a local run checks the models' weights here, before Ray starts and any actor loads, and records what they
+    # are (on a cluster the workers, not the driver, must have them)
+    digests = output.read_digests(out)
+    weights = {} if cfg.runtime.address else weights_identity(cfg, digests)
     # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
     with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
         done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
         plan = make_plan(loader, scenario_files, done)
-        output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
-        if not plan.cfg.runtime.address:
-            # a local run can check both models' weights here, before Ray starts and any actor loads
-            # (on a cluster the workers, not the driver, must have them)
-            from ..engine.weights import resolve_model_root
-            from ..scoring.clip import resolve_clip_weights
-
-            resolve_model_root(plan.cfg.model.path, plan.cfg.model.revision, plan.cfg.model.allow_download)
-            if plan.cfg.scoring.clip.enabled:
-                resolve_clip_weights(plan.cfg.scoring.clip)
-            if uses_vlm(plan.cfg):
-                from ..engine.vlm import resolve_vlm_root
-
-                resolve_vlm_root(plan.cfg.vlm)
+        output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios",
+                                output.config_changes(previous, plan.cfg, plan.scenarios))
+        output.check_weights(out, previous, weights)
         output.prepare(out, overwrite)
+        if digests:
+            output.write_digests(out, digests)
         run_id = uuid.uuid4().hex[:12]
         # the command line is kept as given: a rescoring re-applies it above the scenario layers
         manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id, plan.settings,
-                                  overrides=list(overrides), config_files=[str(f) for f in config_files])
+                                  overrides=list(overrides), config_files=[str(f) for f in config_files],
+                                  weights=weights)
         counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped, planned_by_edit=plan.planned_by_edit)
         writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
                                **driver_faults(plan.cfg.runtime))
@@ -64,6 +66,34 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
 
             build_after_run(out, plan.cfg.report, echo)
         return code
+
+
+def weights_identity(cfg, cache: dict | None = None) -> dict[str, str]:
+    """Every model's weights, found and checked (MissingWeightsError, LoraError), as {component: digest}:
+    the editor's component folders, each LoRA, CLIP and the VLM. Recorded in run.json; a resume compares it."""
+    from ..engine.lora import check_loras
+    from ..engine.weights import (checkpoint_components, file_digest, folder_digests, resolve_model_root,
+                                  resolve_transformer)
+    from ..scoring.clip import LOCAL_DIR, resolve_clip_weights
+
+    def joined(files: dict[str, str]) -> str:
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+    model = cfg.model
+    root = resolve_model_root(model.path, model.revision, model.allow_download)
+    apart = resolve_transformer(model.transformer_path, model.allow_download) if model.transformer_path else None
+    weights = {f"editor {name}": d for name, d in checkpoint_components(root, apart, cache).items()}
+    weights.update({f"LoRA {where}": file_digest(path, cache)
+                    for where, path in check_loras(model, root, cfg.upscale).items()})
+    if cfg.scoring.clip.enabled:
+        name, path = resolve_clip_weights(cfg.scoring.clip)
+        weights["CLIP"] = (joined(folder_digests(Path(name[len(LOCAL_DIR):]), cache)) if path is None
+                           else file_digest(Path(path), cache))
+    if uses_vlm(cfg):
+        from ..engine.vlm import resolve_vlm_root
+
+        weights["VLM"] = joined(folder_digests(resolve_vlm_root(cfg.vlm), cache))
+    return weights
 
 
 def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwrite: bool, echo) -> int:

@@ -47,8 +47,9 @@ def has_ext(name: str, exts: tuple[str, ...]) -> bool:
     return name.lower().endswith(exts)
 
 
-def walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order."""
+def walk(root: str, exts: tuple[str, ...], folders_too: bool = False) -> list[tuple[str, str]]:
+    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order.
+    `folders_too`: a folder named like a match (`x.png/`) is listed too, so it becomes an error row, not a gap."""
     found = []
 
     def unreadable(e: OSError) -> None:
@@ -58,7 +59,7 @@ def walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         # Sorting in place fixes the descent order; os.walk's order is the filesystem's.
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
+        for name in sorted([*filenames, *(dirnames if folders_too else ())]):
             if name.startswith(".") or not has_ext(name, exts):
                 continue
             full = os.path.join(dirpath, name)

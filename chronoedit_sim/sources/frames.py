@@ -100,7 +100,7 @@ def list_frames(cfg: InputConfig) -> list[FrameRef]:
 
     exts, plural, single = _KINDS[kind]
     if is_dir:
-        files = walk(root, exts)
+        files = walk(root, exts, folders_too=kind == "images")
         if not files:
             raise InputError(f"input.path: {shown}: no {plural} ({', '.join(exts)}) found")
     elif has_ext(name, exts):

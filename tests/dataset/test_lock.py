@@ -32,14 +32,15 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
         assert read_holder(out)["command"] == "third"
 
 
-def test_a_run_into_a_held_output_is_refused_before_any_work(tmp_path, one_edit_scenario):
+def test_a_run_into_a_held_output_is_refused_before_any_work(tmp_path, one_edit_scenario, tiny_overrides):
     from chronoedit_sim.runtime.run import run
 
     out = tmp_path / "out"
     with OutputLock(out, command="the first run"):
         with pytest.raises(OutputLocked, match=rf"^{out}: another writer is using this output \(pid {os.getpid()} "
                                                r".*`the first run`\); wait for it to end or choose another --output$"):
-            run([str(one_edit_scenario)], str(tmp_path), str(out), ["model=tiny"], echo=lambda *_: None)
+            # real weights: they are checked before the lock is taken (a refusal leaves no folder behind)
+            run([str(one_edit_scenario)], str(tmp_path), str(out), tiny_overrides, echo=lambda *_: None)
         assert OutputLocked("x").exit_code == 2  # the CLI prints it in one line and exits 2
         assert sorted(p.name for p in out.rglob("*")) == ["_state", "lock"]  # nothing written
 

@@ -95,10 +95,14 @@ def test_leftovers_and_quarantined_shards_are_notes_not_problems(whole):
     truncate(bad)
     output.writer_shards(whole, lambda *_: None)  # as a run does: quarantined, its job to be done again
     (whole / "data" / ".part-x.parquet.1234abcd.tmp").write_bytes(b"half")
+    (whole / "_state" / "inflight").mkdir()
+    (whole / "_state" / "inflight" / "host-4242").write_text("edit\njob7")  # a worker that died
     verdict = assert_whole(whole)
     assert verdict.notes == [
         "1 temporary leftover(s) of an interrupted write, never read (the next run removes them): "
         "data/.part-x.parquet.1234abcd.tmp",
+        "1 in-flight record(s) under _state/inflight/ of worker processes that died or a run that did not end (the "
+        "next run clears them): host-4242",
         f"1 quarantined shard(s) under _state/quarantine/, unreadable, never read and kept for inspection: {bad.name}"]
 
 

@@ -51,8 +51,28 @@ def test_filters_select_the_right_rows():
     ("scenario>rain", "> compares numbers; scenario takes = or !="),
     ("outcome=lost", "outcome is one of kept, rejected, failed"),
     ("source_image=x", "unknown column 'source_image'"),
+    ("sample_index=99999999999999999999999", "sample_index is a 32-bit whole number; 99999999999999999999999 is out "
+                                             "of its range"),
+    ("scores.ssim<nan", "nan is never equal, less or greater than anything; a missing value is scores.ssim=null"),
 ])
 def test_bad_expressions_say_what_is_wrong(expr, message):
     with pytest.raises(WhereError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
         parse_where([expr])
     assert str(info.value).startswith(f"--where {expr!r}: ")
+
+
+def test_a_quoted_value_may_hold_commas():
+    assert parse_where(['prompt="Add a car, then rain",keep=true', "scenario='a,b'"]) == [
+        Condition("prompt", "=", "Add a car, then rain"), Condition("keep", "=", True), Condition("scenario", "=", "a,b")]
+    for bad in ('prompt="Add a car, then rain', "keep=true,,scenario=rain"):
+        with pytest.raises(WhereError, match="an unclosed quote or an empty condition between commas"):
+            parse_where([bad])
+
+
+def test_ten_thousand_anded_conditions_are_one_exclusion_or_a_clear_error():
+    """10,000 ANDed conditions segfaulted in Arrow (exit 139): a column's exclusions are one "not in" test, and
+    more other conditions than a scan takes are refused in one line."""
+    assert matching(",".join(f"sample_index!={i + 3}" for i in range(10_000)), "keep=true") == ["a", "d"]
+    assert matching("sample_index!=1,sample_index!=2") == ["a", "c"]
+    with pytest.raises(WhereError, match=r"^--where: 10000 conditions, more than the 1000 one scan can take"):
+        matching(",".join(f"sample_index>={-i}" for i in range(10_000)))

@@ -87,3 +87,7 @@ def test_missing_and_incomplete_weights_say_how_to_get_them(tmp_path, tiny_vlm_d
             (partial / f.name).write_bytes(f.read_bytes())
     with pytest.raises(MissingWeightsError, match="has no tokenizer files"):
         resolve_vlm_root(VlmConfig(path=str(partial)))
+    # a missing folder is no repo id to download (#24: it suggested `hf download .demo/tiny-chronoedit-vlm`)
+    with pytest.raises(MissingWeightsError) as err:
+        resolve_vlm_root(VlmConfig(path=".demo/tiny-chronoedit-vlm"))
+    assert "does not exist" in str(err.value) and "hf download Qwen/Qwen3-VL-30B-A3B-Instruct" in str(err.value)

@@ -19,7 +19,7 @@ def test_bad_input_corpus_gives_one_row_each(ray_session, run_overrides, one_edi
     frames = write_bad_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
     code = run([str(one_edit_scenario)], str(frames), str(out), run_overrides, quiet=True, echo=lambda *_: None)
-    assert code == 3  # 5 of 14 rows failed, more than the default runtime.max_failed_fraction (0.1): exit 3
+    assert code == 3  # 6 of 10 rows failed, more than the default runtime.max_failed_fraction (0.1): exit 3
     rows = {r["source_id"]: r for r in pq.ParquetDataset(str(out / "data")).read().to_pylist()}
     assert set(rows) == set(BAD_CORPUS_OUTCOMES)
     for name, expected in BAD_CORPUS_OUTCOMES.items():
@@ -35,7 +35,7 @@ def test_bad_input_corpus_gives_one_row_each(ray_session, run_overrides, one_edi
     assert json.loads(rows["rgba.png"]["source_meta"])["alpha_composited"] is True
     assert json.loads(rows["sixteen_bit.png"]["source_meta"])["orig_mode"].startswith("I")
     counts = json.loads((out / "run.json").read_text())["counts"]
-    assert counts["written"] == 9 and counts["failed"] == 5
+    assert counts["written"] == 10 and counts["failed"] == 6
 
 
 def test_lerobot_dataset_keeps_identity_and_uses_the_task_as_caption(tmp_path):

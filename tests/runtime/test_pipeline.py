@@ -53,9 +53,27 @@ def test_half_a_gpu_per_editor_runs_two_per_gpu_beside_the_scorer(one_edit_scena
     # with CLIP, its actor's quarter GPU leaves room for 15 editors, not 16 (the 16th would never start)
     res = stages_for(["runtime.gpus_per_actor=0.5"], one_edit_scenario, tmp_path, cpus=64.0)
     assert (res["edit"].actors, res["score"].gpus) == (15, 0.25)
-    # 16 editors of 1 CPU on 16 CPUs would leave Ray Data's tasks nothing and hang: refused instead
-    with pytest.raises(ConfigError, match="the actors hold 16 of the cluster's 16 CPUs"):
-        stages_for(half, one_edit_scenario, tmp_path)
+    # 16 editors of 1 CPU on 16 CPUs would leave Ray Data's tasks nothing and hang: their shares shrink to fit
+    res = stages_for(half, one_edit_scenario, tmp_path)
+    assert (res["edit"].actors, res["edit"].cpus, res["read"].cpus) == (16, 0.9687, 0.1251)
+    # 256 of them would get under a tenth of a CPU each: refused
+    with pytest.raises(ConfigError, match="the actors hold 256 of the cluster's 16 CPUs and leave nothing for the "
+                                          "pipeline's tasks, even at under 0.1 CPU each"):
+        stages_for(["scoring.clip.enabled=false", "runtime.num_actors=256"], one_edit_scenario, tmp_path, gpus=0.0)
+
+
+def test_the_defaults_fit_a_two_core_machine_with_a_notice(one_edit_scenario, tmp_path, caplog):
+    """The editor's 1 CPU, CLIP's 0.5 and the VLM's 0.5 held both cores of a 2-core machine, which was refused
+    (#24): they are scaled to leave the pipeline's tasks half a core, and the run says so."""
+    from chronoedit_sim.runtime.vlm_service import VlmClient
+
+    plan = plan_for(["enhance.enabled=true"], one_edit_scenario, tmp_path)
+    ctx = BuildContext(plan, "run", Cluster(2.0, 0.0), vlm=VlmClient(plan.cfg.vlm, actors=[]))
+    res = {s.name: s.resources for s in build_stages(ctx)}
+    assert (res["edit"].cpus, res["score"].cpus, res["read"].cpus) == (0.6666, 0.3333, 0.125)
+    assert caplog.messages == ["notice: the actors asked for 2 of the cluster's 2 CPUs (the VLM's 0.5 included), "
+                               "leaving the pipeline's tasks less than 0.5; their shares are scaled by 0.67 to fit: "
+                               "edit 0.6666, score 0.3333"]
 
 
 def test_an_offloaded_text_encoder_gets_the_runs_texts_and_they_must_fit_the_cache(one_edit_scenario, tmp_path):

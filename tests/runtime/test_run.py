@@ -148,6 +148,7 @@ def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, run_overri
     assert run([str(one_edit_scenario)], str(frames), str(out), [*run_overrides, "runtime.faults.kill_actor_at_job=2"],
                quiet=True, echo=lambda *_: None) == 0
     assert (out / "_state" / "fault-injected").exists()  # the actor really died
+    assert not list((out / "_state" / "inflight").glob("*"))  # and its in-flight record went with the run
     table = read_rows(out)
     assert sorted(table["source_id"].to_pylist()) == [f"frame_{i:03d}.png" for i in range(4)]
     assert table["error"].null_count == 4

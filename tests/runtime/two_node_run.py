@@ -1,7 +1,8 @@
 """Run by test_cluster.py in its own process: a two-node Ray cluster on this machine (ray.cluster_utils),
-a run whose worker node is removed as soon as one of its edits has come back, and a JSON summary.
+a run whose worker node is removed as soon as one of its edits has come back, and a JSON summary written to
+SUMMARY (a file: Ray's own lines, `(raylet) Task ... failed`, land on this process's stdout too).
 
-Usage: python two_node_run.py SCENARIO FRAMES OUT TEMP_DIR OVERRIDE...
+Usage: python two_node_run.py SCENARIO FRAMES OUT TEMP_DIR SUMMARY OVERRIDE...
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
@@ -16,7 +18,7 @@ from ray.cluster_utils import Cluster
 from chronoedit_sim.runtime.run import run
 
 
-def main(scenario: str, frames: str, out: str, temp_dir: str, *overrides: str) -> None:
+def main(scenario: str, frames: str, out: str, temp_dir: str, summary: str, *overrides: str) -> None:
     # Cluster records its address in /tmp/ray/ray_current_cluster whatever temp_dir says
     os.makedirs("/tmp/ray", exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "include_dashboard": False,
@@ -33,8 +35,8 @@ def main(scenario: str, frames: str, out: str, temp_dir: str, *overrides: str) -
             removed.append(row["job_id"])
 
     code = run([scenario], frames, out, list(overrides), quiet=True, echo=lambda *_: None, on_row=lose_the_worker)
-    print(json.dumps({"code": code, "head": cluster.head_node.node_id, "worker": worker.node_id,
-                      "removed_after": removed}))
+    Path(summary).write_text(json.dumps({"code": code, "head": cluster.head_node.node_id, "worker": worker.node_id,
+                                         "removed_after": removed}))
     ray.shutdown()
     cluster.shutdown()
 

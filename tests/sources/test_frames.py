@@ -338,3 +338,15 @@ def test_av1_video_is_decoded_through_pyav(tmp_path):
     for ref, res in zip(picked, results):
         assert isinstance(res, DecodedImage) and abs(float(res.rgb.mean()) - 6 * ref.frame_index) < 4
     assert isinstance(results[3], FrameError) and "video ended or frame unreadable at frame 90" in str(results[3])
+
+
+def test_a_folder_named_like_an_image_is_listed_and_reads_as_an_error(tmp_path):
+    """`x.png/` was walked into and skipped: no row, no notice. Now it is a frame that fails to read."""
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    (tmp_path / "x.png").mkdir()
+    (tmp_path / "x.png" / "inner.png").write_bytes(png_bytes())
+    refs = list_frames(InputConfig(path=str(tmp_path)))
+    assert [r.source_id for r in refs] == ["a.png", "x.png", "x.png/inner.png"]
+    good, folder, inner = read_frames(refs, max_pixels=10_000_000, min_side=16)
+    assert isinstance(good, DecodedImage) and isinstance(inner, DecodedImage)
+    assert isinstance(folder, FrameError) and str(folder) == f"{tmp_path}/x.png: cannot read: Is a directory"
