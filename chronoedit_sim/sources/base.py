@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +48,9 @@ def has_ext(name: str, exts: tuple[str, ...]) -> bool:
     return name.lower().endswith(exts)
 
 
-def walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order."""
-    found = []
+def walk(root: str, exts: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order, lazily: one
+    folder's names at a time, so a corpus of millions of files is never listed whole."""
 
     def unreadable(e: OSError) -> None:
         # os.walk skips unreadable folders silently by default: that would drop their frames unseen.
@@ -58,10 +59,10 @@ def walk(root: str, exts: tuple[str, ...]) -> list[tuple[str, str]]:
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         # Sorting in place fixes the descent order; os.walk's order is the filesystem's.
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # the folder's relative prefix once, not per file (millions of files)
+        prefix = Path(os.path.relpath(dirpath, root)).as_posix() + "/"
+        prefix = "" if prefix == "./" else prefix
         for name in sorted(filenames):
-            if name.startswith(".") or not has_ext(name, exts):
-                continue
-            full = os.path.join(dirpath, name)
             # Zero-byte/corrupt files are kept on purpose: they become error rows, not silent gaps.
-            found.append((full, Path(os.path.relpath(full, root)).as_posix()))
-    return found
+            if not name.startswith(".") and has_ext(name, exts):
+                yield os.path.join(dirpath, name), prefix + name
