@@ -161,9 +161,7 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
     t0 = time.perf_counter()
     if len(plan.done) and next(plan.frame_tasks(), None) is None:
         # a resumed run with nothing left starts no Ray (a listing pass on the driver: it keeps nothing)
-        plan_counts = plan.counts()
-        counts.planned, counts.resumed_skipped = plan_counts.planned, plan_counts.skipped
-        counts.planned_by_edit = plan_counts.planned_by_edit
+        _fill(counts, plan.counts())
         return 0.0, {"actors": ""}
     state = out / STATE
     ledger.clear(state)
@@ -213,12 +211,16 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
         write(row)
     writer.flush()
     progress.close()
-    counts.planned, counts.resumed_skipped = plan_counts.planned, plan_counts.skipped
-    counts.planned_by_edit = plan_counts.planned_by_edit
+    _fill(counts, plan_counts)
     extra = {"actors": describe_actors(stages)}
     if vlm_record:
         extra["vlm"] = vlm_record
     return time.perf_counter() - t0, extra
+
+
+def _fill(counts: RunCounts, plan_counts: PlanCounts) -> None:
+    counts.planned, counts.resumed_skipped = plan_counts.planned, plan_counts.skipped
+    counts.planned_by_edit = plan_counts.planned_by_edit
 
 
 def _count(plan: RunPlan) -> PlanCounts:
