@@ -144,11 +144,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10^4 and 10^5 jobs; --dry-run over 10^5 frames")
     parser.add_argument("--smoke", action="store_true", help="10^3 and 10^4 jobs, 100 rows: the bench itself works")
+    parser.add_argument("--jobs", type=int, nargs="+", help="plan sizes to run instead of the mode's")
     parser.add_argument("--rows", type=int, default=None, help="rows each run carries before it is stopped")
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "cesim-bench-scale"),
                         help="where the linked frames are kept between runs")
     args = parser.parse_args()
-    sizes = [10**3, 10**4] if args.smoke else [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
+    sizes = args.jobs or ([10**3, 10**4] if args.smoke else [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6])
     dry_frames = 10**4 if args.smoke else 10**5 if args.quick else 10**6
     rows_cap = args.rows or (100 if args.smoke else 2000)
     root = Path(args.root)

@@ -198,7 +198,7 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
             totals["pending"] = ray.remote(_count).options(num_cpus=stages[0].resources.cpus).remote(plan)
             _stream(stages, plan, written, given_up, run_id, state, emit, writer.flush, verbose)
             try:
-                plan_counts = totals["counts"] if "counts" in totals else ray.get(totals["pending"])
+                plan_counts = totals["counts"] if "counts" in totals else ray.get(totals.pop("pending"))
             except RayError as exc:
                 raise _input_error(exc) or exc
     if len(written) + plan_counts.skipped < plan_counts.planned:
