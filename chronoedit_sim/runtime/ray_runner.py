@@ -236,9 +236,12 @@ def _ready(ref) -> bool:
 def _input_error(exc: BaseException) -> InputError | None:
     """The input error behind a Ray error (the listing task reached a bad file), as the one-line InputError."""
     cause = exc
-    while cause is not None and not isinstance(cause, InputError):
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    return None if cause is None else InputError(str(cause.args[0]) if cause.args else str(cause))
+    while cause is not None:
+        inner = getattr(cause, "cause", None)  # a RayTaskError is also an instance of its cause's class
+        if inner is None and isinstance(cause, InputError):
+            return InputError(str(cause))
+        cause = inner or cause.__cause__
+    return None
 
 
 def _stream(stages: list[Stage], plan: RunPlan, written: JobIndex, given_up: dict, run_id: str, state: Path, emit,

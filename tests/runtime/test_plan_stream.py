@@ -119,3 +119,17 @@ def test_the_resume_index_reads_hashes_from_the_column_buffers():
     index = JobIndex(column_hashes(column))
     assert len(index) == 5 and ids[0] in index and ids[2] not in index and "j0" in index
     assert index.add(ids[2]) and not index.add(ids[2]) and ids[2] in index and len(index) == 6
+
+
+def test_an_input_error_raised_in_the_listing_task_reaches_the_user_as_its_one_line():
+    from ray.exceptions import RayTaskError
+
+    from chronoedit_sim.runtime.ray_runner import _input_error
+
+    task_error = RayTaskError("read", "Traceback (most recent call last): ...",
+                              InputError("input.path: in: video b.mp4 has no frames")).as_instanceof_cause()
+    try:
+        raise RuntimeError("Ray Data: the read operator failed") from task_error
+    except RuntimeError as wrapped:
+        assert repr(_input_error(wrapped)) == "InputError('input.path: in: video b.mp4 has no frames')"
+    assert _input_error(RuntimeError("a node was lost")) is None
