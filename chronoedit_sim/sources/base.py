@@ -11,12 +11,13 @@ from ..errors import UserError
 
 
 class InputError(UserError):
-    """The input as a whole is unusable (missing path, empty source): raised before Ray starts."""
+    """The input as a whole is unusable (missing path, empty source): raised before Ray starts, or when the
+    listing reaches it (a bad file deep in a corpus ends the run with this one line)."""
 
 
 @dataclass(frozen=True)
 class FrameRef:
-    """One frame of any source: what the driver lists and a read task decodes. Small and picklable."""
+    """One frame of any source: what the listing yields and a read task decodes. Small and picklable."""
 
     source_id: str  # stable: relative POSIX path, or "<video>@<frame:06d>"; never absolute or read order
     source_uri: str  # absolute path; for videos f"{abs_path}#frame={index}"
@@ -29,7 +30,7 @@ class FrameRef:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
     # a caption the input itself provides (Parquet caption column, LeRobot task): fills source_caption
     caption: str | None = None
-    # ground truth read on the driver (COCO, nuScenes: a list of source annotations, or the message of an
+    # ground truth read while listing (COCO, nuScenes: a list of source annotations, or the message of an
     # entry that cannot be read, which fails the frame); None = none read here
     annotations: list | str | None = field(default=None, compare=False, hash=False)
     # a label file the read task parses (KITTI), so a malformed one fails only its frame

@@ -62,7 +62,7 @@ class ReadStage(Stage):
 
 
 def ground_truth(ref) -> list[dict]:
-    """The frame's source annotations: read on the driver, or parsed from its label file here."""
+    """The frame's source annotations: read while listing, or parsed from its label file here."""
     if isinstance(ref.annotations, str):
         raise LabelError(ref.annotations)
     if ref.label_file:
