@@ -206,7 +206,7 @@ def stage_rows(scenarios, input_path, overrides, stages, vlm=None, state_dir: st
     from chronoedit_sim.stages.read import ReadStage
 
     plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(s) for s in scenarios])
-    rows = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources()).process_batch(plan.tasks)
+    rows = ReadStage(plan.cfg.input, plan.cfg.output, "run", Resources()).process_batch(list(plan.frame_tasks()))
     ctx = BuildContext(plan, "run", Cluster(cpus=2, gpus=0), state_dir=state_dir, vlm=vlm)
     for make in stages:
         stage = make(ctx)

@@ -96,7 +96,7 @@ def fake_dataset(scenarios: list[Path], input_path: Path, out: Path, overrides: 
 
     plan = make_plan(ConfigLoader([*overrides, f"input.path={input_path}"]), [str(s) for s in scenarios])
     ctx = BuildContext(plan, "fake-run", Cluster(cpus=2, gpus=0))
-    rows = ReadStage(plan.cfg.input, plan.cfg.output, "fake-run", Resources()).process_batch(plan.tasks)
+    rows = ReadStage(plan.cfg.input, plan.cfg.output, "fake-run", Resources()).process_batch(list(plan.frame_tasks()))
     for row in rows:
         if row["error"]:
             continue

@@ -60,7 +60,7 @@ def _plan(tmp_path, input_path, mode: str):
 
 
 def _jobs(plan):
-    return [(task["ref"], job) for task in plan.tasks for job in task["jobs"]]
+    return [(task["ref"], job) for task in plan.frame_tasks() for job in task["jobs"]]
 
 
 def test_a_lerobot_episode_is_a_sequence_and_its_cameras_at_a_frame_an_instant(tmp_path):

@@ -2,8 +2,8 @@
 
 A shard is written to a hidden temporary name in the same directory, fsynced,
 then renamed: readers globbing data/*.parquet only ever see complete shards, and
-a crash leaves at most a hidden .tmp file that the next run removes. The set of
-job_ids in complete shards is the resume index.
+a crash leaves at most a hidden .tmp file that the next run removes. The jobs in
+complete shards are the resume index (a JobIndex: 8 bytes a job).
 
 A shard with a complete name that cannot be read (truncated by a failed copy, a disk error)
 is left out by `readable_shards`, the one listing every reader uses; the writer, holding the
@@ -18,10 +18,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import OutputConfig
+from .jobindex import JobIndex, column_hashes
 from .schema import BULKY_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata, without_images
 
 log = logging.getLogger(__name__)
@@ -126,12 +128,12 @@ def quarantined(out: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
-def resume_index(out: Path, shards: list[Path] | None = None) -> set[str]:
-    """job_ids already in complete shards: a rerun skips them before any model work."""
-    done: set[str] = set()
-    for shard in readable_shards(out) if shards is None else shards:
-        done.update(pq.read_table(shard, columns=["job_id"]).column("job_id").to_pylist())
-    return done
+def resume_index(out: Path, shards: list[Path] | None = None) -> JobIndex:
+    """The jobs already in complete shards, as 64-bit hashes read from the job_id columns: a rerun skips them
+    before any model work."""
+    found = [column_hashes(pq.read_table(shard, columns=["job_id"]).column("job_id"))
+             for shard in (readable_shards(out) if shards is None else shards)]
+    return JobIndex(np.concatenate(found) if found else None)
 
 
 def remove_partial_shards(out: Path) -> int:

@@ -79,8 +79,7 @@ def enhance_stage(ctx: BuildContext) -> Stage | None:
     cfg = ctx.plan.cfg
     if not cfg.enhance.enabled:
         return None
-    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), anchors=ctx.plan.anchors,
-                        max_pixels=cfg.input.max_pixels, min_side=cfg.input.min_side)
+    return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), max_pixels=cfg.input.max_pixels, min_side=cfg.input.min_side)
 
 
 def edit_stage(ctx: BuildContext) -> Stage:
@@ -107,9 +106,9 @@ def edit_stage(ctx: BuildContext) -> Stage:
 
 def run_prompt_texts(plan: RunPlan) -> list[str]:
     """The distinct texts the plan's jobs encode, in plan order: each prompt, and its negative prompt
-    where the edit uses guidance."""
+    where the edit uses guidance (one pass over the streamed plan)."""
     texts = {}
-    for task in plan.tasks:
+    for task in plan.frame_tasks():
         for job in task["jobs"]:
             guided = plan.settings[settings_key(job["scenario"], job["edit_id"])].generation.guidance_scale > 1
             for text in (job["prompt"], job["negative_prompt"]) if guided else (job["prompt"],):

@@ -1,48 +1,145 @@
-"""The run plan, built on the driver before Ray starts: frames x scenarios -> jobs, minus finished ones.
+"""The run plan: frames x scenarios -> jobs, minus finished ones, as a stream.
 
-Listing frames needs no decoding, and every job's id and seed come from its
-identity, so the plan (and the resume skip) costs no model work.
+Nothing here holds the corpus. The source lists frames lazily, `frame_tasks` expands each frame's jobs as the
+listing passes it (a run does this in its listing task, runtime.ray_runner, --dry-run on the driver), and the
+resume index is a JobIndex (8 bytes a done job). Every job's id and seed come from its identity, so the same
+corpus and config give the same jobs in the same order however often they are streamed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import Config, ConfigError, ConfigLoader, to_dict
-from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario, settings_key
-from ..sources.base import FrameRef
+from ..dataset.jobindex import JobIndex
+from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario, make_job_id, settings_key
+from ..sources.base import FrameRef, InputError
 from ..perception.taxonomy import map_labels, source_taxonomy
-from ..sources.dispatch import detect, list_input
+from ..sources.dispatch import detect, iter_input
+
+# one frame's jobs travel together as one task: a scenario that gives a frame more is refused at once
+MAX_JOBS_PER_FRAME = 100_000
+
+
+@dataclass
+class PlanCounts:
+    frames: int = 0
+    planned: int = 0
+    # jobs already in the dataset
+    skipped: int = 0
+    # jobs per "scenario/edit" (settings_key), done ones included
+    planned_by_edit: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> int:
+        return self.planned - self.skipped
 
 
 @dataclass
 class RunPlan:
     cfg: Config
     scenarios: list[Scenario]
-    frames: list[FrameRef]
     settings: dict[str, EditSettings]
-    # one task per frame that still has jobs: {"ref": FrameRef, "jobs": [job dict, ...]}
-    tasks: list[dict] = field(default_factory=list)
-    planned: int = 0
-    # jobs per "scenario/edit" (settings_key), done ones included
-    planned_by_edit: dict[str, int] = field(default_factory=dict)
-    skipped: int = 0
     # hash of everything that decides a row's content; a resumed run must match it
     config_hash: str = ""
-    # sequence sources: each pending job's previous job in its camera stream (same scenario, edit and sample;
-    # None for the first frame), which may be done; jobs of frames without a sequence are not in it
-    previous: dict[str, str | None] = field(default_factory=dict)
-    # the done jobs a pending job follows (a resumed run reads their frames back from the dataset)
-    resume_previous: set[str] = field(default_factory=set)
-    # each consistency group's first frame in stream order: what a group's one prompt rewrite looks at
-    anchors: dict[str, FrameRef] = field(default_factory=dict)
+    # the jobs already in the dataset
+    done: JobIndex = field(default_factory=JobIndex)
+    # the source's class names (perception.taxonomy) that inserted objects take; None: the scenario's words
+    taxonomy: str | None = None
 
     @property
-    def remaining(self) -> int:
-        return self.planned - self.skipped
+    def jobs_per_frame(self) -> int:
+        return sum(e.samples for s in self.scenarios for e in s.edits)
+
+    def refs(self) -> Iterator[FrameRef]:
+        return iter_input(self.cfg.input)
+
+    def counts(self) -> PlanCounts:
+        """One pass over the listing: frames, and job ids only where some jobs are done."""
+        counts = PlanCounts()
+        for ref in self.refs():
+            counts.frames += 1
+            if len(self.done):
+                counts.skipped += sum(make_job_id(s.name, e.id, k, ref.source_id) in self.done
+                                      for s in self.scenarios for e in s.edits for k in range(e.samples))
+        counts.planned = counts.frames * self.jobs_per_frame
+        counts.planned_by_edit = {settings_key(s.name, e.id): counts.frames * e.samples
+                                  for s in self.scenarios for e in s.edits}
+        return counts
+
+    def frame_tasks(self, skip: JobIndex | None = None) -> Iterator[dict]:
+        """One task per frame that has jobs not in `skip` (default: the done ones), in plan order:
+        {"ref": FrameRef, "jobs": [job dict, ...]}.
+
+        A frame of a sequence source knows its camera stream's previous and next frames (streams are listed
+        contiguously and in order, checked here), so each job says which job precedes it (`sequence_link`) and
+        the driver scores flicker without any plan-wide map. With the enhancer on, a job carries its consistency
+        group's first frame (`anchor`): the listing remembers one frame per group."""
+        skip = self.done if skip is None else skip
+        anchors: dict[str, FrameRef] | None = {} if self.cfg.enhance.enabled else None
+        closed: set = set()
+        held = None  # the frame waiting for its next one: (ref, stream, previous source id)
+        for ref in itertools.chain(self.refs(), [None]):
+            stream = _stream(ref) if ref is not None else None
+            if held is not None:
+                same = stream is not None and stream == held[1]
+                if same and _order(ref) <= _order(held[0]):
+                    raise InputError(f"input: {ref.source_id} is listed after {held[0].source_id} in sequence "
+                                     f"{ref.sequence_id} but comes before it")
+                if held[1] is not None and not same:
+                    closed.add(held[1])
+                task = self._task(held[0], held[2], ref.source_id if same else None, skip, anchors)
+                if task["jobs"]:
+                    yield task
+                previous = held[0].source_id if same else None
+            else:
+                previous = None
+            if stream is not None and previous is None and stream in closed:
+                raise InputError(f"input: the frames of sequence {ref.sequence_id} (camera {stream[1]}) are not "
+                                 f"listed together ({ref.source_id} comes after another sequence)")
+            held = (ref, stream, previous) if ref is not None else None
+
+    def _task(self, ref: FrameRef, previous: str | None, following: str | None, skip: JobIndex,
+              anchors: dict | None) -> dict:
+        jobs = []
+        groups = {"sequence": ref.sequence_id, "instant": ref.instant_id}
+        for scenario in self.scenarios:
+            for edit in scenario.edits:
+                for job in expand_edit(scenario, edit, ref.source_id, self.cfg.seed, groups):
+                    if anchors is not None and job.group is not None:
+                        anchors.setdefault(job.group, ref)
+                    if job.job_id in skip:
+                        continue
+                    row = {**asdict(job), "source_uri": ref.source_uri, "sequence_id": ref.sequence_id,
+                           "instant_id": ref.instant_id}
+                    # the inserted object in the source's class names: one category per class
+                    row["labels"] = map_labels(job.labels, self.taxonomy, scenario.class_names)
+                    if ref.caption:  # the input's own caption describes this frame better
+                        row["source_caption"] = ref.caption
+                    if anchors is not None and job.group is not None:
+                        row["anchor"] = anchors[job.group]
+                    if _stream(ref) is not None:
+                        before = make_job_id(scenario.name, edit.id, job.sample_index, previous) if previous else None
+                        after = make_job_id(scenario.name, edit.id, job.sample_index, following) if following else None
+                        row["sequence_link"] = {"previous": before, "previous_done": before in self.done if before else False,
+                                                "has_next": after is not None and after not in skip}
+                    jobs.append(row)
+        return {"ref": ref, "jobs": jobs}
+
+
+def _stream(ref: FrameRef):
+    """A camera stream of a sequence (None: the frame is not part of one)."""
+    return (ref.sequence_id, ref.meta.get("camera")) if ref.sequence_id is not None else None
+
+
+def _order(ref: FrameRef) -> tuple:
+    """A frame's place in its stream."""
+    return (ref.timestamp_s if ref.timestamp_s is not None else ref.frame_index, ref.source_id)
 
 
 # config sections that change speed, layout and previews, not what a row says
@@ -62,80 +159,33 @@ def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def make_plan(loader: ConfigLoader, scenario_files: list[str], done: set[str] = frozenset()) -> RunPlan:
+def make_plan(loader: ConfigLoader, scenario_files: list[str], done: JobIndex | None = None) -> RunPlan:
+    """The plan, checked: config and scenarios, a frame's job count, and the input's first frame (a missing or
+    empty input is an error here, before Ray starts). Nothing else is listed."""
     cfg = loader.build()
     scenarios = [load_scenario(f) for f in scenario_files]
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ConfigError(f"scenarios: the same scenario name appears twice: {names}")
-    settings = edit_settings(loader, scenarios)
-    frames = list_input(cfg.input)
-    taxonomy = source_taxonomy(detect(cfg.input), bool(cfg.input.annotations))
-    plan = RunPlan(cfg=cfg, scenarios=scenarios, frames=frames, settings=settings,
-                   config_hash=content_hash(cfg, scenarios))
-    chains: dict[tuple, list[tuple]] = {}
-    first: dict[str, tuple] = {}
-    for ref in frames:
-        jobs = []
-        # a camera stream of a sequence, and this frame's place in it
-        stream = (ref.sequence_id, ref.meta.get("camera")) if ref.sequence_id is not None else None
-        order = (ref.timestamp_s if ref.timestamp_s is not None else ref.frame_index, ref.source_id)
-        for scenario in scenarios:
-            for edit in scenario.edits:
-                key = settings_key(scenario.name, edit.id)
-                groups = {"sequence": ref.sequence_id, "instant": ref.instant_id}
-                for job in expand_edit(scenario, edit, ref.source_id, cfg.seed, groups):
-                    plan.planned += 1
-                    plan.planned_by_edit[key] = plan.planned_by_edit.get(key, 0) + 1
-                    if stream is not None:
-                        chains.setdefault((stream, key, job.sample_index), []).append((order, job.job_id))
-                    if job.group is not None and (job.group not in first or order < first[job.group][0]):
-                        first[job.group] = (order, ref)
-                    if job.job_id in done:
-                        plan.skipped += 1
-                    else:
-                        row = {**asdict(job), "source_uri": ref.source_uri, "sequence_id": ref.sequence_id,
-                               "instant_id": ref.instant_id}
-                        # the inserted object in the source's class names: one category per class
-                        row["labels"] = map_labels(job.labels, taxonomy, scenario.class_names)
-                        if ref.caption:  # the input's own caption describes this frame better
-                            row["source_caption"] = ref.caption
-                        jobs.append(row)
-        if jobs:
-            plan.tasks.append({"ref": ref, "jobs": jobs})
-    for chain in chains.values():
-        previous = None
-        for _, job_id in sorted(chain):
-            if job_id not in done:
-                plan.previous[job_id] = previous
-            previous = job_id
-    plan.resume_previous = {p for p in plan.previous.values() if p in done}
-    plan.anchors = {group: ref for group, (_, ref) in first.items()}
+    plan = RunPlan(cfg=cfg, scenarios=scenarios, settings=edit_settings(loader, scenarios),
+                   config_hash=content_hash(cfg, scenarios), done=done if done is not None else JobIndex(),
+                   taxonomy=source_taxonomy(detect(cfg.input), bool(cfg.input.annotations)))
+    if plan.jobs_per_frame > MAX_JOBS_PER_FRAME:
+        raise ConfigError(f"scenarios: each frame expands to {plan.jobs_per_frame:,} jobs (edits x samples), more "
+                          f"than {MAX_JOBS_PER_FRAME:,}: a frame's jobs travel as one task; lower `samples`")
+    next(plan.refs(), None)
     return plan
 
 
 def describe(plan: RunPlan, limit: int = 5) -> list[str]:
-    """Lines for --dry-run: counts and the first jobs."""
+    """Lines for --dry-run: counts and the first jobs, both streamed."""
+    counts = plan.counts()
     lines = [
-        f"frames: {len(plan.frames)}  scenarios: {', '.join(s.name for s in plan.scenarios)}",
-        f"jobs: {plan.planned} planned, {plan.skipped} already done, {plan.remaining} to run",
+        f"frames: {counts.frames}  scenarios: {', '.join(s.name for s in plan.scenarios)}",
+        f"jobs: {counts.planned} planned, {counts.skipped} already done, {counts.remaining} to run",
     ]
-    shown = 0
-    for task in plan.tasks:
-        for job in task["jobs"]:
-            if shown == limit:
-                return lines
-            lines.append(f"  {job['job_id']} {job['scenario']}/{job['edit_id']}#{job['sample_index']} "
-                         f"{job['source_id']} seed={job['seed']}: {job['prompt'][:80]}")
-            shown += 1
+    jobs = (job for task in plan.frame_tasks() for job in task["jobs"])
+    for job in itertools.islice(jobs, limit):
+        lines.append(f"  {job['job_id']} {job['scenario']}/{job['edit_id']}#{job['sample_index']} "
+                     f"{job['source_id']} seed={job['seed']}: {job['prompt'][:80]}")
     return lines
-
-
-def output_is_compatible(manifest: dict | None, plan: RunPlan) -> str | None:
-    """None when OUT may be resumed with this plan, else why not."""
-    if manifest is None:
-        return None
-    if manifest.get("config_hash") != plan.config_hash:
-        return (f"the output was made with a different config or scenarios (config hash "
-                f"{manifest.get('config_hash')} != {plan.config_hash}); use another --output or --overwrite")
-    return None

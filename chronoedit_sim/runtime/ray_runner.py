@@ -15,15 +15,17 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..dataset.jobindex import JobIndex
 from ..dataset.schema import base_row, fail_row, finish_row
 from ..dataset.sink import DatasetWriter
 from ..dataset.stats import RunCounts
 from ..scenario import settings_key
+from ..sources.base import InputError
 from ..stages.base import Stage
 from . import ledger, reaper
 from .adapter import PAYLOAD, StageAdapter, from_payload, run_stage_task, to_payload
 from .pipeline import BuildContext, Cluster, build_stages, describe_actors
-from .plan import RunPlan
+from .plan import PlanCounts, RunPlan
 from .progress import Progress
 from .sequences import SequenceScorer, done_rows
 from .vlm_service import vlm_service
@@ -68,10 +70,11 @@ def ray_session(address: str, verbose: bool):
             private.close()
 
 
-def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtime_cfg, verbose: bool = False,
+def build_dataset(stages: list[Stage], tasks, state_dir: str, runtime_cfg, verbose: bool = False,
                   finish: bool = True):
     """Ray Data plan: one map_batches per stage, as tasks or as an actor pool by its resources; the last
-    stage finishes dataset rows (`finish`; other pipelines, such as evaluate's, carry rows of their own)."""
+    stage finishes dataset rows (`finish`; other pipelines, such as evaluate's, carry rows of their own).
+    `tasks`: the first stage's rows, a list or a PlanSource that lists and expands them as the stream pulls."""
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -82,8 +85,12 @@ def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtim
     ctx.target_max_block_size = 1
     if not verbose:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-    ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in tasks],
-                             override_num_blocks=max(1, len(tasks)))
+    if not isinstance(tasks, list):
+        # a PlanSource: the listing task is light (names and hashes): it takes the task stages' CPU share, not a whole CPU
+        ds = ray.data.read_datasource(tasks, num_cpus=stages[0].resources.cpus)
+    else:
+        ds = ray.data.from_items([{PAYLOAD: to_payload([t])[PAYLOAD][0]} for t in tasks],
+                                 override_num_blocks=max(1, len(tasks)))
     for i, stage in enumerate(stages):
         final, r = i == len(stages) - 1, stage.resources
         last = finish and final
@@ -111,16 +118,9 @@ def build_dataset(stages: list[Stage], tasks: list[dict], state_dir: str, runtim
     return ds
 
 
-def _frame_tasks(pending: dict) -> list[dict]:
-    """Regroup pending jobs by frame, so each frame is read once."""
-    tasks: dict[str, dict] = {}
-    for task, job in pending.values():
-        tasks.setdefault(task["ref"].source_id, {"ref": task["ref"], "jobs": []})["jobs"].append(job)
-    return list(tasks.values())
-
-
 def lost_row(task: dict, job: dict, run_id: str, stage: str, why: str) -> dict:
     row = base_row({**job, "source_meta": {"frame_index": task["ref"].frame_index}}, run_id)
+    row["sequence_link"] = job.get("sequence_link")
     return finish_row(fail_row(row, stage, f"{why}; see the Ray worker logs"))
 
 
@@ -146,27 +146,31 @@ def driver_faults(runtime_cfg) -> dict:
 def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts: RunCounts, quiet: bool,
             verbose: bool, on_row=None) -> tuple[float, dict]:
     """Stream every remaining job through Ray into `writer`; returns (wall seconds, what run.json records of
-    the run's actors: their description, and what the VLM actors were asked).
+    the run's actors: their description, and what the VLM actors were asked). Fills `counts`' plan sizes.
 
-    When the pipeline itself fails (an actor died on a job more often than runtime.max_restarts
-    allows), the rows received so far are flushed, the jobs that killed their workers become error
-    rows (found through the in-flight ledger), and the rest run again in a fresh pipeline.
+    The driver keeps the jobs it has written (8 bytes each), never the jobs to come. When the pipeline itself
+    fails (an actor died on a job more often than runtime.max_restarts allows), the rows received so far are
+    flushed, the jobs that killed their workers are given up (found through the in-flight ledger), and the
+    plan streams again past everything written or given up. At the end, jobs that never came back (or were
+    given up) become error rows: a second pass over the plan finds them when the counts say some are missing.
     `on_row(row)` is called after each row is handed to the writer (tests inject faults with it).
     """
     import ray
+    from ray.exceptions import RayError
 
     t0 = time.perf_counter()
-    if not plan.tasks:
+    if len(plan.done) and next(plan.frame_tasks(), None) is None:
+        # a resumed run with nothing left starts no Ray (a listing pass on the driver: it keeps nothing)
+        _fill(counts, plan.counts())
         return 0.0, {"actors": ""}
     state = out / STATE
     ledger.clear(state)
-    pending = {job["job_id"]: (task, job) for task in plan.tasks for job in task["jobs"]}
-    progress = Progress(total=plan.remaining, quiet=quiet)
     rt = plan.cfg.runtime
     kill_after = rt.faults.kill_driver_after_rows
-
-    sequences = SequenceScorer(plan.previous, plan.settings, plan.cfg.scoring.flow_max_side,
-                               done_rows(out, plan.resume_previous))
+    written, given_up = JobIndex(), {}
+    progress = Progress(total=None, quiet=quiet)
+    sequences = SequenceScorer(plan.settings, plan.cfg.scoring.flow_max_side, lambda ids: done_rows(out, ids))
+    totals: dict = {}
 
     def write(row: dict) -> None:
         counts.add(row)
@@ -178,61 +182,105 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
             on_row(row)
 
     def emit(row: dict) -> None:
+        if totals.get("pending") is not None and _ready(totals["pending"]):  # the plan's size, counted beside the run
+            totals["counts"] = ray.get(totals.pop("pending"))
+            progress.total(totals["counts"].remaining)
         for ready in sequences.add(row):  # a row of a sequence waits for its previous frame's
             write(ready)
 
     vlm_record: dict = {}
+    stages: list[Stage] = []
     with ray_session(rt.address, verbose):
         resources = ray.cluster_resources()
         cluster = Cluster(cpus=resources.get("CPU", 1), gpus=resources.get("GPU", 0))
         with vlm_service(plan.cfg, cluster.gpus, vlm_record) as vlm:
             stages = build_stages(BuildContext(plan, run_id, cluster, state_dir=str(state), vlm=vlm))
-            _stream(stages, pending, plan, run_id, state, emit, writer.flush, verbose)
+            totals["pending"] = ray.remote(_count).options(num_cpus=stages[0].resources.cpus).remote(plan)
+            _stream(stages, plan, written, given_up, run_id, state, emit, writer.flush, verbose)
+            try:
+                plan_counts = totals["counts"] if "counts" in totals else ray.get(totals.pop("pending"))
+            except RayError as exc:
+                raise _input_error(exc) or exc
     # a worker that died mid-batch while the stream carried on (Ray retried its work) left its file
     ledger.clear(state)
-    for task, job in pending.values():  # finished stream without them: error rows, not gaps
-        emit(lost_row(task, job, run_id, "pipeline", "the job never came back from the pipeline"))
+    if len(written) + plan_counts.skipped < plan_counts.planned:
+        # finished streams without them: error rows, not gaps
+        for task in plan.frame_tasks(plan.done.union(written)):
+            for job in task["jobs"]:
+                stage, why = given_up.get(job["job_id"], ("pipeline", "the job never came back from the pipeline"))
+                emit(lost_row(task, job, run_id, stage, why))
     for row in sequences.flush():
         write(row)
     writer.flush()
     progress.close()
+    _fill(counts, plan_counts)
     extra = {"actors": describe_actors(stages)}
     if vlm_record:
         extra["vlm"] = vlm_record
     return time.perf_counter() - t0, extra
 
 
-def _stream(stages: list[Stage], pending: dict, plan: RunPlan, run_id: str, state: Path, emit, flush,
-            verbose: bool) -> None:
-    """Stream until every pending job is back, or lost to a worker it killed; a failed pipeline runs again
-    for the jobs still pending, a bounded number of times."""
+def _fill(counts: RunCounts, plan_counts: PlanCounts) -> None:
+    counts.planned, counts.resumed_skipped = plan_counts.planned, plan_counts.skipped
+    counts.planned_by_edit = plan_counts.planned_by_edit
+
+
+def _count(plan: RunPlan) -> PlanCounts:
+    return plan.counts()
+
+
+def _ready(ref) -> bool:
+    import ray
+
+    return bool(ray.wait([ref], timeout=0)[0])
+
+
+def _input_error(exc: BaseException) -> InputError | None:
+    """The input error behind a Ray error (the listing task reached a bad file), as the one-line InputError."""
+    cause = exc
+    while cause is not None:
+        inner = getattr(cause, "cause", None)  # a RayTaskError is also an instance of its cause's class
+        if inner is None and isinstance(cause, InputError):
+            return InputError(str(cause))
+        cause = inner or cause.__cause__
+    return None
+
+
+def _stream(stages: list[Stage], plan: RunPlan, written: JobIndex, given_up: dict, run_id: str, state: Path, emit,
+            flush, verbose: bool) -> None:
+    """Stream until the plan has nothing left that is not written or given up; a failed pipeline streams again,
+    a bounded number of times."""
     from ray.exceptions import RayError
+
+    from .plan_source import PlanSource
 
     rt = plan.cfg.runtime
     max_deaths = rt.max_restarts + 1
     fresh_starts = rt.max_restarts
-    while pending:
-        ds = build_dataset(stages, _frame_tasks(pending), str(state), rt, verbose)
+    while True:
+        skip = plan.done.union(written, JobIndex.of(given_up))
+        ds = build_dataset(stages, PlanSource(plan, skip), str(state), rt, verbose)
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for row in from_payload(batch):
-                    if pending.pop(row["job_id"], None) is not None:  # a retried block may repeat a row
+                    if written.add(row["job_id"]):  # a retried block may repeat a row
                         emit(row)
-            break
+            return
         except RayError as exc:
+            if _input_error(exc):
+                raise _input_error(exc) from None
             flush()  # what arrived is safe whatever happens next
             poisoned = {j: stage for j, (n, stage) in ledger.deaths_per_job(state).items()
-                        if j in pending and n >= max_deaths}
+                        if j not in written and j not in given_up and n >= max_deaths}
             for job_id, stage in poisoned.items():
-                task, job = pending.pop(job_id)
-                emit(lost_row(task, job, run_id, stage, f"the worker process died on this job {max_deaths} time(s) "
-                              f"(runtime.max_restarts={max_deaths - 1}): OOM or a native crash"))
+                given_up[job_id] = (stage, f"the worker process died on this job {max_deaths} time(s) "
+                                           f"(runtime.max_restarts={max_deaths - 1}): OOM or a native crash")
             if not poisoned:
                 # no job to blame (a node lost with its actors and objects): the jobs not yet back
                 # run again in a fresh pipeline, a bounded number of times
                 if not fresh_starts:
                     raise
                 fresh_starts -= 1
-                log.warning("the pipeline failed (%s: %s); running the %d unfinished job(s) again",
-                            type(exc).__name__, str(exc).splitlines()[0][:200], len(pending))
+                log.warning("the pipeline failed (%s: %s); streaming the unfinished jobs again",
+                            type(exc).__name__, str(exc).splitlines()[0][:200])
             ledger.clear(state)

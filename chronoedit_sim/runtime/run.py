@@ -42,7 +42,7 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
     # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
     with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
-        done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
+        done = resume_index(out, output.writer_shards(out, echo)) if previous else None
         plan = make_plan(loader, scenario_files, done)
         output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios",
                                 output.config_changes(previous, plan.cfg, plan.scenarios))
@@ -55,7 +55,7 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         manifest = start_manifest(out, previous, plan.cfg, plan.config_hash, plan.scenarios, run_id, plan.settings,
                                   overrides=list(overrides), config_files=[str(f) for f in config_files],
                                   weights=weights)
-        counts = RunCounts(planned=plan.planned, resumed_skipped=plan.skipped, planned_by_edit=plan.planned_by_edit)
+        counts = RunCounts(planned=0)  # the plan's sizes are counted beside the stream (execute fills them in)
         writer = DatasetWriter(out, plan.cfg.output, {"run_id": run_id, "config_hash": plan.config_hash},
                                **driver_faults(plan.cfg.runtime))
         wall, extra = execute(plan, run_id, out, writer, counts, quiet, verbose, on_row)
@@ -100,7 +100,7 @@ def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwri
     """The plan and the resources, with nothing written, locked or moved (a damaged shard is only named)."""
     previous = output.previous_manifest(out, overwrite)
     shards, notes = damage_notes(out)
-    plan = make_plan(loader, scenario_files, resume_index(out, shards) if previous else set())
+    plan = make_plan(loader, scenario_files, resume_index(out, shards) if previous else None)
     output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
     for line in [*(notes if previous else []), *describe(plan)]:
         echo(line)

@@ -5,8 +5,8 @@ the writer: a row waits until the row of its previous frame (same scenario, edit
 scored, bounded (filter.temporal_flicker_*) and written. Memory: the rows waiting (at most those overtaken by
 a slower predecessor: in practice the jobs Ray Data has in flight) plus one decoded (source, edit) pair per
 stream whose next row has not arrived. On resume the previous frame of the first pending job of a stream is
-read back from the dataset. The first frame of a stream has a flicker of 0 (nothing before it to flicker
-against); a row whose previous frame failed or never came back has none (null).
+read back from the dataset when that job arrives. The first frame of a stream has a flicker of 0 (nothing before
+it to flicker against); a row whose previous frame failed or never came back has none (null).
 """
 
 from __future__ import annotations
@@ -31,41 +31,51 @@ def _frames(row: dict):
 
 
 class SequenceScorer:
-    def __init__(self, previous: dict[str, str | None], settings: dict, max_side: int, done_rows=()):
-        # previous: RunPlan.previous; done_rows: the dataset's rows of RunPlan.resume_previous
-        self.previous, self.settings, self.max_side = previous, settings, max_side
-        self.next = {p: j for j, p in previous.items() if p is not None}
-        self.frames = {row["job_id"]: _frames(row) for row in done_rows}
-        self.waiting: dict[str, dict] = {}
+    """Rows in, rows ready to write out. A row of a sequence carries its `sequence_link` from the plan: its
+    previous frame's job (None: the stream's first), whether that job is already in the dataset, and whether a
+    pending job follows it (only then are its frames kept)."""
+
+    def __init__(self, settings: dict, max_side: int, read_done=lambda job_ids: []):
+        # read_done(job_ids): the dataset's rows of those jobs (a resumed run's predecessors), with their images
+        self.settings, self.max_side, self.read_done = settings, max_side, read_done
+        # job -> its decoded (source, edit), or None, until the row that follows it is scored
+        self.frames: dict[str, tuple | None] = {}
+        # previous job -> the row waiting for it, with its link
+        self.waiting: dict[str, tuple[dict, dict]] = {}
 
     def add(self, row: dict) -> list[dict]:
         """The rows ready to write now: this one, unless it waits for its previous frame, and those it frees."""
-        job = row["job_id"]
-        if job not in self.previous:  # not part of a sequence: a bound on its flicker rejects, as any missing score
+        link = row.pop("sequence_link", None)
+        if link is None:  # not part of a sequence: a bound on its flicker rejects, as any missing score
             return [self._bound(row, None, "temporal_flicker unavailable: the frame is not part of a sequence")]
-        prev = self.previous[job]
+        prev = link["previous"]
         if prev is not None and prev not in self.frames:
-            self.waiting[job] = row
-            return []
-        ready = [self._score(row, prev)]
-        while job in self.next and self.next[job] in self.waiting:  # the rows that waited for this one
-            job = self.next[job]
-            ready.append(self._score(self.waiting.pop(job), self.previous[job]))
+            if not link["previous_done"]:
+                self.waiting[prev] = (row, link)
+                return []
+            self.frames[prev] = next((_frames(r) for r in self.read_done({prev})), None)
+        ready = [self._score(row, link)]
+        job = row["job_id"]
+        while job in self.waiting:  # the rows that waited for this one
+            row, link = self.waiting.pop(job)
+            ready.append(self._score(row, link))
+            job = row["job_id"]
         return ready
 
     def flush(self) -> list[dict]:
         """At the end: rows whose previous frame never came back, without flicker."""
-        rows = [self._score(row, None) for row in self.waiting.values()]
+        rows = [self._score(row, link, arrived=False) for row, link in self.waiting.values()]
         self.waiting.clear()
         return rows
 
-    def _score(self, row: dict, prev: str | None) -> dict:
-        """`prev`: the previous frame's job id, or None when it never came back."""
-        before = self.frames.pop(prev, None) if prev is not None else None
+    def _score(self, row: dict, link: dict, arrived: bool = True) -> dict:
+        """`arrived`: False when the previous frame never came back."""
+        prev = link["previous"]
+        before = self.frames.pop(prev, None) if prev is not None and arrived else None
         mine = _frames(row)
-        if row["job_id"] in self.next:  # its next frame needs it
+        if link["has_next"]:  # its next frame needs it
             self.frames[row["job_id"]] = mine
-        if self.previous[row["job_id"]] is None:
+        if prev is None:
             return self._bound(row, 0.0)
         if not mine:
             return self._bound(row, None, "temporal_flicker unavailable: its own stored images cannot be read")

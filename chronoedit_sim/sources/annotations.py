@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,22 +98,20 @@ def _coco_index(path: str) -> dict[str, list[dict] | str]:
     return out
 
 
-def attach_coco(path: str, refs: list[FrameRef]) -> list[FrameRef]:
+def attach_coco(path: str, refs: Iterable[FrameRef]) -> Iterator[FrameRef]:
     """Annotations from a COCO file, matched by file name: the frame's relative path, else its base name
-    (Parquet rows: the id column's value). Frames the file does not list get none."""
+    (Parquet rows: the id column's value). Frames the file does not list get none. Lazy, like the listing."""
     index = _coco_index(path)
     by_base = defaultdict(list)
     for name in index:
         by_base[os.path.basename(name)].append(name)
-    out = []
     for ref in refs:
         key = str(ref.meta.get("id", ref.source_id))
         names = [key] if key in index else by_base.get(os.path.basename(key), [])
         if len(names) > 1:
             raise InputError(f"input.annotations: {path}: frame {ref.source_id} matches several images by base name "
                              f"({', '.join(sorted(names)[:3])}); use relative file names in the COCO file")
-        out.append(replace(ref, annotations=index[names[0]] if names else []))
-    return out
+        yield replace(ref, annotations=index[names[0]] if names else [])
 
 
 # --- nuScenes: 3D sample annotations projected to 2D, as nuscenes-devkit's export_2d_annotations_as_json
@@ -167,13 +166,14 @@ def _tables(root: Path) -> dict[str, list[dict]]:
     return tables
 
 
-def attach_nuscenes(root: Path, refs: list[FrameRef]) -> list[FrameRef]:
+def attach_nuscenes(root: Path, refs: Iterable[FrameRef]) -> Iterator[FrameRef]:
     """Each camera image's 2D boxes from the key frame's sample annotations, and its instant (the sample) and
     sequence (the scene). Without the JSON tables (images only) the frames get no annotations and no groups;
-    a table entry that cannot be projected fails its frame."""
+    a table entry that cannot be projected fails its frame. Lazy, like the listing (the tables are read whole)."""
     t = _tables(root)
     if not t["sample_data"]:
-        return refs
+        yield from refs
+        return
     by_file = {sd["filename"]: sd for sd in t["sample_data"]}
     sensors = {c["token"]: c for c in t["calibrated_sensor"]}
     poses = {p["token"]: p for p in t["ego_pose"]}
@@ -185,11 +185,10 @@ def attach_nuscenes(root: Path, refs: list[FrameRef]) -> list[FrameRef]:
     by_sample = defaultdict(list)
     for a in t["sample_annotation"]:
         by_sample[a["sample_token"]].append(a)
-    out = []
     for ref in refs:
         sd = by_file.get(ref.source_id)
         if sd is None:
-            out.append(replace(ref, annotations=[]))
+            yield replace(ref, annotations=[])
             continue
         ref = replace(ref, instant_id=sd["sample_token"], sequence_id=scene_of.get(sd["sample_token"]))
         try:
@@ -205,8 +204,8 @@ def attach_nuscenes(root: Path, refs: list[FrameRef]) -> list[FrameRef]:
                                                 "visibility": visibility.get(a.get("visibility_token"), None),
                                                 "attributes": [attribute.get(x, x) for x in a.get("attribute_tokens", [])],
                                                 "size_wlh": a["size"], "translation": a["translation"]}})
-            out.append(replace(ref, annotations=anns))
         except (KeyError, TypeError, ValueError) as e:
-            out.append(replace(ref, annotations=f"nuScenes tables: {ref.source_id}: cannot project its boxes "
-                                                f"({type(e).__name__}: {e})"))
-    return out
+            yield replace(ref, annotations=f"nuScenes tables: {ref.source_id}: cannot project its boxes "
+                                           f"({type(e).__name__}: {e})")
+            continue
+        yield replace(ref, annotations=anns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,12 +11,13 @@ from ..errors import UserError
 
 
 class InputError(UserError):
-    """The input as a whole is unusable (missing path, empty source): raised before Ray starts."""
+    """The input as a whole is unusable (missing path, empty source): raised before Ray starts, or when the
+    listing reaches it (a bad file deep in a corpus ends the run with this one line)."""
 
 
 @dataclass(frozen=True)
 class FrameRef:
-    """One frame of any source: what the driver lists and a read task decodes. Small and picklable."""
+    """One frame of any source: what the listing yields and a read task decodes. Small and picklable."""
 
     source_id: str  # stable: relative POSIX path, or "<video>@<frame:06d>"; never absolute or read order
     source_uri: str  # absolute path; for videos f"{abs_path}#frame={index}"
@@ -28,7 +30,7 @@ class FrameRef:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
     # a caption the input itself provides (Parquet caption column, LeRobot task): fills source_caption
     caption: str | None = None
-    # ground truth read on the driver (COCO, nuScenes: a list of source annotations, or the message of an
+    # ground truth read while listing (COCO, nuScenes: a list of source annotations, or the message of an
     # entry that cannot be read, which fails the frame); None = none read here
     annotations: list | str | None = field(default=None, compare=False, hash=False)
     # a label file the read task parses (KITTI), so a malformed one fails only its frame
@@ -47,10 +49,10 @@ def has_ext(name: str, exts: tuple[str, ...]) -> bool:
     return name.lower().endswith(exts)
 
 
-def walk(root: str, exts: tuple[str, ...], folders_too: bool = False) -> list[tuple[str, str]]:
-    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order.
+def walk(root: str, exts: tuple[str, ...], folders_too: bool = False) -> Iterator[tuple[str, str]]:
+    """(absolute path, relative POSIX path) of matching non-hidden files, in a deterministic order, lazily: one
+    folder's names at a time, so a corpus of millions of files is never listed whole.
     `folders_too`: a folder named like a match (`x.png/`) is listed too, so it becomes an error row, not a gap."""
-    found = []
 
     def unreadable(e: OSError) -> None:
         # os.walk skips unreadable folders silently by default: that would drop their frames unseen.
@@ -59,10 +61,10 @@ def walk(root: str, exts: tuple[str, ...], folders_too: bool = False) -> list[tu
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         # Sorting in place fixes the descent order; os.walk's order is the filesystem's.
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # the folder's relative prefix once, not per file (millions of files)
+        prefix = Path(os.path.relpath(dirpath, root)).as_posix() + "/"
+        prefix = "" if prefix == "./" else prefix
         for name in sorted([*filenames, *(dirnames if folders_too else ())]):
-            if name.startswith(".") or not has_ext(name, exts):
-                continue
-            full = os.path.join(dirpath, name)
             # Zero-byte/corrupt files are kept on purpose: they become error rows, not silent gaps.
-            found.append((full, Path(os.path.relpath(full, root)).as_posix()))
-    return found
+            if not name.startswith(".") and has_ext(name, exts):
+                yield os.path.join(dirpath, name), prefix + name

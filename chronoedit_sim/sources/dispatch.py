@@ -1,18 +1,19 @@
 """Which source reads an input: `input.type`, or a look at the path when it is "auto".
 
-Every source lists FrameRefs on the driver (names, headers and id columns only, never pixels)
-and read_input decodes them in Ray read tasks, so every input kind gives the same Frame rows.
+Every source lists FrameRefs lazily (names, headers and id columns only, never pixels): a run's listing
+task expands them into jobs as it goes, and read_input decodes them in Ray read tasks, so every input kind gives the same Frame rows.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import InputConfig
 from .decode import DecodedImage, FrameError
 from .base import FrameRef, InputError
-from .frames import list_frames, read_frames
+from .frames import iter_frames, read_frames
 
 
 def detect(cfg: InputConfig) -> str:
@@ -23,7 +24,7 @@ def detect(cfg: InputConfig) -> str:
     if root.is_file():
         return "parquet" if root.suffix.lower() == ".parquet" else "images_or_video"
     if not root.is_dir():
-        return "images_or_video"  # list_frames reports the missing path
+        return "images_or_video"  # iter_frames reports the missing path
     from .lerobot import is_lerobot
     from .trees import is_kitti, is_nuscenes
 
@@ -41,33 +42,39 @@ def detect(cfg: InputConfig) -> str:
 
 
 def list_input(cfg: InputConfig) -> list[FrameRef]:
-    """The input's frames, each with the ground truth found beside it (or named by input.annotations)."""
+    """The input's frames as a list: for small inputs (exports, tests); a run streams iter_input."""
+    return list(iter_input(cfg))
+
+
+def iter_input(cfg: InputConfig) -> Iterator[FrameRef]:
+    """The input's frames in order, lazily, each with the ground truth found beside it (or named by
+    input.annotations). Input errors are raised when the listing reaches them."""
     from .annotations import attach_coco
 
-    refs = _list(cfg, detect(cfg))
+    refs = _iter(cfg, detect(cfg))
     return attach_coco(cfg.annotations, refs) if cfg.annotations else refs
 
 
-def _list(cfg: InputConfig, kind: str) -> list[FrameRef]:
+def _iter(cfg: InputConfig, kind: str) -> Iterator[FrameRef]:
     if kind in ("images", "video", "images_or_video"):
-        return list_frames(cfg)
+        return iter_frames(cfg)
     root = Path(os.path.expanduser(cfg.path)).resolve()
     if not root.exists():
         raise InputError(f"input.path: {cfg.path} does not exist")
     if kind == "parquet":
-        from .parquet import list_parquet
+        from .parquet import iter_parquet
 
-        return list_parquet(cfg, root)
+        return iter_parquet(cfg, root)
     if kind == "lerobot":
-        from .lerobot import list_lerobot
+        from .lerobot import iter_lerobot
 
-        return list_lerobot(cfg, root)
+        return iter_lerobot(cfg, root)
     from .annotations import attach_nuscenes
-    from .trees import list_kitti, list_nuscenes
+    from .trees import iter_kitti, iter_nuscenes
 
     if kind == "kitti":
-        return list_kitti(cfg, root)
-    return attach_nuscenes(root, list_nuscenes(cfg, root))
+        return iter_kitti(cfg, root)
+    return attach_nuscenes(root, iter_nuscenes(cfg, root))
 
 
 def read_input(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:

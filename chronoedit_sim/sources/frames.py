@@ -1,15 +1,17 @@
 """List the frames of an input (image folder, image file, video, folder of videos) and read them.
 
-list_frames runs on the driver before Ray starts, so it only looks at names and
-video headers; a frame that turns out bad later (corrupt file, video ending early)
+iter_frames runs lazily in the plan's listing task (and on the driver for --dry-run), so it only looks at
+names and video headers; a frame that turns out bad later (corrupt file, video ending early)
 is read_frames' job and becomes a FrameError, i.e. one error row, never a gap.
 """
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -37,12 +39,12 @@ def _selected(rel: str, include: list[str], exclude: list[str]) -> bool:
     return not any(fnmatch.fnmatchcase(rel, g) for g in exclude)
 
 
-def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> list[FrameRef]:
+def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> Iterator[FrameRef]:
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
             raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video OpenCV can read)")
-        # Header values only: decoding every frame here would read the whole video on the driver.
+        # Header values only: decoding every frame here would read the whole video while listing.
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         fps = cap.get(cv2.CAP_PROP_FPS)
     finally:
@@ -58,8 +60,8 @@ def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> list[Frame
         first = math.ceil(cfg.start_s * fps - 1e-9)
         if cfg.end_s is not None:
             stop = min(stop, math.floor(cfg.end_s * fps + 1e-9) + 1)
-    return [
-        FrameRef(
+    for i in range(first, stop, cfg.stride):
+        yield FrameRef(
             # frame index and, when the container knows its rate, the timestamp: both stable for a file
             source_id=f"{rel}@{i:06d}" + (f"@{i / fps:.3f}s" if good_fps else ""),
             source_uri=f"{path}#frame={i}",
@@ -69,11 +71,14 @@ def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> list[Frame
             kind="video",
             sequence_id=rel,  # a video is one sequence
         )
-        for i in range(first, stop, cfg.stride)
-    ]
 
 
 def list_frames(cfg: InputConfig) -> list[FrameRef]:
+    return list(iter_frames(cfg))
+
+
+def iter_frames(cfg: InputConfig) -> Iterator[FrameRef]:
+    """The input's frames in order, lazily (a folder's names at a time, a video's header when it is reached)."""
     shown = cfg.path
     if not shown:
         raise InputError("input.path: not set (use --input PATH)")
@@ -101,24 +106,29 @@ def list_frames(cfg: InputConfig) -> list[FrameRef]:
     exts, plural, single = _KINDS[kind]
     if is_dir:
         files = walk(root, exts, folders_too=kind == "images")
-        if not files:
-            raise InputError(f"input.path: {shown}: no {plural} ({', '.join(exts)}) found")
     elif has_ext(name, exts):
-        files = [(root, name)]
+        files = iter([(root, name)])
     else:
         raise InputError(f"input.path: {shown}: input.type={kind} needs a folder or {single} ({supported})")
+    seen = [0]  # files of the right kind, before include/exclude: tells an empty folder from an empty selection
+
+    def counted():
+        for pair in files:
+            seen[0] += 1
+            yield pair
+
     if kind == "images":
-        files = [(full, rel) for full, rel in files if _selected(rel, cfg.include, cfg.exclude)]
-        if not files:
-            raise InputError(f"input.path: {shown}: no images left after input.include/input.exclude")
-        refs = [FrameRef(rel, full, full, -1, None) for full, rel in files[:: cfg.stride]]
+        selected = ((full, rel) for full, rel in counted() if _selected(rel, cfg.include, cfg.exclude))
+        refs = (FrameRef(rel, full, full, -1, None) for full, rel in itertools.islice(selected, 0, None, cfg.stride))
     else:
-        refs = []
-        for full, rel in files:
-            refs.extend(_video_refs(full, rel, cfg, shown))
-            if cfg.max_frames and len(refs) >= cfg.max_frames:
-                break  # no need to open the remaining videos
-    return refs[: cfg.max_frames] if cfg.max_frames else refs
+        refs = (ref for full, rel in counted() for ref in _video_refs(full, rel, cfg, shown))
+    n = 0
+    for n, ref in enumerate(itertools.islice(refs, cfg.max_frames or None), 1):
+        yield ref
+    if not n:
+        if not seen[0]:
+            raise InputError(f"input.path: {shown}: no {plural} ({', '.join(exts)}) found")
+        raise InputError(f"input.path: {shown}: no images left after input.include/input.exclude")
 
 
 def _read_image(ref: FrameRef, max_pixels: int, min_side: int) -> DecodedImage | FrameError:
@@ -159,7 +169,7 @@ def _read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, Dec
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
-            # It opened in list_frames; it may have been moved or replaced since.
+            # It opened when listed; it may have been moved or replaced since.
             fail_rest(0, "cannot open video")
             return out
         fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("ascii", "replace").lower()

@@ -15,6 +15,7 @@ import json
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -80,6 +81,11 @@ def _summary(values: list[int]) -> str:
 
 
 def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
+    return list(iter_lerobot(cfg, root))
+
+
+def iter_lerobot(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
+    """The dataset's camera frames, episode by episode, lazily (the episode index is read whole: one row each)."""
     root = Path(os.path.abspath(os.path.expanduser(str(root))))
     shown = cfg.path or str(root)
     if cfg.stride < 1:
@@ -135,24 +141,32 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
         available = sorted({int(e) for e in cfg.episodes})
 
     tasks = _load_tasks(root)
-    # Frames: each data file is read once, for the selected episodes it holds and the four columns needed.
+    # Frames: an episode's rows are read from its data file when the listing reaches it, and the file's selected
+    # episodes with it (the four columns needed), so a file is read once while its episodes come in order
+    vectors = [c for c in _VECTOR_COLUMNS if c in info["features"]]
     by_file: dict[tuple[int, int], list[int]] = defaultdict(list)
     for ep in available:
         by_file[(episodes[ep]["data/chunk_index"], episodes[ep]["data/file_index"])].append(ep)
-    frames: dict[int, list[tuple]] = defaultdict(list)
-    for (chunk, file), eps in by_file.items():
-        path = root / data_tpl.format(chunk_index=chunk, file_index=file)
-        # the robot's vectors ride along, so edited frames can be put back into their episodes
-        vectors = [c for c in _VECTOR_COLUMNS if c in info["features"]]
-        table = _read(path, _DATA_COLUMNS + vectors, "data file", filters=pc.field("episode_index").isin(eps))
-        cols_ = [table.column(c).to_pylist() for c in _DATA_COLUMNS + vectors]
-        cols_ += [[None] * table.num_rows] * (len(_VECTOR_COLUMNS) - len(vectors))
-        for ep, fi, ts, ti, *vec in zip(*cols_):
-            frames[int(ep)].append((int(fi), float(ts), ti, *vec))
+    loaded: dict = {"file": None, "frames": {}}
 
-    refs: list[FrameRef] = []
+    def frames_of(ep: int) -> list[tuple]:
+        key = (episodes[ep]["data/chunk_index"], episodes[ep]["data/file_index"])
+        if loaded["file"] != key:
+            path = root / data_tpl.format(chunk_index=key[0], file_index=key[1])
+            # the robot's vectors ride along, so edited frames can be put back into their episodes
+            table = _read(path, _DATA_COLUMNS + vectors, "data file",
+                          filters=pc.field("episode_index").isin(by_file[key]))
+            cols_ = [table.column(c).to_pylist() for c in _DATA_COLUMNS + vectors]
+            cols_ += [[None] * table.num_rows] * (len(_VECTOR_COLUMNS) - len(vectors))
+            frames: dict[int, list[tuple]] = defaultdict(list)
+            for e, fi, ts, ti, *vec in zip(*cols_):
+                frames[int(e)].append((int(fi), float(ts), ti, *vec))
+            loaded.update(file=key, frames=frames)
+        return loaded["frames"][ep]
+
+    n = 0
     for ep in available:
-        rows = sorted(frames[ep])[:: cfg.stride]
+        rows = sorted(frames_of(ep))[:: cfg.stride]
         for cam in cameras:
             e = episodes[ep]
             mp4 = root / video_tpl.format(
@@ -166,27 +180,25 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
                 ts = round(ts, 6)
                 t = start + ts
                 task = tasks.get(ti)
-                refs.append(
-                    FrameRef(
-                        # relative and independent of file layout/order: stable across copies and re-chunking
-                        source_id=f"{cam}/episode_{ep:06d}/frame_{fi:06d}",
-                        # an episode is a sequence, its cameras at one frame an instant
-                        sequence_id=f"episode_{ep:06d}",
-                        instant_id=f"episode_{ep:06d}/frame_{fi:06d}",
-                        source_uri=f"{mp4}#t={t:.6f}",
-                        path=str(mp4),
-                        # constant-rate MP4 starting at 0: the position is the time in frames (rounded, as
-                        # lerobot matches the nearest frame within a tolerance)
-                        frame_index=round(t * fps),
-                        timestamp_s=ts,
-                        kind="video",
-                        meta={"episode_index": ep, "frame_index": fi, "timestamp": ts, "task": task,
-                              "camera": cam, "dataset": "lerobot"},
-                        caption=task if cfg.use_input_captions else None,
-                        episode={"episode_index": ep, "frame_index": fi, "timestamp": ts, "task": task,
-                                 "action": action, "state": state},
-                    )
+                yield FrameRef(
+                    # relative and independent of file layout/order: stable across copies and re-chunking
+                    source_id=f"{cam}/episode_{ep:06d}/frame_{fi:06d}",
+                    # an episode is a sequence, its cameras at one frame an instant
+                    sequence_id=f"episode_{ep:06d}",
+                    instant_id=f"episode_{ep:06d}/frame_{fi:06d}",
+                    source_uri=f"{mp4}#t={t:.6f}",
+                    path=str(mp4),
+                    # constant-rate MP4 starting at 0: the position is the time in frames (rounded, as
+                    # lerobot matches the nearest frame within a tolerance)
+                    frame_index=round(t * fps),
+                    timestamp_s=ts,
+                    kind="video",
+                    meta={"episode_index": ep, "frame_index": fi, "timestamp": ts, "task": task,
+                          "camera": cam, "dataset": "lerobot"},
+                    caption=task if cfg.use_input_captions else None,
+                    episode={"episode_index": ep, "frame_index": fi, "timestamp": ts, "task": task,
+                             "action": action, "state": state},
                 )
-                if cfg.max_frames and len(refs) >= cfg.max_frames:
-                    return refs  # no need to look at the remaining episodes
-    return refs
+                n += 1
+                if n == cfg.max_frames:
+                    return  # no need to look at the remaining episodes

@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,25 +44,29 @@ def _plain(v):
 
 
 def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
+    return list(iter_parquet(cfg, root))
+
+
+def iter_parquet(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
+    """The input's rows in order, lazily: one file's id and caption columns at a time."""
     root = Path(os.path.abspath(os.path.expanduser(str(root))))
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
     if root.is_dir():
         files = walk(str(root), (".parquet",))
-        if not files:
-            raise InputError(f"input.path: {root}: no Parquet files (*.parquet) found")
     elif root.is_file():
-        files = [(str(root), root.name)]
+        files = iter([(str(root), root.name)])
     else:
         raise InputError(f"input.path: {root} does not exist")
-    refs: list[FrameRef] = []
+    n_files = n = 0
     want = [c for c in (cfg.id_column, cfg.caption_column if cfg.use_input_captions else "") if c]
     want += cfg.keep_columns
     for full, rel in files:
+        n_files += 1
         try:
             pf = pq.ParquetFile(full)
             _columns_ok(pf, rel, cfg)
-            n = pf.metadata.num_rows
+            rows = pf.metadata.num_rows
             cols = pf.read(columns=list(dict.fromkeys(want))).to_pydict() if want else {}
         except InputError:
             raise
@@ -78,7 +83,7 @@ def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
                                      f"(rows {seen[str(v)]} and {i}); source ids must be unique")
                 seen[str(v)] = i
         captions = cols.get(cfg.caption_column) if cfg.caption_column and cfg.use_input_captions else None
-        for i in range(0, n, cfg.stride):
+        for i in range(0, rows, cfg.stride):
             meta = {"row": i, "file": rel, "image_column": cfg.image_column}
             if ids is not None:
                 meta["id"] = _plain(ids[i])
@@ -86,13 +91,15 @@ def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
             sid = f"{rel}#{ids[i]}" if ids is not None else f"{rel}#{i:08d}"
             cap = None if cap is None or cap == "" else str(cap)
             kept = {c: cols[c][i] for c in cfg.keep_columns} if cfg.keep_columns else None
-            refs.append(FrameRef(sid, f"{full}#row={i}", full, i, None, kind="parquet", meta=meta, caption=cap,
-                                 columns=kept))
-        if cfg.max_frames and len(refs) >= cfg.max_frames:
-            break  # no need to open the remaining files
-    if not refs:
+            yield FrameRef(sid, f"{full}#row={i}", full, i, None, kind="parquet", meta=meta, caption=cap,
+                           columns=kept)
+            n += 1
+            if n == cfg.max_frames:
+                return  # no need to open the remaining files
+    if not n_files:
+        raise InputError(f"input.path: {root}: no Parquet files (*.parquet) found")
+    if not n:
         raise InputError(f"input.path: {root}: the Parquet input has no rows")
-    return refs[: cfg.max_frames] if cfg.max_frames else refs
 
 
 def _image_bytes(value, uri: str, col: str, folder: str) -> bytes:

@@ -5,7 +5,9 @@ nuScenes: samples/CAM_FRONT/<name>.jpg (LIDAR/RADAR folders and sweeps/ are igno
 """
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from chronoedit_sim.config import InputConfig
@@ -63,9 +65,8 @@ def _pick(cfg: InputConfig, available: list[str], what: str, root: str) -> set[s
     return set(cfg.cameras) if cfg.cameras else set(available)
 
 
-def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[FrameRef]:
-    refs = []
-    for full, rel in walk(cam_dir, IMAGE_EXTENSIONS)[:: cfg.stride]:
+def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> Iterator[FrameRef]:
+    for full, rel in itertools.islice(walk(cam_dir, IMAGE_EXTENSIONS), 0, None, cfg.stride):
         rid = Path(os.path.relpath(full, root)).as_posix()
         kitti = meta["dataset"] == "kitti"
         stem = Path(rel).stem
@@ -74,20 +75,25 @@ def _camera_refs(cfg: InputConfig, root: str, cam_dir: str, meta: dict) -> list[
         # are unrelated. nuScenes' groups come from its tables
         folder = Path(rel).parent.as_posix()
         seq = meta.get("sequence") if folder in (".", "data") else f"{meta.get('sequence')}/{folder}"
-        refs.append(FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": stem},
-                             label_file=kitti_label_path(full) if kitti else None,
-                             sequence_id=seq if kitti and meta["camera"][-2] == "0" else None,
-                             instant_id=f"{seq}/{stem}" if kitti else None))
-    return refs
+        yield FrameRef(rid, full, full, -1, None, kind="image", meta={**meta, "frame": stem},
+                       label_file=kitti_label_path(full) if kitti else None,
+                       sequence_id=seq if kitti and meta["camera"][-2] == "0" else None,
+                       instant_id=f"{seq}/{stem}" if kitti else None)
 
 
-def _finish(cfg: InputConfig, refs: list[FrameRef], root: str, what: str) -> list[FrameRef]:
-    if not refs:
+def _finish(cfg: InputConfig, refs: Iterator[FrameRef], root: str, what: str) -> Iterator[FrameRef]:
+    n = 0
+    for n, ref in enumerate(itertools.islice(refs, cfg.max_frames or None), 1):
+        yield ref
+    if not n:
         raise InputError(f"input.path: {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in the {what}")
-    return refs[: cfg.max_frames] if cfg.max_frames else refs
 
 
 def list_kitti(cfg: InputConfig, root: Path) -> list[FrameRef]:
+    return list(iter_kitti(cfg, root))
+
+
+def iter_kitti(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
     top = _abs(root)
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
@@ -95,15 +101,10 @@ def list_kitti(cfg: InputConfig, root: Path) -> list[FrameRef]:
     if not cams:
         raise InputError(f"input.path: {root}: not a KITTI tree (no camera folder {', '.join(KITTI_CAMERAS)} found)")
     keep = _pick(cfg, [os.path.basename(c) for c in cams], "KITTI", str(root))
-    refs: list[FrameRef] = []
-    for cam_dir in cams:
-        name = os.path.basename(cam_dir)
-        if name in keep:
-            seq = Path(os.path.relpath(os.path.dirname(cam_dir), top)).as_posix()
-            refs += _camera_refs(cfg, top, cam_dir, {"dataset": "kitti", "camera": name, "sequence": seq})
-        if cfg.max_frames and len(refs) >= cfg.max_frames:
-            break
-    return _finish(cfg, refs, str(root), f"KITTI camera folders {', '.join(sorted(keep))}")
+    refs = (ref for cam_dir in cams if os.path.basename(cam_dir) in keep
+            for ref in _camera_refs(cfg, top, cam_dir, {"dataset": "kitti", "camera": os.path.basename(cam_dir),
+                                                        "sequence": Path(os.path.relpath(os.path.dirname(cam_dir), top)).as_posix()}))
+    yield from _finish(cfg, refs, str(root), f"KITTI camera folders {', '.join(sorted(keep))}")
 
 
 def _nuscenes_cameras(top: str) -> list[str]:
@@ -119,6 +120,10 @@ def is_nuscenes(root: Path) -> bool:
 
 
 def list_nuscenes(cfg: InputConfig, root: Path) -> list[FrameRef]:
+    return list(iter_nuscenes(cfg, root))
+
+
+def iter_nuscenes(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
     top = _abs(root)
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
@@ -126,11 +131,6 @@ def list_nuscenes(cfg: InputConfig, root: Path) -> list[FrameRef]:
     if not cams:
         raise InputError(f"input.path: {root}: not a nuScenes tree (no samples/CAM_* folders found)")
     keep = _pick(cfg, cams, "nuScenes", str(root))
-    refs: list[FrameRef] = []
-    for cam in cams:
-        if cam in keep:
-            cam_dir = os.path.join(top, "samples", cam)
-            refs += _camera_refs(cfg, top, cam_dir, {"dataset": "nuscenes", "camera": cam})
-        if cfg.max_frames and len(refs) >= cfg.max_frames:
-            break
-    return _finish(cfg, refs, str(root), f"nuScenes folders samples/{{{', '.join(sorted(keep))}}}")
+    refs = (ref for cam in cams if cam in keep
+            for ref in _camera_refs(cfg, top, os.path.join(top, "samples", cam), {"dataset": "nuscenes", "camera": cam}))
+    yield from _finish(cfg, refs, str(root), f"nuScenes folders samples/{{{', '.join(sorted(keep))}}}")

@@ -29,11 +29,11 @@ class EnhanceStage(Stage):
     name = "enhance"
     group_by = "source_id"
 
-    def __init__(self, vlm, cfg: EnhanceConfig, state_dir: str, resources: Resources, anchors: dict | None = None,
-                 max_pixels: int = 10**9, min_side: int = 1):
-        # vlm: a runtime VlmClient (the run's VLM actors, or a model loaded here); anchors: RunPlan.anchors, whose
-        # frames are read with the input's limits (max_pixels, min_side)
-        self.vlm, self.cfg, self.anchors = vlm, cfg, anchors or {}
+    def __init__(self, vlm, cfg: EnhanceConfig, state_dir: str, resources: Resources, max_pixels: int = 10**9,
+                 min_side: int = 1):
+        # vlm: a runtime VlmClient (the run's VLM actors, or a model loaded here); a row's group's first frame
+        # (`_anchor`, from the plan) is read with the input's limits (max_pixels, min_side)
+        self.vlm, self.cfg = vlm, cfg
         self.max_pixels, self.min_side = max_pixels, min_side
         self.cache = Path(state_dir) / CACHE
         self.resources, self.batch_size = resources, cfg.batch_size
@@ -48,7 +48,7 @@ class EnhanceStage(Stage):
 
     def _frame(self, row: dict):
         """What the rewrite looks at: the row's frame, or its group's first frame."""
-        anchor = self.anchors.get(row.get("_group"))
+        anchor = row.get("_anchor")
         if anchor is None or anchor.source_id == row["source_id"]:
             return row["_source_rgb"]
         from ..sources.dispatch import read_input

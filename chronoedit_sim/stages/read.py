@@ -44,6 +44,8 @@ class ReadStage(Stage):
             columns = None if ref.columns is None else json.dumps(ref.columns, sort_keys=True, default=str)
             for job in task["jobs"]:
                 row = base_row({**job, "source_meta": meta}, self.run_id)
+                # travels to the driver, which scores flicker against the previous frame (runtime.sequences)
+                row["sequence_link"] = job.get("sequence_link")
                 row.update(source_image=source, episode=ref.episode, source_columns=columns)
                 row["timings_ms"] = {"read_ms": read_ms}
                 if isinstance(decoded, FrameError):
@@ -54,12 +56,13 @@ class ReadStage(Stage):
                     row["_source_rgb"] = decoded.rgb
                     row["_source_annotations"] = truth
                     row["_group"] = job.get("group")
+                    row["_anchor"] = job.get("anchor")
                 out.append(row)
         return out
 
 
 def ground_truth(ref) -> list[dict]:
-    """The frame's source annotations: read on the driver, or parsed from its label file here."""
+    """The frame's source annotations: read while listing, or parsed from its label file here."""
     if isinstance(ref.annotations, str):
         raise LabelError(ref.annotations)
     if ref.label_file:

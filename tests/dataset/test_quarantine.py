@@ -8,6 +8,7 @@ import pytest
 from verify_helpers import truncate, write_dataset
 
 from chronoedit_sim.dataset.inspect import summarize
+from chronoedit_sim.dataset.jobindex import JobIndex
 from chronoedit_sim.dataset.sink import all_shards, readable_shards, resume_index
 from chronoedit_sim.dataset.stats import tally_dataset
 from chronoedit_sim.runtime import output
@@ -27,7 +28,7 @@ def test_readers_skip_a_damaged_shard_and_name_it(damaged):
     good = readable_shards(out, on_damaged=lambda path, why: seen.append((path, why)))
     assert bad not in good and len(good) == 2
     assert seen == [(bad, seen[0][1])] and "magic bytes not found" in seen[0][1]
-    assert resume_index(out, good) == {"job0", "job2"}  # its job is done again by the next run
+    assert resume_index(out, good) == JobIndex.of(["job0", "job2"])  # its job is done again by the next run
     assert tally_dataset(out).counts["written"] == 2  # no pyarrow traceback
     assert bad.exists()  # a reader never moves it
 

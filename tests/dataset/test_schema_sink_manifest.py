@@ -12,6 +12,7 @@ from chronoedit_sim.config import OutputConfig, load_config
 from chronoedit_sim.dataset import manifest as mf
 from chronoedit_sim.dataset.schema import (COLUMNS, SCHEMA, SCHEMA_VERSION, base_row, fail_row, finish_row,
                                            hf_features, image_struct, schema_with_metadata, without_images)
+from chronoedit_sim.dataset.jobindex import JobIndex
 from chronoedit_sim.dataset.sink import DatasetWriter, ShardWriter, complete_shards, remove_partial_shards, resume_index
 from chronoedit_sim.dataset.stats import RunCounts
 from chronoedit_sim.scenario import EditSettings
@@ -74,7 +75,7 @@ def test_shards_are_bounded_atomic_and_indexed(tmp_path):
     shards = complete_shards(tmp_path)
     assert [pq.read_metadata(s).num_rows for s in shards] == [2, 2, 1]
     assert pq.read_schema(shards[0]).remove_metadata() == SCHEMA
-    assert resume_index(tmp_path) == {f"j{i}" for i in range(5)}
+    assert resume_index(tmp_path) == JobIndex.of(f"j{i}" for i in range(5))
     assert not list((tmp_path / "data").glob(".*"))  # no temporary file left
 
 
@@ -89,7 +90,7 @@ def test_a_crash_before_rename_leaves_only_a_hidden_tmp_that_the_next_run_remove
     writer = ShardWriter(tmp_path, OutputConfig(shard_max_rows=1), before_rename=before_rename)
     with pytest.raises(Crash):
         writer.add(row())
-    assert complete_shards(tmp_path) == [] and resume_index(tmp_path) == set()
+    assert complete_shards(tmp_path) == [] and len(resume_index(tmp_path)) == 0
     assert len(list((tmp_path / "data").glob(".*.tmp"))) == 1
     assert remove_partial_shards(tmp_path) == 1 and not list((tmp_path / "data").iterdir())
 
@@ -105,7 +106,7 @@ def test_rejected_rows_go_to_the_record_without_images(tmp_path):
     rejected = pq.read_table(complete_shards(tmp_path, "rejected")[0]).to_pylist()
     assert [r["job_id"] for r in data] == ["kept", "rej2"]
     assert [r["job_id"] for r in rejected] == ["rej"] and rejected[0]["source_image"] is None
-    assert resume_index(tmp_path) == {"kept", "rej", "rej2"}
+    assert resume_index(tmp_path) == JobIndex.of(["kept", "rej", "rej2"])
 
 
 def test_manifest_start_and_finish(tmp_path):

@@ -135,7 +135,7 @@ def test_nuscenes_boxes_are_projected_into_each_camera(tmp_path):
     assert clipped[0] == 0.0 and clipped[2] == pytest.approx(350.0)
     for name in tables:
         (root / "v1.0-mini" / f"{name}.json").unlink()
-    assert attach_nuscenes(root, [ref]) == [ref]
+    assert list(attach_nuscenes(root, [ref])) == [ref]
 
 
 def test_lerobot_rows_carry_their_episode_with_action_and_state(tmp_path, one_edit_scenario):

@@ -82,7 +82,7 @@ def test_an_offloaded_text_encoder_gets_the_runs_texts_and_they_must_fit_the_cac
     from chronoedit_sim.config import ConfigError
 
     plan = plan_for(["model.offload_text_encoder=true"], one_edit_scenario, tmp_path)
-    (job,) = plan.tasks[0]["jobs"]
+    (job,) = next(plan.frame_tasks())["jobs"]
     edit = build_stages(BuildContext(plan, "run", Cluster(2.0, 0.0)))[1]
     assert edit.prompt_texts == [job["prompt"], ""]  # the tiny preset guides: the negative prompt too
     assert build_stages(BuildContext(plan_for([], one_edit_scenario, tmp_path), "run", Cluster(2.0, 0.0)))[1] \

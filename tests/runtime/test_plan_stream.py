@@ -1,0 +1,135 @@
+"""The streamed plan: lazy listing, jobs expanded frame by frame, the compact resume index (no Ray)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from chronoedit_sim.config import ConfigError, ConfigLoader
+from chronoedit_sim.dataset.jobindex import JobIndex, column_hashes, job_hash
+from chronoedit_sim.runtime.plan import describe, make_plan
+from chronoedit_sim.scenario import make_job_id
+from chronoedit_sim.sources.base import FrameRef, InputError
+
+SCENARIO = """name: relight
+domain: driving
+description: test
+edits:
+  - id: dusk
+    prompt: Make it dusk.
+    target_caption: a street at dusk
+    source_caption: a street
+    samples: {samples}
+"""
+
+
+def _plan(tmp_path, input_path, samples=2, done=None):
+    path = tmp_path / "relight.yaml"
+    path.write_text(SCENARIO.format(samples=samples))
+    return make_plan(ConfigLoader(["model=tiny", f"input.path={input_path}"]), [str(path)], done)
+
+
+def _frames(folder, n):
+    folder.mkdir()
+    for i in range(n):
+        Image.new("RGB", (32, 16), (i, 0, 0)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def write_video(path, n):
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 16))
+    for i in range(n):
+        writer.write(np.full((16, 32, 3), i * 40, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_billion_jobs_a_frame_is_refused_at_once_with_its_count(tmp_path):
+    with pytest.raises(ConfigError, match=r"each frame expands to 1,000,000,000 jobs"):
+        _plan(tmp_path, _frames(tmp_path / "in", 1), samples=10**9)
+
+
+def test_the_plan_pulls_one_frame_ahead_of_the_task_it_hands_out(tmp_path):
+    plan = _plan(tmp_path, _frames(tmp_path / "in", 50))
+    pulled = []
+
+    def counted():
+        for ref in type(plan).refs(plan):
+            pulled.append(ref.source_id)
+            yield ref
+
+    plan.refs = counted
+    first = next(plan.frame_tasks())
+    assert first["ref"].source_id == "000.png" and len(first["jobs"]) == 2
+    assert pulled == ["000.png", "001.png"]  # the next frame decides whether a stream goes on
+
+
+def test_done_jobs_are_skipped_and_counted_and_ids_stay_those_of_the_listing(tmp_path):
+    frames = _frames(tmp_path / "in", 3)
+    fresh = _plan(tmp_path, frames)
+    ids = [job["job_id"] for task in fresh.frame_tasks() for job in task["jobs"]]
+    assert ids == [make_job_id("relight", "dusk", k, f"{i:03d}.png") for i in range(3) for k in range(2)]
+    resumed = _plan(tmp_path, frames, done=JobIndex.of(ids[:3]))
+    assert [job["job_id"] for task in resumed.frame_tasks() for job in task["jobs"]] == ids[3:]
+    counts = resumed.counts()
+    assert (counts.frames, counts.planned, counts.skipped, counts.remaining) == (3, 6, 3, 3)
+    assert counts.planned_by_edit == {"relight/dusk": 6}
+    assert describe(resumed)[1] == "jobs: 6 planned, 3 already done, 3 to run"
+
+
+def test_a_video_frame_knows_its_previous_and_next_jobs(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", 3)
+    plan = _plan(tmp_path, clip, samples=1)
+    ids = [job["job_id"] for task in plan.frame_tasks() for job in task["jobs"]]
+    links = [job["sequence_link"] for task in plan.frame_tasks() for job in task["jobs"]]
+    assert links == [{"previous": None, "previous_done": False, "has_next": True},
+                     {"previous": ids[0], "previous_done": False, "has_next": True},
+                     {"previous": ids[1], "previous_done": False, "has_next": False}]
+    # resumed after the first two frames: the third reads its previous back; the second is not pending
+    resumed = _plan(tmp_path, clip, samples=1, done=JobIndex.of(ids[:2]))
+    (task,) = resumed.frame_tasks()
+    assert task["jobs"][0]["sequence_link"] == {"previous": ids[1], "previous_done": True, "has_next": False}
+    # the middle one done: the first keeps no frames for it (its next is not pending), the last reads it back
+    resumed = _plan(tmp_path, clip, samples=1, done=JobIndex.of(ids[1:2]))
+    assert [job["sequence_link"] for task in resumed.frame_tasks() for job in task["jobs"]] == [
+        {"previous": None, "previous_done": False, "has_next": False},
+        {"previous": ids[1], "previous_done": True, "has_next": False}]
+
+
+def test_a_sequence_listed_in_two_pieces_is_an_input_error(tmp_path):
+    plan = _plan(tmp_path, _frames(tmp_path / "in", 1))
+    refs = [FrameRef(f"{s}/{i}.png", "", "", -1, None, sequence_id=s) for s, i in (("a", 0), ("b", 0), ("a", 1))]
+    plan.refs = lambda: iter(refs)
+    with pytest.raises(InputError, match=r"the frames of sequence a \(camera None\) are not listed together"):
+        list(plan.frame_tasks())
+    plan.refs = lambda: iter([refs[2], refs[0]])
+    with pytest.raises(InputError, match=r"a/0.png is listed after a/1.png in sequence a but comes before it"):
+        list(plan.frame_tasks())
+
+
+def test_the_resume_index_reads_hashes_from_the_column_buffers():
+    ids = [make_job_id("s", "e", k, "f.png") for k in range(5)]
+    column = pa.chunked_array([pa.array(ids[:2]), pa.array(ids[2:] + ["j0"]).slice(1)])
+    assert column_hashes(column).tolist() == [job_hash(i) for i in ids[:2] + ids[3:] + ["j0"]]
+    assert job_hash(ids[0]) == int(ids[0][:16], 16)  # a job id's hash is its own first 16 digits
+    index = JobIndex(column_hashes(column))
+    assert len(index) == 5 and ids[0] in index and ids[2] not in index and "j0" in index
+    assert index.add(ids[2]) and not index.add(ids[2]) and ids[2] in index and len(index) == 6
+
+
+def test_an_input_error_raised_in_the_listing_task_reaches_the_user_as_its_one_line():
+    from ray.exceptions import RayTaskError
+
+    from chronoedit_sim.runtime.ray_runner import _input_error
+
+    task_error = RayTaskError("read", "Traceback (most recent call last): ...",
+                              InputError("input.path: in: video b.mp4 has no frames")).as_instanceof_cause()
+    try:
+        raise RuntimeError("Ray Data: the read operator failed") from task_error
+    except RuntimeError as wrapped:
+        assert repr(_input_error(wrapped)) == "InputError('input.path: in: video b.mp4 has no frames')"
+    assert _input_error(RuntimeError("a node was lost")) is None
