@@ -18,7 +18,8 @@ from PIL import Image
 from verify_helpers import assert_whole
 
 pytestmark = pytest.mark.ray
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+# a raylet on a busy 2-core machine takes longer than Ray's 30 s to register: the test is about losing a node
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_raylet_start_wait_time_s": "120"}
 
 
 def frames_dir(folder: Path, n: int) -> Path:
