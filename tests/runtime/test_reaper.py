@@ -119,6 +119,7 @@ def test_a_normal_end_spares_the_driver_and_leaves_no_folder_and_no_watchdog(tmp
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_a_run_killed_with_sigkill_leaves_no_ray_process(run_overrides, one_edit_scenario, tmp_path):
     """The CLI with its private Ray instance kills itself (SIGKILL) after its first row: every process of
     that instance ends within a bounded wait, and its temp folder goes."""

@@ -142,6 +142,7 @@ def test_video_input_with_reasoning_and_bad_frames(ray_session, run_overrides, o
     assert np.allclose([r["_source_rgb"].mean() for r in rows], [0, 80, 160], atol=3)
 
 
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_actor_killed_mid_run_still_gives_every_job_once(ray_session, run_overrides, one_edit_scenario, tmp_path):
     frames = make_images(tmp_path / "frames", 4)
     out = tmp_path / "out"
@@ -197,6 +198,7 @@ def test_dry_run_loads_no_model_and_writes_nothing(tiny_overrides, one_edit_scen
     assert any(line.startswith("ray: ") for line in lines) and not out.exists()
 
 
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_once(ray_session, run_overrides,
                                                                                    one_edit_scenario, tmp_path):
     """Deterministic kills of a separate driver process through the fault hooks: first between a shard's
@@ -240,6 +242,7 @@ def test_driver_killed_mid_write_and_between_shards_then_rerun_gives_every_job_o
     assert_whole(out)
 
 
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_a_job_that_always_kills_its_actor_becomes_an_error_row(ray_session, run_overrides, one_edit_scenario,
                                                                  tmp_path):
     frames = make_images(tmp_path / "frames", 3)

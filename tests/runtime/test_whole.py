@@ -36,6 +36,7 @@ def job_ids(out) -> list[str]:
     return [j for shard in all_shards(out) for j in pq.read_table(shard, columns=["job_id"])["job_id"].to_pylist()]
 
 
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_a_second_run_into_the_same_output_is_refused_while_the_first_completes(
         ray_session, run_overrides, one_edit_scenario, tmp_path):
     args = ([str(one_edit_scenario)], str(frames(tmp_path / "frames", 2)), str(tmp_path / "out"))
@@ -54,6 +55,7 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_completes(
     assert_whole(tmp_path / "out")
 
 
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_a_truncated_shard_is_quarantined_and_its_jobs_done_again_exactly_once(
         ray_session, run_overrides, one_edit_scenario, tmp_path):
     out = tmp_path / "out"
@@ -87,6 +89,7 @@ def test_a_truncated_shard_is_quarantined_and_its_jobs_done_again_exactly_once(
             rescore(str(out), str(tmp_path / "held"), [], quiet=True, echo=lambda *_: None)
 
 
+@pytest.mark.slow  # fault injection: a minute or more of Ray runs on 2 cores (make test-slow)
 def test_a_write_error_is_one_line_with_exit_4_and_the_same_command_resumes(
         ray_session, run_overrides, one_edit_scenario, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"

@@ -52,23 +52,23 @@ def test_a_steady_edit_does_not_flicker_and_a_random_one_does():
     assert flickers(lambda f, i: f) == [0.0] * (N - 1)  # the source itself
 
 
-def _rows(editor, order):
+def _rows(editor, order, done=()):
+    """Rows of one camera stream, each with the link the plan gives it (`done`: frames already in the dataset)."""
     src = moving_sequence()
     rows = []
     for i in order:
+        previous = f"j{i - 1}" if i else None
         rows.append({"job_id": f"j{i}", "scenario": "s", "edit_id": "e", "error": None, "keep": True,
                      "reject_reasons": [], "scores": {"ssim": 0.5},
                      "source_image": {"bytes": encode_image(src[i], "png")},
-                     "edited_image": {"bytes": encode_image(editor(src[i], i), "png")}})
+                     "edited_image": {"bytes": encode_image(editor(src[i], i), "png")},
+                     "sequence_link": {"previous": previous, "previous_done": previous in done, "has_next": i < N - 1}})
     return rows
 
 
-PREVIOUS = {f"j{i}": (f"j{i - 1}" if i else None) for i in range(N)}
-
-
-def _scorer(**bounds):
+def _scorer(read_done=lambda job_ids: [], **bounds):
     settings = {"s/e": EditSettings(generation=None, trajectory=None, filter=FilterConfig(**bounds))}
-    return SequenceScorer(PREVIOUS, settings, max_side=0)
+    return SequenceScorer(settings, max_side=0, read_done=read_done)
 
 
 def test_rows_wait_for_their_previous_frame_and_leave_in_stream_order():
@@ -97,14 +97,17 @@ def test_a_row_whose_previous_frame_never_came_back_is_written_at_the_end_and_a_
     rows = _rows(steady, range(N))
     assert [r["job_id"] for row in rows[2:] for r in scorer.add(row)] == []
     assert [r["scores"]["temporal_flicker"] for r in scorer.flush()] == [None] * 4
-    resumed = SequenceScorer({f"j{i}": f"j{i - 1}" for i in range(2, N)}, _scorer().settings, 0, done_rows=rows[1:2])
-    scored = [r for row in _rows(steady, range(2, N)) for r in resumed.add(row)]
+    stored = _rows(steady, [1])
+    resumed = _scorer(read_done=lambda job_ids: [r for r in stored if r["job_id"] in job_ids])
+    scored = [r for row in _rows(steady, range(2, N), done={"j1"}) for r in resumed.add(row)]
     assert len(scored) == 4 and all(r["scores"]["temporal_flicker"] == pytest.approx(0, abs=0.005) for r in scored)
 
 
 def test_a_flicker_bound_rejects_a_frame_outside_any_sequence_and_a_bad_frame_costs_only_its_score():
     scorer = _scorer(temporal_flicker_max=0.05)
-    (lone,) = scorer.add({**_rows(steady, [0])[0], "job_id": "not-in-a-sequence"})
+    lone_row = {**_rows(steady, [0])[0], "job_id": "not-in-a-sequence"}
+    del lone_row["sequence_link"]
+    (lone,) = scorer.add(lone_row)
     assert lone["keep"] is False and lone["reject_reasons"][0]["text"] == (
         "temporal_flicker unavailable: the frame is not part of a sequence")
     rows = _rows(steady, range(2))
