@@ -207,3 +207,25 @@ def write_jittered(path: Path, dataset: Path, seed: int = 0) -> str:
             return out
     '''))
     return f"{path}:jittered"
+
+
+def pycocotools_ap(images, dets) -> tuple[float, float]:
+    """AP and AP50 of `dets` as pycocotools computes them: the reference our numbers are checked against."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from chronoedit_sim.perception.ap import coco_inputs
+
+    gt, results = coco_inputs(images, dets)
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = gt
+        truth.createIndex()
+        ev = COCOeval(truth, truth.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats[0], ev.stats[1]

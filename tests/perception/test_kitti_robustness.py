@@ -5,17 +5,15 @@ code is tests/perception/test_evaluate_cli.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections import defaultdict
 
 import pytest
 
 from helpers import NO_CLIP_BOUNDS
-from perception_helpers import fake_darken, fake_dataset, fake_insert, write_jittered, write_kitti, write_oracle
+from perception_helpers import (fake_darken, fake_dataset, fake_insert, pycocotools_ap, write_jittered, write_kitti,
+                                write_oracle)
 
-from chronoedit_sim.perception.ap import coco_inputs
 from chronoedit_sim.perception.evaluate import build_index, screen, summarize
 from chronoedit_sim.perception.export import export_benchmark
 from chronoedit_sim.stages.base import Resources
@@ -87,19 +85,7 @@ def _detect_in_process(dataset, spec):
 
 
 def _ap(images, dets):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt, results = coco_inputs(images, dets)
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = gt
-        truth.createIndex()
-        ev = COCOeval(truth, truth.loadRes(results), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats[0]
+    return pycocotools_ap(images, dets)[0]
 
 
 def test_the_inserted_pedestrian_is_kittis_pedestrian_class(kitti_run, tmp_path):

@@ -3,14 +3,14 @@ mPC / rPC as Michaelis et al. 2019 define them (recomputed here by hand), bootst
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 
-from chronoedit_sim.perception.ap import SplitAP, coco_inputs
+from perception_helpers import pycocotools_ap
+
+from chronoedit_sim.perception.ap import SplitAP
 from chronoedit_sim.perception.evaluate import mpc, refusal, screen, summarize
 
 
@@ -40,19 +40,7 @@ def _random_split(seed: int, n: int = 12):
 
 
 def _pycocotools(images, dets):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gt, results = coco_inputs(images, dets)
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = gt
-        truth.createIndex()
-        ev = COCOeval(truth, truth.loadRes(results), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats[0], ev.stats[1]
+    return pycocotools_ap(images, dets)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
