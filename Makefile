@@ -29,7 +29,8 @@ chromium:
 test: install chromium
 	$(PY) -m pytest -q
 
-# the slow tests (a two-node Ray cluster losing a node mid-run), kept out of `make test`
+# the slow tests (a two-node Ray cluster losing a node mid-run, fault injection: killed drivers and actors, a
+# truncated shard, a full disk; compilation; hostile detectors through the CLI), kept out of `make test`
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
