@@ -118,3 +118,20 @@ def write_scenario(folder: Path) -> Path:
 
 # bounds on random-weight scores mean nothing; the benchmarks keep every row
 NO_BOUNDS = ["filter.clip_text_min=null", "filter.clip_image_min=null", "filter.clip_direction_min=null"]
+
+
+def simulate_stage(name: str, simulated) -> list:
+    """Swap the pipeline stage named `name` for `simulated(real_stage)`, found by its name wherever
+    runtime.pipeline.PIPELINE puts it (never by position: stages get added). Returns the list to restore."""
+    from chronoedit_sim.runtime import pipeline
+
+    real = list(pipeline.PIPELINE)
+
+    def wrap(make):
+        def build(ctx):
+            stage = make(ctx)
+            return simulated(stage) if stage is not None and stage.name == name else stage
+        return build
+
+    pipeline.PIPELINE[:] = [wrap(make) for make in real]
+    return real

@@ -89,20 +89,11 @@ def cpu_seconds_per_row(storage: list[str]) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def simulating(make, latency_s: float, clip):
-    """A pipeline entry whose stage named "edit" is simulated: found by name, wherever the list puts it."""
-    def build(ctx):
-        stage = make(ctx)
-        return SimulatedEditStage(stage, latency_s, clip) if stage is not None and stage.name == "edit" else stage
-    return build
-
-
 def measure(latency_ms: int, storage: str, jobs: int, root: Path) -> dict:
     from storage import driving_scene
 
     clip = driving_scene()
-    real = list(pipeline.PIPELINE)
-    pipeline.PIPELINE[:] = [simulating(make, latency_ms / 1000, clip) for make in real]
+    real = common.simulate_stage("edit", lambda stage: SimulatedEditStage(stage, latency_ms / 1000, clip))
     out = root / f"out-{latency_ms}-{storage.split()[0]}"
     try:
         frames = common.write_frames(root / "frames", jobs)

@@ -41,7 +41,6 @@ import time
 T0 = time.time()
 import json, os, resource, sys
 sys.path.insert(0, sys.argv[1])
-from chronoedit_sim.runtime import pipeline
 from chronoedit_sim.runtime.run import run
 from chronoedit_sim.stages.base import Stage
 
@@ -66,9 +65,10 @@ class SimulatedEditStage(Stage):
         return row
 
 
-real_edit = pipeline.PIPELINE[3]
-assert real_edit.__name__ == "edit_stage"
-pipeline.PIPELINE[3] = lambda ctx: SimulatedEditStage(real_edit(ctx), marker)
+sys.path.insert(0, os.path.join(sys.argv[1], "bench"))
+from common import simulate_stage
+
+simulate_stage("edit", lambda stage: SimulatedEditStage(stage, marker))
 seen = []
 
 
