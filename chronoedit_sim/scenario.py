@@ -12,26 +12,29 @@ import hashlib
 import math
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import ConfigError, ConfigLoader, FilterConfig, GenerationConfig, TrajectoryConfig
 from .perception.sketch import SketchSpec, place
 from .perception.taxonomy import CLASS_NAMES
-from .scenario_keys import (check_keys, mapping, parse_labels, parse_consistency, parse_policy, parse_region,
-                            parse_severity, parse_sketch, read_yaml)
+from .engine.backends.corruption import spec_prompt
+from .scenario_keys import (check_keys, mapping, parse_backend, parse_corruption, parse_labels, parse_consistency,
+                            parse_levels, parse_policy, parse_region, parse_severity, parse_sketch, read_yaml)
 
 DOMAINS = ("driving", "robotics")
 _ID = re.compile(r"[a-z0-9_]+")
 _TOP_KEYS = {"name", "domain", "description", "labels", "generation", "filter", "edits", "annotations",
-             "consistent_across", "class_names"}
+             "consistent_across", "class_names", "backend"}
 _REQUIRED_TOP = ("name", "domain", "description", "edits")
 _EDIT_KEYS = {
     "id", "prompt", "vars", "target_caption", "source_caption", "samples",
     "negative_prompt", "labels", "generation", "filter", "annotations", "region", "severity", "sketch",
-    "consistent_across",
+    "consistent_across", "backend", "corruption",
 }
 _REQUIRED_EDIT = ("id", "prompt", "target_caption", "source_caption")
+# a corruption edit's prompt is its spec, written here, and it has no variables to render
+_REQUIRED_CORRUPTION = ("id", "corruption", "severity", "target_caption", "source_caption")
 
 
 def stable_hash(*parts: object) -> bytes:
@@ -71,6 +74,12 @@ class Edit:
     sketch: SketchSpec | None = None
     # what its choices and seed are shared across (scenario_keys.CONSISTENCY); the scenario's when unset
     consistent_across: str = "frame"
+    # the editor (config.BACKENDS); None: the scenario's, else the run's model.backend
+    backend: str | None = None
+    # corruption edits: the library corruption (engine/backends/corruption.CORRUPTIONS) and its severity
+    # levels; sample k takes levels[k % len(levels)], so `samples` counts every level's samples
+    corruption: str | None = None
+    levels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ class Scenario:
     annotations: str = "keep"
     # the inserted object's class per source taxonomy (perception/taxonomy.py), over its table: {kitti: ...}
     class_names: dict = field(default_factory=dict)
+    # the edits' default editor (config.BACKENDS); None: the run's model.backend
+    backend: str | None = None
     # where it was read from, its text and the text's SHA-256 (recorded in run manifests)
     path: str = ""
     text: str = ""
@@ -173,10 +184,12 @@ def _parse_vars(raw, where: str) -> dict[str, tuple[tuple[str, float], ...]]:
     return out
 
 
-def _parse_edit(raw, idx: int, path: str, default_group: str) -> Edit:
+def _parse_edit(raw, idx: int, path: str, default_group: str, default_backend: str | None) -> Edit:
     where = f"{path}: edits[{idx}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping")
+    if "corruption" in raw:
+        return _parse_corruption_edit(raw, idx, path, default_group, default_backend)
     check_keys(raw, _EDIT_KEYS, _REQUIRED_EDIT, where + ".")
     if not _ID.fullmatch(str(raw["id"])):
         raise ConfigError(f"{where}.id: {raw['id']!r} must match [a-z0-9_]+")
@@ -211,7 +224,24 @@ def _parse_edit(raw, idx: int, path: str, default_group: str) -> Edit:
         severity=parse_severity(raw.get("severity"), variables, f"{where}.severity"),
         sketch=parse_sketch(raw.get("sketch"), f"{where}.sketch"),
         consistent_across=parse_consistency(raw.get("consistent_across"), f"{where}.consistent_across") or default_group,
+        backend=parse_backend(raw.get("backend"), f"{where}.backend"),
     )
+
+
+def _parse_corruption_edit(raw: dict, idx: int, path: str, default_group: str, default_backend: str | None) -> Edit:
+    """`corruption: fog`, `severity: [1, 2, 3]`: the corruption backend's edit; its prompt is its spec."""
+    where = f"{path}: edits[{idx}]"
+    allowed = _EDIT_KEYS - {"prompt", "vars", "negative_prompt", "generation", "region", "sketch"}
+    check_keys(raw, allowed, _REQUIRED_CORRUPTION, where + ".")
+    backend = parse_backend(raw.get("backend"), f"{where}.backend")
+    if (backend or default_backend) != "corruption":
+        raise ConfigError(f"{where}.corruption: needs backend: corruption (on the edit or the scenario)")
+    corruption = parse_corruption(raw["corruption"], f"{where}.corruption")
+    levels = parse_levels(raw["severity"], f"{where}.severity")
+    # the shared checks of every other key; the prompt placeholder is replaced by each job's spec
+    edit = _parse_edit({**{k: v for k, v in raw.items() if k not in ("corruption", "severity")},
+                        "prompt": corruption, "backend": "corruption"}, idx, path, default_group, None)
+    return replace(edit, corruption=corruption, levels=levels, samples=edit.samples * len(levels))
 
 
 def parse_class_names(value, where: str) -> dict:
@@ -234,7 +264,8 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     if not isinstance(data["edits"], list) or not data["edits"]:
         raise ConfigError(f"{path}: edits: expected a non-empty list")
     default_group = parse_consistency(data.get("consistent_across"), f"{path}: consistent_across") or "frame"
-    edits = tuple(_parse_edit(raw, i, path, default_group) for i, raw in enumerate(data["edits"]))
+    backend = parse_backend(data.get("backend"), f"{path}: backend")
+    edits = tuple(_parse_edit(raw, i, path, default_group, backend) for i, raw in enumerate(data["edits"]))
     seen = set()
     default_policy = parse_policy(data.get("annotations"), f"{path}: annotations") or "keep"
     top_labels = parse_labels(data.get("labels"), f"{path}: labels")
@@ -259,6 +290,7 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         filter=mapping(data.get("filter"), f"{path}: filter"),
         annotations=default_policy,
         class_names=parse_class_names(data.get("class_names"), f"{path}: class_names"),
+        backend=backend,
         path=path,
         text=text,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
@@ -301,6 +333,7 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int, g
         # a frame's own group keys on its job id, as before groups existed: the same seeds and choices
         key = job_id if group is None else make_job_id(scenario.name, edit.id, sample, group)
         choices = {name: _pick(opts, stable_hash("var", run_seed, key, name)) for name, opts in edit.vars.items()}
+        level = edit.levels[sample % len(edit.levels)] if edit.levels else None
         jobs.append(
             Job(
                 job_id=job_id,
@@ -309,13 +342,14 @@ def expand_edit(scenario: Scenario, edit: Edit, source_id: str, run_seed: int, g
                 sample_index=sample,
                 source_id=source_id,
                 seed=make_seed(run_seed, key),
-                prompt=edit.prompt.format_map(choices),
+                prompt=spec_prompt(edit.corruption, level) if edit.corruption else edit.prompt.format_map(choices),
                 negative_prompt=edit.negative_prompt.format_map(choices),
                 target_caption=edit.target_caption.format_map(choices),
                 source_caption=edit.source_caption.format_map(choices),
                 labels={**scenario.labels, **edit.labels},
                 choices=choices,
-                severity=max((edit.severity[v][choices[v]] for v in edit.severity), default=None),
+                severity=level if edit.levels else max((edit.severity[v][choices[v]] for v in edit.severity),
+                                                       default=None),
                 sketch=_sketch_of(edit, run_seed, key),
                 group=group,
             )
@@ -347,6 +381,8 @@ class EditSettings:
     annotations: str = "keep"
     # where the edited object should appear (relative box or region name); None = anywhere
     region: tuple[float, float, float, float] | str | None = None
+    # the editor of its jobs (config.BACKENDS): the edit's, else the scenario's, else model.backend
+    backend: str = "chronoedit"
 
 
 def settings_key(scenario: str, edit_id: str) -> str:
@@ -357,10 +393,28 @@ def edit_settings(loader: ConfigLoader, scenarios: list[Scenario]) -> dict[str, 
     """Every edit's settings, built once per run (and once per rescoring) from the same layers."""
     settings = {}
     for scenario in scenarios:
-        for edit in scenario.edits:
+        for i, edit in enumerate(scenario.edits):
             built = loader.build(scenario.config_layers(edit))
             policy = edit.annotations or ("keep_and_insert" if edit.sketch else scenario.annotations)
+            backend = _backend_of(scenario, i, built.model.backend)
             settings[settings_key(scenario.name, edit.id)] = EditSettings(
-                built.generation, built.trajectory, built.filter, policy, edit.region)
+                built.generation, built.trajectory, built.filter, policy, edit.region, backend)
     return settings
+
+
+def _backend_of(scenario: Scenario, idx: int, run_backend: str) -> str:
+    """An edit's backend, checked against the run: a corruption edit names its corruption, and the one
+    generative editor a run loads is model.backend's (another would need a model of its own)."""
+    from .engine.backends import check_backend, runs_on_cpu
+
+    edit, where = scenario.edits[idx], f"{scenario.path or scenario.name}: edits[{idx}]"
+    backend = edit.backend or scenario.backend or run_backend
+    if backend == "corruption" and edit.corruption is None:
+        raise ConfigError(f"{where}: backend corruption needs `corruption:` and `severity:` (a list of levels), "
+                          "not a prompt")
+    if not runs_on_cpu(backend) and backend != run_backend:
+        raise ConfigError(f"{where}.backend: {backend} differs from the run's generative editor model.backend="
+                          f"{run_backend}: a run loads one; run this scenario with its own model preset")
+    check_backend(backend, f"{where}.backend")
+    return backend
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import yaml
 
-from .config import ConfigError
+from .config import BACKENDS, ConfigError
+from .engine.backends.corruption import CORRUPTIONS, SEVERITIES
 from .perception.labels import POLICIES, REGIONS
 from .perception.sketch import LIBRARY, SketchSpec, load_shape
 
@@ -162,3 +163,23 @@ def parse_severity(raw, variables: dict, where: str) -> dict[str, dict[str, int]
             raise ConfigError(f"{where}.{name}: no severity for {', '.join(map(repr, missing))}")
         out[name] = {str(k): v for k, v in levels.items()}
     return out
+
+
+def parse_backend(value, where: str) -> str | None:
+    if value is not None and value not in BACKENDS:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(BACKENDS)}")
+    return value
+
+
+def parse_corruption(value, where: str) -> str:
+    if value not in CORRUPTIONS:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CORRUPTIONS)}")
+    return value
+
+
+def parse_levels(value, where: str) -> tuple[int, ...]:
+    """A corruption edit's severities: a list of distinct levels in 1..5 (the COCO-C ladder)."""
+    ok = isinstance(value, list) and value and all(v in SEVERITIES and not isinstance(v, bool) for v in value)
+    if not ok or len(set(value)) != len(value):
+        raise ConfigError(f"{where}: expected a list of distinct levels in 1..5, got {value!r}")
+    return tuple(value)

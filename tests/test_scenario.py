@@ -116,11 +116,13 @@ def test_shipped_scenario_loads_builds_and_expands(path, tiny_loader):
     assert scenario.domain == path.parent.name
     assert scenario.path == str(path)
     assert scenario.sha256 == hashlib.sha256(path.read_text().encode()).hexdigest()
-    assert 1 <= len(scenario.edits) <= 3
-    # every shipped scenario states what its draws are shared across (a sketch's placement: per frame)
+    # a benchmark's ladder (coco_c: 15 corruptions) aside, a scenario is a few edits
+    assert 1 <= len(scenario.edits) <= (15 if scenario.backend == "corruption" else 3)
+    # every shipped scenario states what its draws are shared across (a sketch's placement and a COCO-C
+    # corruption's noise: per frame, as the benchmark draws it)
     assert re.search(r"^consistent_across: (sequence|frame)$", path.read_text(), re.M)
     for edit in scenario.edits:
-        assert edit.consistent_across == ("frame" if edit.sketch else "sequence")
+        assert edit.consistent_across == ("frame" if edit.sketch or edit.corruption else "sequence")
         cfg = tiny_loader.build(scenario.config_layers(edit))
         assert cfg.model.preset == "tiny"
         assert cfg.generation.num_inference_steps == 4  # no shipped scenario overrides sampler settings
@@ -263,7 +265,7 @@ def test_unknown_top_level_key(tmp_path):
     data = _base()
     data["colour"] = "red"
     path, msg = _load_error(tmp_path, data)
-    assert msg == f"{path}: colour: unknown key (allowed: annotations, class_names, consistent_across, description, domain, edits, filter, generation, labels, name)"
+    assert msg == f"{path}: colour: unknown key (allowed: annotations, backend, class_names, consistent_across, description, domain, edits, filter, generation, labels, name)"
 
 
 def test_unknown_edit_key(tmp_path):
@@ -271,8 +273,8 @@ def test_unknown_edit_key(tmp_path):
     data["edits"][0]["promt"] = "typo"
     path, msg = _load_error(tmp_path, data)
     assert msg == (
-        f"{path}: edits[0].promt: unknown key (allowed: annotations, consistent_across, filter, generation, id, labels, "
-        "negative_prompt, prompt, region, samples, severity, sketch, source_caption, target_caption, vars)"
+        f"{path}: edits[0].promt: unknown key (allowed: annotations, backend, consistent_across, corruption, filter, generation, id, "
+        "labels, negative_prompt, prompt, region, samples, severity, sketch, source_caption, target_caption, vars)"
     )
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import UserError
-from .schema import DTYPES, IMAGE_FORMATS, QUANTIZE, INPUT_TYPES, SCORES, STEP_CACHES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
+from .schema import BACKENDS, DTYPES, IMAGE_FORMATS, QUANTIZE, INPUT_TYPES, SCORES, STEP_CACHES, TRAJECTORY_STORAGE, X264_PRESETS, Config, ModelConfig
 
 
 class ConfigError(UserError):
@@ -103,6 +103,7 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         ("input.type", INPUT_TYPES),
         ("trajectory.storage", TRAJECTORY_STORAGE),
         ("model.step_cache", STEP_CACHES),
+        ("model.backend", BACKENDS),
     ):
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

@@ -22,6 +22,10 @@ DTYPES = ("bfloat16", "float16", "float32")
 QUANTIZE = ("none", "fp8_weight_only", "fp8_dynamic")
 # model.step_cache: diffusers' transformer caches, made to run on ChronoEdit by engine/speed.py
 STEP_CACHES = ("none", "first_block", "taylorseer", "magcache")
+# the editor backends (engine/backends): ChronoEdit, the weight-free CPU corruptions, two diffusers editors
+BACKENDS = ("chronoedit", "corruption", "qwen_image_edit", "flux_kontext")
+# backends that need no weights and no GPU: their edits run as CPU tasks
+CPU_BACKENDS = ("corruption",)
 SCORES = (
     "clip_text",
     "clip_text_source",
@@ -70,6 +74,9 @@ class LoraConfig:
 class ModelConfig:
     # preset that filled this section (configs/model/<preset>.yaml); recorded in results
     preset: str = "chronoedit-14b"
+    # the editor (config.BACKENDS, engine/backends): a scenario or edit may name another with `backend:`;
+    # corruption needs no weights (its preset sets model.path empty)
+    backend: str = "chronoedit"
     # local diffusers-layout directory, or a Hugging Face repo id resolved from the local cache
     path: str = MISSING
     # hub revision (branch, tag or commit) when path is a repo id

@@ -27,7 +27,8 @@ from . import video
 #    scores change_area, change_outside, inserted_in_region; `edited_base_image` (the edit before
 #    upscale.enabled's super-resolution pass) and timings_ms.upscale_ms; `sketch` and `edit_input_image`
 #    (sketch edits: what was drawn where, and the frame the model edited)
-SCHEMA_VERSION = "6"
+# 7: `backend` (the editor of the row: chronoedit, corruption, ...)
+SCHEMA_VERSION = "7"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image", "edited_base_image", "edit_input_image")
@@ -137,6 +138,8 @@ SCHEMA = pa.schema(
         # small previews for the report and quick looks (report.thumbnail_side); null when not made
         ("thumbnails", THUMBNAILS),
         ("generation", GENERATION),
+        # the editor backend that made the edit (config.BACKENDS: chronoedit, corruption, ...)
+        ("backend", pa.string()),
         ("model_id", pa.string()),
         ("model_hash", pa.string()),
         # true when the edit came from the tiny random-weight checkpoint
@@ -234,6 +237,8 @@ def base_row(task: dict, run_id: str) -> dict:
         "previews": [],
         "thumbnails": None,
         "generation": None,
+        # rows a plan makes always name it; hand-built tasks (tests, tools) mean the default editor
+        "backend": task.get("backend", "chronoedit"),
         "model_id": None,
         "model_hash": None,
         "random_weights": None,
@@ -276,8 +281,11 @@ def finish_row(row: dict) -> dict:
     return row
 
 
-def generation_struct(settings: dict) -> dict:
-    """The pipeline settings an edit actually used, as the `generation` column."""
+def generation_struct(settings: dict) -> dict | None:
+    """The pipeline settings an edit actually used, as the `generation` column (None: a backend without
+    denoising steps, such as the corruptions, whose spec is the prompt)."""
+    if "num_inference_steps" not in settings:
+        return None
     return {
         "steps": settings["num_inference_steps"],
         "guidance": settings["guidance_scale"],

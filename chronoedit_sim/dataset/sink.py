@@ -231,7 +231,7 @@ class ShardWriter:
         final = self.dir / f"part-{self.session}-{len(self.shards):05d}.parquet"
         atomic_write(final, lambda fh: pq.write_table(
             table, fh, row_group_size=self.cfg.row_group_rows, compression=self.cfg.compression,
-            use_dictionary=["scenario", "edit_id", "run_id", "model_id", "model_hash", "reasoning_kind",
+            use_dictionary=["scenario", "edit_id", "run_id", "backend", "model_id", "model_hash", "reasoning_kind",
                             "error_stage"]), self.before_rename)
         self.shards.append(final)
         self.rows_written += len(self.rows)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..config import SEQUENCE_SCORES, ConfigError
+from ..engine.backends import runs_on_cpu
 from ..scenario import settings_key
 from ..stages.base import Resources, Stage
 from ..stages.edit import EditStage
@@ -82,9 +83,25 @@ def enhance_stage(ctx: BuildContext) -> Stage | None:
     return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), max_pixels=cfg.input.max_pixels, min_side=cfg.input.min_side)
 
 
-def edit_stage(ctx: BuildContext) -> Stage:
+def _backends(ctx: BuildContext) -> set[str]:
+    return {s.backend for s in ctx.plan.settings.values()}
+
+
+def corrupt_stage(ctx: BuildContext) -> Stage | None:
+    """The weight-free corruption backend as CPU tasks, before the GPU editor (which passes its rows through):
+    a run of corruptions only starts no actor and loads no model."""
+    if "corruption" not in _backends(ctx):
+        return None
+    rt = ctx.plan.cfg.runtime
+    return EditStage(ctx.plan.cfg.model, ctx.plan.settings, Resources(cpus=None), rt.batch_size,
+                     batch_samples=rt.batch_samples, backend="corruption", name="corrupt")
+
+
+def edit_stage(ctx: BuildContext) -> Stage | None:
     """One editor per GPU by default, each taking what the scorer leaves of its GPU (Ray's fractions
-    are accounting: the editor still sees the whole device)."""
+    are accounting: the editor still sees the whole device). None when every edit is a CPU backend's."""
+    if all(runs_on_cpu(b) for b in _backends(ctx)):
+        return None
     rt, gpus_in_cluster = ctx.plan.cfg.runtime, ctx.cluster.gpus
     if rt.gpus_per_actor is not None:
         gpus = rt.gpus_per_actor
@@ -101,7 +118,7 @@ def edit_stage(ctx: BuildContext) -> Stage:
     if texts is not None and upscale.enabled:  # the upscaler pass's prompt, and its empty negative one
         texts += [t for t in (upscale.prompt, "") if t not in texts]
     return EditStage(model, ctx.plan.settings, res, rt.batch_size, batch_samples=rt.batch_samples,
-                     prompt_texts=texts, upscale=upscale)
+                     prompt_texts=texts, upscale=upscale, backend=model.backend)
 
 
 def run_prompt_texts(plan: RunPlan) -> list[str]:
@@ -110,6 +127,8 @@ def run_prompt_texts(plan: RunPlan) -> list[str]:
     texts = {}
     for task in plan.frame_tasks():
         for job in task["jobs"]:
+            if runs_on_cpu(job["backend"]):  # a spec, not a text for the encoder
+                continue
             guided = plan.settings[settings_key(job["scenario"], job["edit_id"])].generation.guidance_scale > 1
             for text in (job["prompt"], job["negative_prompt"]) if guided else (job["prompt"],):
                 texts.setdefault(text, None)
@@ -144,7 +163,8 @@ def score_stage(ctx: BuildContext) -> Stage:
                       deferred=SEQUENCE_SCORES)
 
 
-PIPELINE = [read_stage, sketch_stage, enhance_stage, edit_stage, encode_stage, localize_stage, score_stage]
+PIPELINE = [read_stage, sketch_stage, enhance_stage, corrupt_stage, edit_stage, encode_stage, localize_stage,
+            score_stage]
 
 
 def build_stages(ctx: BuildContext) -> list[Stage]:

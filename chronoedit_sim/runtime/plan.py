@@ -116,7 +116,8 @@ class RunPlan:
                     if job.job_id in skip:
                         continue
                     row = {**asdict(job), "source_uri": ref.source_uri, "sequence_id": ref.sequence_id,
-                           "instant_id": ref.instant_id}
+                           "instant_id": ref.instant_id,
+                           "backend": self.settings[settings_key(scenario.name, edit.id)].backend}
                     # the inserted object in the source's class names: one category per class
                     row["labels"] = map_labels(job.labels, self.taxonomy, scenario.class_names)
                     if ref.caption:  # the input's own caption describes this frame better

@@ -32,13 +32,13 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
     output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
     # a refused config, scenario or weights must not leave OUT/_state/lock behind in a folder it created
     cfg = loader.build()
-    edit_settings(loader, [load_scenario(f) for f in scenario_files])
+    backends = {s.backend for s in edit_settings(loader, [load_scenario(f) for f in scenario_files]).values()}
     if dry_run:
         return _dry_run(out, loader, scenario_files, overwrite, echo)
     # a local run checks the models' weights here, before Ray starts and any actor loads, and records what they
     # are (on a cluster the workers, not the driver, must have them)
     digests = output.read_digests(out)
-    weights = {} if cfg.runtime.address else weights_identity(cfg, digests)
+    weights = {} if cfg.runtime.address else weights_identity(cfg, digests, backends)
     # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
     with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
@@ -68,9 +68,10 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         return code
 
 
-def weights_identity(cfg, cache: dict | None = None) -> dict[str, str]:
+def weights_identity(cfg, cache: dict | None = None, backends: set[str] | None = None) -> dict[str, str]:
     """Every model's weights, found and checked (MissingWeightsError, LoraError), as {component: digest}:
-    the editor's component folders, each LoRA, CLIP and the VLM. Recorded in run.json; a resume compares it."""
+    the editor's component folders, each LoRA, CLIP and the VLM. Recorded in run.json; a resume compares it.
+    `backends`: the run's editors (None: ChronoEdit's); weight-free ones have nothing to find."""
     from ..engine.lora import check_loras
     from ..engine.weights import (checkpoint_components, file_digest, folder_digests, resolve_model_root,
                                   resolve_transformer)
@@ -79,12 +80,13 @@ def weights_identity(cfg, cache: dict | None = None) -> dict[str, str]:
     def joined(files: dict[str, str]) -> str:
         return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
-    model = cfg.model
-    root = resolve_model_root(model.path, model.revision, model.allow_download)
-    apart = resolve_transformer(model.transformer_path, model.allow_download) if model.transformer_path else None
-    weights = {f"editor {name}": d for name, d in checkpoint_components(root, apart, cache).items()}
-    weights.update({f"LoRA {where}": file_digest(path, cache)
-                    for where, path in check_loras(model, root, cfg.upscale).items()})
+    model, weights = cfg.model, {}
+    if backends is None or "chronoedit" in backends:
+        root = resolve_model_root(model.path, model.revision, model.allow_download)
+        apart = resolve_transformer(model.transformer_path, model.allow_download) if model.transformer_path else None
+        weights = {f"editor {name}": d for name, d in checkpoint_components(root, apart, cache).items()}
+        weights.update({f"LoRA {where}": file_digest(path, cache)
+                        for where, path in check_loras(model, root, cfg.upscale).items()})
     if cfg.scoring.clip.enabled:
         name, path = resolve_clip_weights(cfg.scoring.clip)
         weights["CLIP"] = (joined(folder_digests(Path(name[len(LOCAL_DIR):]), cache)) if path is None

@@ -1,4 +1,8 @@
-"""edit: ChronoEdit on each row, one loaded Editor per actor, and nothing else.
+"""edit: one editor backend (engine/backends) on each of its rows, one loaded backend per actor or task.
+
+The run's generative editor (ChronoEdit by default) runs as the GPU actor stage `edit`; a weight-free
+backend (the corruptions) runs as CPU tasks in a stage of its own, `corrupt`, before it. Each instance edits
+the rows of its backend and passes the others through untouched.
 
 The actor returns raw frames in transient fields (`_edited_rgb`, `_reasoning_rgb`,
 `_previews`); encoding them is the encode stage's work on other cores, so the GPU starts
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 
 from ..config import ModelConfig, UpscaleConfig
+from ..engine.backends import backend_class
 from ..dataset.schema import generation_struct
 from ..scenario import EditSettings, settings_key
 from .base import Resources, Stage
@@ -23,8 +28,11 @@ class EditStage(Stage):
 
     def __init__(self, model_cfg: ModelConfig, settings: dict[str, EditSettings], resources: Resources,
                  batch_size: int = 1, batch_samples: bool = False,
-                 prompt_texts: list[str] | None = None, upscale: UpscaleConfig | None = None):
+                 prompt_texts: list[str] | None = None, upscale: UpscaleConfig | None = None,
+                 backend: str = "chronoedit", name: str = "edit"):
         self.model_cfg, self.settings = model_cfg, settings
+        # the rows this instance edits; the stage's name says where a failure happened ("edit", "corrupt")
+        self.backend, self.name = backend, name
         # the super-resolution pass after each edit (None or disabled: none)
         self.upscale = upscale if upscale is not None and upscale.enabled else None
         self.resources, self.batch_size = resources, batch_size
@@ -34,16 +42,12 @@ class EditStage(Stage):
         self.editor = None
 
     def setup(self) -> None:
-        import torch
-
-        from ..engine.editor import Editor
-
-        if self.resources.gpus and not torch.cuda.is_available():
+        if self.resources.gpus and not _cuda():
             # Ray granted a GPU but torch cannot use it (CPU build, driver mismatch): fail loudly
             # instead of letting model.device=auto quietly edit on the CPU
             raise RuntimeError(f"edit actor was given {self.resources.gpus} GPU(s) but torch sees no CUDA device "
                                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
-        self.editor = Editor(self.model_cfg)
+        self.editor = backend_class(self.backend)(self.model_cfg)
         if self.upscale:
             self.editor.add_upscaler(self.upscale)
         if self.model_cfg.offload_text_encoder:
@@ -56,6 +60,10 @@ class EditStage(Stage):
 
     def iter_batch(self, rows: list[dict]):
         """Each call's rows as soon as they are edited (a batch holds a whole frame's jobs)."""
+        others = [row for row in rows if row["backend"] != self.backend]
+        if others:  # another backend's, edited by its own stage
+            yield others
+        rows = [row for row in rows if row["backend"] == self.backend]
         if not self.batch_samples:
             for row in rows:
                 yield [self._guarded(row)]
@@ -115,3 +123,9 @@ class EditStage(Stage):
         row["_edited_base_rgb"], row["_edited_rgb"] = base, up.edited
         row["timings_ms"]["upscale_ms"] = up.timings_ms["total_ms"]
         row["component_calls"] = {k: v + up.calls.get(k, 0) for k, v in row["component_calls"].items()}
+
+
+def _cuda() -> bool:
+    import torch  # here, not at setup's top: a CPU backend's tasks never import it
+
+    return torch.cuda.is_available()

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..config import EnhanceConfig
+from ..engine.backends import runs_on_cpu
 from .base import Resources, Stage
 
 CACHE = "enhance"
@@ -59,7 +60,8 @@ class EnhanceStage(Stage):
         return decoded.rgb
 
     def process_batch(self, rows: list[dict]) -> list[dict]:
-        live = [r for r in rows if not r["error"] and not r["sketch"]]
+        # a sketch edit's prompt is the PaintBrush trigger, a weight-free backend's its spec: neither is rewritten
+        live = [r for r in rows if not r["error"] and not r["sketch"] and not runs_on_cpu(r["backend"])]
         todo: dict[Path, list[dict]] = {}
         done: dict[Path, str] = {}
         for row in live:

@@ -40,7 +40,7 @@ def test_hf_features_declare_images_and_the_video_as_plain_values():
     assert f["reasoning_video"]["bytes"] == {"dtype": "binary", "_type": "Value"}  # not Image, not Video
     assert f["reject_reasons"]["feature"]["value"] == {"dtype": "float32", "_type": "Value"}
     meta = json.loads(schema_with_metadata({"run_id": "x"}).metadata[b"chronoedit_sim"])
-    assert meta == {"schema_version": SCHEMA_VERSION, "run_id": "x"} and SCHEMA_VERSION == "6"
+    assert meta == {"schema_version": SCHEMA_VERSION, "run_id": "x"} and SCHEMA_VERSION == "7"
     # the ground truth reads as a list of objects in datasets, each box a list of four floats
     ann = f["annotations"]["feature"]
     assert f["annotations"]["_type"] == "Sequence" and ann["box"] == {"feature": {"dtype": "float32", "_type": "Value"},
