@@ -14,6 +14,8 @@ $(PY):
 # pip (not uv): pip takes torch from this machine's local wheels instead of downloading gigabytes
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# COCO-C's reference functions without the opencv-python they declare (pyproject lists their real needs)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'imagecorruptions-imaug==1.1.5'
 	touch $(STAMP)
 
 install: $(STAMP)

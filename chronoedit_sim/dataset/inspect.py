@@ -62,6 +62,8 @@ def summarize(out: Path) -> list[str]:
     for key, st in tally.per_edit().items():
         by = ", ".join(f"{k} {n}" for k, n in st["rejected_by"].items()) or "-"
         lines.append(f"{key:40s} {st['written']:6d} {st['kept']:6d} {st['rejected']:6d} {st['failed']:6d}  {by}")
+    lines.append("by backend: " + "; ".join(f"{b} {st['written']} rows (kept {st['kept']}, rejected {st['rejected']}, "
+                                            f"failed {st['failed']})" for b, st in tally.per_backend().items()))
     sequences = tally.sequences()
     if sequences:
         worst_key = max(sequences, key=lambda k: sequences[k]["worst"])

@@ -17,7 +17,7 @@ from .schema import CALL_FIELDS, TIMING_FIELDS
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # the columns a Tally reads; everything else in a row is ignored
 COLUMNS = ("scenario", "edit_id", "keep", "error_stage", "reject_reasons", "scores", "timings_ms", "component_calls",
-           "sequence_id", "sample_index", "source_id")
+           "sequence_id", "sample_index", "source_id", "backend")
 
 
 def outcome(row: dict) -> str:
@@ -67,6 +67,8 @@ class Tally:
         self.with_scores = with_scores
         self.total = _Group()
         self.groups: dict[str, _Group] = {}
+        # per editor backend (chronoedit, corruption, ...)
+        self.backends: dict[str, _Group] = {}
         # milliseconds per timing field over every row (with_scores only)
         self.timings: dict[str, list[float]] = {name: [] for name in TIMING_FIELDS}
         # the model components' calls over every row (what caching saved shows here)
@@ -78,6 +80,7 @@ class Tally:
         """Count one row; returns its outcome."""
         self.total.add(row, self.with_scores)
         self.groups.setdefault(f"{row['scenario']}/{row['edit_id']}", _Group()).add(row, self.with_scores)
+        self.backends.setdefault(str(row.get("backend")), _Group()).add(row, False)
         for name, n in (row.get("component_calls") or {}).items():
             self.calls[name] += n or 0
         if self.with_scores and row.get("timings_ms"):
@@ -114,6 +117,10 @@ class Tally:
             return {key: group.summary() for key, group in sorted(self.groups.items())}
         keys = sorted(set(self.groups) | set(planned))
         return {key: {"planned": planned.get(key), **self.groups.get(key, _Group()).summary()} for key in keys}
+
+    def per_backend(self) -> dict:
+        """Per editor backend: {written, kept, rejected, failed, ...} (no score quantiles)."""
+        return {key: group.summary() for key, group in sorted(self.backends.items())}
 
     def score_values(self) -> dict[str, dict[str, list[float]]]:
         """{"scenario/edit": {score: every value}} (with_scores only): what the distributions are drawn from."""

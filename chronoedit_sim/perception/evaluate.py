@@ -33,7 +33,7 @@ from .labels import iou
 
 EVAL_FILE = "eval.json"
 # what the driver reads to plan the evaluation: no image bytes (the reader tasks fetch those by job_id)
-_INDEX_COLUMNS = ["job_id", "source_id", "scenario", "edit_id", "severity", "annotations", "__filename"]
+_INDEX_COLUMNS = ["job_id", "source_id", "scenario", "edit_id", "severity", "backend", "annotations", "__filename"]
 # how far past the image's edge a box may reach, as a share of its width / height, before it is refused
 OUTSIDE_TOLERANCE = 0.05
 # the interval's level, and the failure and refusal reasons kept in eval.json
@@ -65,7 +65,7 @@ def build_index(dataset: Path, where: list[str], echo):
             task["edited"].add(row["job_id"])
             split = split_name(row["scenario"], row["edit_id"], row["severity"])
             info.setdefault(split, {"scenario": row["scenario"], "edit_id": row["edit_id"], "severity": row["severity"],
-                                    "changes_truth": False})
+                                    "backend": row["backend"], "changes_truth": False})
             splits[split].append((row["job_id"], row["annotations"]))
             src = sources.setdefault(row["source_id"], {"anns": [], "job": (row["job_id"], shard)})
             src["anns"].append(row["annotations"])
@@ -219,6 +219,16 @@ def summarize(splits: dict, info: dict, frame_of: dict, dets: dict, spec: str, *
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rPC"] = None if out["mPC"] is None or not clean else out["mPC"] / clean
         out["rPC_ci"] = _interval(m_samples / clean_samples) if bootstrap else None
+    # the same numbers per editor backend (a split is one edit's, so one backend's): "harder than COCO-C?"
+    out["by_backend"] = {}
+    for backend in sorted({v["backend"] for k, v in info.items() if k != CLEAN and not v["changes_truth"]}):
+        own = lambda values: {k: v for k, v in values.items() if k == CLEAN or info[k]["backend"] == backend}  # noqa: E731
+        b_point, b_samples = _value(mpc(own(point), info)[0]), mpc(own(samples), info)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["by_backend"][backend] = {
+                "mPC": b_point, "mPC_ci": _interval(b_samples) if bootstrap else None,
+                "rPC": None if b_point is None or not clean else b_point / clean,
+                "rPC_ci": _interval(b_samples / clean_samples) if bootstrap else None}
     for split, v in per_split.items():
         entry = {metric: v["value"], "ci": v["ci"], "images": v["images"], "unscored": v["unscored"]}
         if not classifier:
@@ -258,6 +268,9 @@ def lines(result: dict) -> list[str]:
            + (f"; 95% intervals from {boot['resamples']} resamples of the source frames" if boot else ""),
            f"clean {fmt(result['splits'][CLEAN][metric], result['clean_ci'])}  mPC {fmt(result['mPC'], result['mPC_ci'])}"
            f"  rPC {fmt(result['rPC'], result['rPC_ci'])}"]
+    if len(result.get("by_backend") or {}) > 1:
+        out.append("by backend: " + "; ".join(f"{b} mPC {fmt(v['mPC'], v['mPC_ci'])} rPC {fmt(v['rPC'], v['rPC_ci'])}"
+                                              for b, v in result["by_backend"].items()))
     for split, v in sorted(result["splits"].items()):
         if split != CLEAN and not v["changes_truth"]:
             out.append(f"  {split}: {metric} {fmt(v[metric], v['ci'])} (drop {fmt(v['drop'])}, {v['images']} image(s))")

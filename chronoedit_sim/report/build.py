@@ -78,7 +78,7 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
         made = (f"; thumbnails of {gallery.thumbnails_made:,} row(s) made from their images"
                 if gallery.thumbnails_made else "")
         head = "".join([html.banners(models, scorers), "".join(f'<p class="note">{html.esc(n)}</p>' for n in notes),
-                        html.overview(manifest, models, scorers, per_edit, tally.counts)])
+                        html.overview(manifest, models, scorers, per_edit, tally.counts, tally.per_backend())])
         tail = (html.charts_section(charts) + html.temporal_section(tally.sequences())
                 + html.evaluation_section(_evaluation(dataset))
                 + html.failures_section(gallery.failures, tally.counts["failed"]))

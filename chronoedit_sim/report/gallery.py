@@ -26,7 +26,7 @@ from .html import script_json
 # what a card, the counts and the charts read; images are read only where needed
 LIGHT = ("job_id", "scenario", "edit_id", "sample_index", "source_id", "prompt", "target_caption", "keep",
          "reject_reasons", "error_stage", "error", "scores", "timings_ms", "model_id", "model_hash",
-         "random_weights", "scorer", "enhancer", "judge", "reasoning_kind", "sequence_id")
+         "random_weights", "scorer", "enhancer", "judge", "reasoning_kind", "sequence_id", "backend")
 # what the thumbnails of a row without them are made from
 IMAGES = ("source_image", "edited_image", "reasoning_frames", "reasoning_video")
 OUTCOMES = ("kept", "rejected", "failed")

@@ -53,7 +53,8 @@ def banners(models: list[dict], scorers: list[dict]) -> str:
     return "".join(f'<div class="banner" role="alert">{esc(text)}</div>' for text in out)
 
 
-def overview(manifest: dict, models: list[dict], scorers: list[dict], per_edit: dict, totals: dict) -> str:
+def overview(manifest: dict, models: list[dict], scorers: list[dict], per_edit: dict, totals: dict,
+             per_backend: dict | None = None) -> str:
     model = manifest.get("model") or {}
     model_rows = [[m["model_id"], m["model_hash"], "yes" if m["random_weights"] else "no", m["rows"]] for m in models]
     scorer_rows = [[" ".join(filter(None, [s.get("model") or s.get("clip"), s.get("role") and f"({s['role']})"])),
@@ -73,12 +74,16 @@ def overview(manifest: dict, models: list[dict], scorers: list[dict], per_edit: 
     planned = sum(st.get("planned") or 0 for st in per_edit.values()) or None
     counts.append(["all", "", _fmt(planned), *(_fmt(totals[k]) for k in ("written", "kept", "rejected", "failed")),
                    "", ""])
+    backends = [[b, *(_fmt(st[k]) for k in ("written", "kept", "rejected", "failed"))]
+                for b, st in (per_backend or {}).items()]
     rescored = manifest.get("rescored_from")
     source = f"<p>Rescored from {esc(rescored['path'])}.</p>" if rescored else ""
     return f"""
 <section id="overview"><h2>Overview</h2>
 <p>Edit model: {esc(model.get('id'))} (preset {esc(model.get('preset'))}); rows by model:</p>
 {table(["model", "hash", "random weights", "rows"], model_rows)}
+<p>Rows by editor backend:</p>
+{table(["backend", "written", "kept", "rejected", "failed"], backends, "backends")}
 <p>Scores by:</p>
 {table(["CLIP", "pretrained", "random weights", "rows"], scorer_rows)}
 {source}
@@ -136,9 +141,14 @@ def evaluation_section(result: dict | None) -> str:
     second = ("<h3>Edits that change the ground truth (not in mPC)</h3>"
               + table(["split", "ap", "inserted found (IoU 0.5)", "removed still detected"], changing, "truth-changing")
               if changing else "")
+    backends = result.get("by_backend") or {}
+    # one mPC per editor (generative edits beside COCO-C's corruptions), when the dataset has several
+    by_backend = (table(["backend", "mPC", "rPC"], [[b, _with_ci(v["mPC"], v["mPC_ci"]), _with_ci(v["rPC"], v["rPC_ci"])]
+                                                    for b, v in backends.items()], "evaluation-backends")
+                  if len(backends) > 1 else "")
     return (f'<section id="evaluation"><h2>Evaluation</h2><p>{esc(result["detector"])}: {esc(result["metric"])}; '
             f'{esc(result.get("robustness", ""))}. mPC {_with_ci(result.get("mPC"), result.get("mPC_ci"))}, '
-            f'rPC {_with_ci(result.get("rPC"), result.get("rPC_ci"))}.{esc(interval)} {esc(unscored)}</p>'
+            f'rPC {_with_ci(result.get("rPC"), result.get("rPC_ci"))}.{esc(interval)} {esc(unscored)}</p>{by_backend}'
             f'{table(["split", "scenario", "severity", metric, "drop", "images"], rows, "evaluation")}{second}</section>')
 
 

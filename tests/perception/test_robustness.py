@@ -11,7 +11,7 @@ import pytest
 from perception_helpers import pycocotools_ap
 
 from chronoedit_sim.perception.ap import SplitAP
-from chronoedit_sim.perception.evaluate import mpc, refusal, screen, summarize
+from chronoedit_sim.perception.evaluate import lines, mpc, refusal, screen, summarize
 
 
 def _ann(label, box, ignore=False, synthetic=False, removed=False, source=True):
@@ -60,8 +60,8 @@ def test_a_resample_weight_is_the_image_repeated():
     assert SplitAP(images, dets).ap(weights)[0] == pytest.approx(_pycocotools(repeated, rdets)[0], abs=1e-9)
 
 
-def _info(scenario, edit, severity, changes=False):
-    return {"scenario": scenario, "edit_id": edit, "severity": severity, "changes_truth": changes}
+def _info(scenario, edit, severity, changes=False, backend="chronoedit"):
+    return {"scenario": scenario, "edit_id": edit, "severity": severity, "changes_truth": changes, "backend": backend}
 
 
 def test_mpc_averages_severities_within_a_corruption_first():
@@ -148,3 +148,31 @@ def test_the_report_shows_intervals_the_truth_changing_section_and_what_was_not_
     assert "1 image(s) failed and 2 had their detections refused" in page
     assert "<h3>Edits that change the ground truth (not in mPC)</h3>" in page and "<td>2 of 4</td>" in page
     assert page.count("<td>ins__p</td>") == 1  # in its own table only
+
+
+def test_mpc_per_backend_averages_each_backends_own_corruptions():
+    """Two backends over the same frames: each gets Michaelis et al.'s mPC of its own splits, and the overall
+    mPC stays the mean over every corruption."""
+    splits, info, frame_of, dets = _dataset()
+    car = (10.0, 10.0, 40.0, 30.0)
+    for split, shift in (("coco_c__fog__s1", 2), ("coco_c__fog__s5", 12), ("coco_c__noise__s2", 6)):
+        info[split] = _info("coco_c", split.split("__")[1], int(split[-1]), backend="corruption")
+        splits[split] = []
+        for f in range(4):
+            key = f"{split}:f{f}"
+            splits[split].append((key, [_ann("Car", car)]))
+            dets[key] = [{"box": [car[0] + shift * f / 3, car[1], car[2] + shift * f / 3, car[3]], "label": "Car",
+                          "score": 0.8}]
+            frame_of[key] = f"clean:f{f}"
+    out = summarize(splits, info, frame_of, dets, "d:f", bootstrap=0)
+    s = out["splits"]
+    generative = (s["w__d__s1"]["ap"] + s["w__d__s3"]["ap"]) / 2
+    corruption = ((s["coco_c__fog__s1"]["ap"] + s["coco_c__fog__s5"]["ap"]) / 2 + s["coco_c__noise__s2"]["ap"]) / 2
+    assert out["by_backend"]["chronoedit"]["mPC"] == pytest.approx(generative)
+    assert out["by_backend"]["corruption"]["mPC"] == pytest.approx(corruption)
+    assert out["by_backend"]["corruption"]["rPC"] == pytest.approx(corruption / out["clean_ap"])
+    assert out["mPC"] == pytest.approx((s["w__d__s1"]["ap"] + s["w__d__s3"]["ap"]) / 6
+                                       + (s["coco_c__fog__s1"]["ap"] + s["coco_c__fog__s5"]["ap"]) / 6
+                                       + s["coco_c__noise__s2"]["ap"] / 3)
+    assert generative != pytest.approx(corruption)
+    assert any(line.startswith("by backend: chronoedit mPC ") and "; corruption mPC " in line for line in lines(out))

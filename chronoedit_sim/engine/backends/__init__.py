@@ -22,6 +22,11 @@ REGISTRY = {
     "flux_kontext": "chronoedit_sim.engine.backends.flux_kontext:FluxKontextBackend",
 }
 assert set(REGISTRY) == set(BACKENDS), "config.BACKENDS and the registry name the same backends"
+# libraries a backend needs that pip may not have installed, and how to install them
+LIBRARIES = {
+    # installed apart: it declares opencv-python, which would clash with our headless OpenCV
+    "corruption": [("imagecorruptions", "pip install --no-deps imagecorruptions-imaug==1.1.5")],
+}
 
 
 def check_backend(name: str, where: str) -> None:
@@ -31,6 +36,9 @@ def check_backend(name: str, where: str) -> None:
     module = REGISTRY[name].split(":")[0]
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"{where}: backend {name!r} is not part of this installation (no module {module})")
+    for library, install in LIBRARIES.get(name, []):
+        if importlib.util.find_spec(library) is None:
+            raise ConfigError(f"{where}: backend {name!r} needs the {library} package: {install}")
 
 
 def backend_class(name: str):
