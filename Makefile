@@ -44,7 +44,9 @@ DEMO_FILTER := filter.clip_text_min=null filter.clip_image_min=null filter.clip_
 	filter.trajectory_min_adjacent_min=null filter.ssim_min=null
 demo: install
 	$(PY) -m chronoedit_sim.cli make-tiny-model $(DEMO_DIR)/tiny-chronoedit
-	$(PY) -m chronoedit_sim.cli run scenarios/driving/insert_pedestrian.yaml --input examples/frames/driving \
+	# beside the random model's noise, real COCO-C fog, snow and frost (the weight-free corruption backend)
+	$(PY) -m chronoedit_sim.cli run scenarios/driving/insert_pedestrian.yaml scenarios/driving/coco_c_demo.yaml \
+		--input examples/frames/driving \
 		--output $(DEMO_DIR)/datasets/driving --overwrite model=tiny model.path=$(DEMO_DIR)/tiny-chronoedit $(DEMO_FILTER)
 	$(PY) -m chronoedit_sim.cli run scenarios/robotics/add_distractor_object.yaml --input examples/frames/robotics \
 		--output $(DEMO_DIR)/datasets/robotics --overwrite model=tiny model.path=$(DEMO_DIR)/tiny-chronoedit $(DEMO_FILTER)

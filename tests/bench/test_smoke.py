@@ -13,7 +13,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.mark.parametrize("name", ["storage", "read_sources"])
+@pytest.mark.parametrize("name", ["storage", "read_sources", "corruption"])
 def test_a_cheap_benchmark_runs_in_smoke_mode_and_writes_no_figures(name):
     results = sorted((BENCH / "results").glob("*.json"))
     before = {p: p.stat().st_mtime_ns for p in results}
