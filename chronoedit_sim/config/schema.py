@@ -70,6 +70,8 @@ class LoraConfig:
 class ModelConfig:
     # preset that filled this section (configs/model/<preset>.yaml); recorded in results
     preset: str = "chronoedit-14b"
+    # editor backend: chronoedit | corruption | qwen_image_edit | flux_kontext (engine/backends/)
+    backend: str = "chronoedit"
     # local diffusers-layout directory, or a Hugging Face repo id resolved from the local cache
     path: str = MISSING
     # hub revision (branch, tag or commit) when path is a repo id

@@ -1,0 +1,1 @@
+"""Editor backends (engine/backends/): one module each behind one small interface."""
