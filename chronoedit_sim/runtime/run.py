@@ -80,7 +80,7 @@ def weights_identity(cfg, cache: dict | None = None) -> dict[str, str]:
         return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
     model = cfg.model
-    root = resolve_model_root(model.path, model.revision, model.allow_download)
+    root = resolve_model_root(model.path, model.revision, model.allow_download, model.backend)
     apart = resolve_transformer(model.transformer_path, model.allow_download) if model.transformer_path else None
     weights = {f"editor {name}": d for name, d in checkpoint_components(root, apart, cache).items()}
     weights.update({f"LoRA {where}": file_digest(path, cache)
