@@ -51,17 +51,21 @@ def _no_progress_bars(args) -> None:
 def cmd_make_tiny_model(args) -> int:
     _no_progress_bars(args)
     from .engine.tiny import write_tiny_model
+    from .engine.tiny_editors import write_tiny_editor
     from .engine.tiny_vlm import write_tiny_vlm
+    from .engine.weights import CHECKPOINTS
     from .scoring.clip import write_tiny_clip
 
-    path = write_tiny_model(args.dir, seed=args.seed)
+    ckpt = CHECKPOINTS[args.backend]
+    path = (write_tiny_model(args.dir, seed=args.seed) if args.backend == "chronoedit"
+            else write_tiny_editor(args.backend, args.dir, seed=args.seed))
     clip = write_tiny_clip(args.clip_dir or f"{str(path).rstrip('/')}-clip", seed=args.seed)
     vlm = write_tiny_vlm(args.vlm_dir or f"{str(path).rstrip('/')}-vlm", seed=args.seed)
-    for what, folder in (("ChronoEdit checkpoint", path), ("open_clip model", clip),
+    for what, folder in ((f"{ckpt.title} checkpoint", path), ("open_clip model", clip),
                          ("Qwen-VL (its text is noise)", vlm)):
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         print(f"wrote a tiny RANDOM-WEIGHT {what} to {folder} ({size / 1024:.0f} KiB)")
-    print("they prove the plumbing, not edit or score quality; use them with: model=tiny "
+    print(f"they prove the plumbing, not edit or score quality; use them with: model={ckpt.tiny_preset} "
           f"model.path={path} scoring.clip.model=local-dir:{clip} vlm.path={vlm}")
     return 0
 
@@ -222,6 +226,8 @@ def cmd_evaluate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .engine.weights import CHECKPOINTS  # a light module: no torch
+
     p = argparse.ArgumentParser(prog="chronoedit-sim", description=__doc__, epilog=EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs and progress bars")
@@ -231,11 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
         # key=value overrides (model=tiny seed=3 ...) are collected from the leftover arguments in main()
         sp.add_argument("--config", action="append", default=[], help="extra config YAML merged after the preset")
 
-    sp = sub.add_parser("make-tiny-model", help="write a tiny random-weight ChronoEdit checkpoint (tests, demo)")
+    sp = sub.add_parser("make-tiny-model", help="write a tiny random-weight editor checkpoint (tests, demo)")
     sp.add_argument("dir")
     sp.add_argument("--clip-dir", default="", help="where the tiny open_clip model goes (default: DIR-clip)")
     sp.add_argument("--vlm-dir", default="", help="where the tiny Qwen-VL goes (default: DIR-vlm)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--backend", default="chronoedit", choices=list(CHECKPOINTS),
+                    help="whose checkpoint DIR gets, in that model's diffusers layout (default: chronoedit)")
     sp.set_defaults(func=cmd_make_tiny_model)
 
     sp = sub.add_parser("validate", help="check scenario files and print their expanded jobs for a sample frame")

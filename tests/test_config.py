@@ -24,7 +24,8 @@ from chronoedit_sim.config import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PRESETS = ("chronoedit-14b", "chronoedit-14b-distill", "chronoedit-2b", "tiny")
+PRESETS = ("chronoedit-14b", "chronoedit-14b-distill", "chronoedit-2b", "tiny", "qwen-image-edit-2509",
+           "flux-kontext-dev", "tiny-qwen-image-edit", "tiny-flux-kontext")
 
 
 def _error(overrides=(), layers=(), config_files=()) -> str:
@@ -97,6 +98,11 @@ def test_default_preset_is_chronoedit_14b():
         ("chronoedit-14b-distill", "nvidia/ChronoEdit-14B-Diffusers", 8, 1.0, 2.0, 29, 399360),
         ("chronoedit-2b", "nvidia/ChronoEdit-2B-Diffusers", 50, 5.0, 5.0, 29, 399360),
         ("tiny", ".demo/tiny-chronoedit", 4, 5.0, 3.0, 9, 16384),
+        # the other editors' presets set no ChronoEdit-only key (flow_shift, num_frames): defaults stay
+        ("qwen-image-edit-2509", "Qwen/Qwen-Image-Edit-2509", 40, 4.0, 5.0, 29, 1048576),
+        ("flux-kontext-dev", "black-forest-labs/FLUX.1-Kontext-dev", 28, 2.5, 5.0, 29, 1048576),
+        ("tiny-qwen-image-edit", ".demo/tiny-qwen-image-edit", 4, 5.0, 5.0, 29, 16384),
+        ("tiny-flux-kontext", ".demo/tiny-flux-kontext", 4, 2.5, 5.0, 29, 16384),
     ],
 )
 def test_presets(preset, path, steps, guidance, flow_shift, num_frames, max_area):
@@ -130,6 +136,14 @@ def test_tiny_preset_reasoning_steps():
     assert cfg.generation.temporal_reasoning is False
     assert cfg.trajectory.image_format == "webp"
     assert cfg.filter.clip_image_min == 0.7
+
+
+@pytest.mark.parametrize("preset, backend", [("chronoedit-14b", "chronoedit"), ("tiny", "chronoedit"),
+                                             ("qwen-image-edit-2509", "qwen_image_edit"),
+                                             ("tiny-qwen-image-edit", "qwen_image_edit"),
+                                             ("flux-kontext-dev", "flux_kontext"), ("tiny-flux-kontext", "flux_kontext")])
+def test_presets_choose_their_backend(preset, backend):
+    assert load_config([f"model={preset}"]).model.backend == backend
 
 
 def test_the_tiny_preset_finds_clip_and_the_vlm_beside_its_checkpoint():
@@ -343,7 +357,8 @@ def test_unknown_preset_lists_known_presets():
     msg = _error(["model=chronoedit-99b"])
     assert msg == (
         "model=chronoedit-99b: unknown model preset "
-        "(known: chronoedit-14b, chronoedit-14b-distill, chronoedit-2b, tiny)"
+        "(known: chronoedit-14b, chronoedit-14b-distill, chronoedit-2b, flux-kontext-dev, qwen-image-edit-2509, "
+        "tiny, tiny-flux-kontext, tiny-qwen-image-edit)"
     )
 
 

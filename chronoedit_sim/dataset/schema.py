@@ -283,19 +283,20 @@ def finish_row(row: dict) -> dict:
 
 def generation_struct(settings: dict) -> dict | None:
     """The pipeline settings an edit actually used, as the `generation` column (None: a backend without
-    denoising steps, such as the corruptions, whose spec is the prompt)."""
+    denoising steps, such as the corruptions, whose spec is the prompt). The other diffusers editors
+    (engine/backends/) have no ChronoEdit-only setting (null) and Qwen's guidance is its true_cfg_scale."""
     if "num_inference_steps" not in settings:
         return None
     return {
         "steps": settings["num_inference_steps"],
-        "guidance": settings["guidance_scale"],
-        "flow_shift": settings["flow_shift"],
-        "reasoning": settings["temporal_reasoning"],
-        "reasoning_steps": settings["reasoning_steps"],
-        "num_frames": settings["num_frames"],
+        "guidance": settings.get("guidance_scale", settings.get("true_cfg_scale")),
+        "flow_shift": settings.get("flow_shift"),
+        "reasoning": settings.get("temporal_reasoning"),
+        "reasoning_steps": settings.get("reasoning_steps"),
+        "num_frames": settings.get("num_frames"),
         "height": settings["height"],
         "width": settings["width"],
-        "loras": settings["loras"],
+        "loras": settings.get("loras", []),
     }
 
 

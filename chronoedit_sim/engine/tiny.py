@@ -132,16 +132,12 @@ def write_tiny_model(directory: str | Path, seed: int = 0) -> Path:
     directory = Path(directory)
     pipe = build_tiny_pipeline(seed)
     pipe.save_pretrained(directory, safe_serialization=True)
-    (directory / TINY_MARKER).write_text(
-        json.dumps(
-            {
-                "random_weights": True,
-                "seed": seed,
-                "note": "Randomly initialised tiny ChronoEdit written by chronoedit-sim for tests and the demo. "
-                "It proves the plumbing; its edits are noise, not edits.",
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    write_marker(directory, seed, "Randomly initialised tiny ChronoEdit written by chronoedit-sim for tests and the "
+                 "demo. It proves the plumbing; its edits are noise, not edits.")
     return directory
+
+
+def write_marker(directory: Path, seed: int, note: str, **extra) -> None:
+    """The TINY_MARKER file that labels `directory` as random weights (weights.is_random_tiny reads it)."""
+    (directory / TINY_MARKER).write_text(json.dumps({"random_weights": True, "seed": seed, **extra, "note": note},
+                                                    indent=2) + "\n")

@@ -8,10 +8,9 @@ texts, with Qwen's special tokens and its one-digit-per-token split (the judge r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .tiny import _WORDS, TINY_MARKER
+from .tiny import _WORDS, write_marker
 
 FAMILIES = ("qwen3_vl_moe", "qwen2_5_vl")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -43,14 +42,14 @@ def tiny_vlm_tokenizer():
     return out
 
 
-def write_tiny_vlm(directory: str | Path, seed: int = 0, family: str = "qwen3_vl_moe") -> Path:
-    """A tiny random Qwen3-VL-MoE (the official enhancer's family) or Qwen2.5-VL in `directory`."""
+def build_tiny_vlm(seed: int = 0, family: str = "qwen3_vl_moe"):
+    """(model, processor) of a tiny random Qwen3-VL-MoE (the official enhancer's family) or Qwen2.5-VL
+    (also Qwen-Image-Edit's text encoder: engine/tiny_editors.py)."""
     import torch
     from transformers import Qwen2VLImageProcessor
 
     if family not in FAMILIES:
         raise ValueError(f"family {family!r} is not one of {', '.join(FAMILIES)}")
-    directory = Path(directory)
     tokenizer = tiny_vlm_tokenizer()
     ids = {s: tokenizer.convert_tokens_to_ids(s) for s in SPECIALS}
     special = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -96,10 +95,15 @@ def write_tiny_vlm(directory: str | Path, seed: int = 0, family: str = "qwen3_vl
             image_processor=Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, **pixels),
             video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2),
             tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
-    model.eval().save_pretrained(directory)
+    return model.eval(), processor
+
+
+def write_tiny_vlm(directory: str | Path, seed: int = 0, family: str = "qwen3_vl_moe") -> Path:
+    """A tiny random Qwen3-VL-MoE or Qwen2.5-VL (build_tiny_vlm) in `directory`."""
+    directory = Path(directory)
+    model, processor = build_tiny_vlm(seed, family)
+    model.save_pretrained(directory)
     processor.save_pretrained(directory)
-    (directory / TINY_MARKER).write_text(json.dumps({
-        "random_weights": True, "seed": seed, "family": family,
-        "note": "Randomly initialised tiny Qwen-VL written by chronoedit-sim for tests and the demo. Its text is "
-                "noise and its ratings mean nothing; it proves the plumbing."}, indent=2) + "\n")
+    write_marker(directory, seed, "Randomly initialised tiny Qwen-VL written by chronoedit-sim for tests and the "
+                 "demo. Its text is noise and its ratings mean nothing; it proves the plumbing.", family=family)
     return directory

@@ -1,4 +1,5 @@
-"""Finding ChronoEdit weights on disk, checking they are complete, and naming them.
+"""Finding an editor's weights on disk (ChronoEdit, Qwen-Image-Edit, FLUX.1 Kontext), checking they are
+complete, and naming them.
 
 A model path is a local diffusers-layout directory or a Hugging Face repo id that
 is resolved from the local hub cache (downloaded only with model.allow_download).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MissingWeightsError
@@ -19,26 +21,58 @@ from .tiny import TINY_MARKER
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # components whose folders hold weights, and the files that can hold them
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json", "vocab.json")
 _CONFIG_FILES = {
-    "tokenizer": ("tokenizer.json", "spiece.model", "tokenizer_config.json"),
+    "tokenizer": _TOKENIZER_FILES,
+    "tokenizer_2": _TOKENIZER_FILES,
     "scheduler": ("scheduler_config.json",),
     "image_processor": ("preprocessor_config.json",),
+    # transformers 5 writes processor_config.json, the released repos carry preprocessor_config.json
+    "processor": ("preprocessor_config.json", "processor_config.json"),
 }
 REQUIRED_COMPONENTS = ("tokenizer", "text_encoder", "image_encoder", "image_processor", "transformer", "vae", "scheduler")
 
 
-def _how_to_get(path: str) -> str:
+@dataclass(frozen=True)
+class Checkpoint:
+    """What one editor backend's diffusers checkpoint holds, and how messages name it."""
+
+    # the model's name in messages ("ChronoEdit weights not found: ...")
+    title: str
+    # the released diffusers repo, for the download hint
+    repo: str
+    # component folders model_index.json must list, each with its config and weights
+    components: tuple[str, ...]
+    # the tiny preset that goes with `make-tiny-model --backend`
+    tiny_preset: str
+
+
+# keyed by model.backend
+CHECKPOINTS = {
+    "chronoedit": Checkpoint("ChronoEdit", "nvidia/ChronoEdit-14B-Diffusers", REQUIRED_COMPONENTS, "tiny"),
+    "qwen_image_edit": Checkpoint("Qwen-Image-Edit", "Qwen/Qwen-Image-Edit-2509",
+                                  ("tokenizer", "processor", "text_encoder", "transformer", "vae", "scheduler"),
+                                  "tiny-qwen-image-edit"),
+    "flux_kontext": Checkpoint("FLUX.1 Kontext", "black-forest-labs/FLUX.1-Kontext-dev",
+                               ("tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "transformer", "vae",
+                                "scheduler"), "tiny-flux-kontext"),
+}
+
+
+def _how_to_get(path: str, backend: str = "chronoedit") -> str:
     if "ChronoEdit-2B" in path:
         return (
             "ChronoEdit-2B is announced by NVIDIA but not released; when it is, download it and set "
             "model.path=/path/to/ChronoEdit-2B-Diffusers."
         )
-    repo = path if _REPO_ID.match(path) else "nvidia/ChronoEdit-14B-Diffusers"
+    ckpt = CHECKPOINTS[backend]
+    repo = path if _REPO_ID.match(path) else ckpt.repo
+    flag = "" if backend == "chronoedit" else f" --backend {backend}"
     return (
         f"Download them on a machine with network access (`hf download {repo} --local-dir DIR`) and set "
         f"model.path=DIR, or pre-populate the Hugging Face cache (HF_HOME) and keep model.path={repo}. "
-        "For tests and demos: `chronoedit-sim make-tiny-model DIR` writes a tiny random-weight checkpoint "
-        "(model=tiny model.path=DIR)."
+        f"For tests and demos: `chronoedit-sim make-tiny-model{flag} DIR` writes a tiny random-weight checkpoint "
+        f"(model={ckpt.tiny_preset} model.path=DIR)."
     )
 
 
@@ -46,10 +80,12 @@ def is_repo_id(path: str) -> bool:
     return not Path(path).expanduser().exists() and bool(_REPO_ID.match(path)) and not path.startswith(".")
 
 
-def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False) -> Path:
-    """The local directory holding the checkpoint, complete, or MissingWeightsError."""
-    root, tried = local_root(path, revision, allow_download)
-    check_complete(root, tried, path)
+def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False,
+                       backend: str = "chronoedit") -> Path:
+    """The local directory holding `backend`'s checkpoint (a CHECKPOINTS key), complete, or MissingWeightsError."""
+    root, tried = local_root(path, revision, allow_download, what=f"{CHECKPOINTS[backend].title} weights",
+                             how=lambda p: _how_to_get(p, backend))
+    check_complete(root, tried, path, backend)
     return root
 
 
@@ -101,15 +137,16 @@ def has_weights(folder: Path) -> bool:
     return False
 
 
-def check_complete(root: Path, tried: str, path: str) -> None:
+def check_complete(root: Path, tried: str, path: str, backend: str = "chronoedit") -> None:
+    ckpt = CHECKPOINTS[backend]
     index = root / "model_index.json"
     if not index.exists():
         raise MissingWeightsError(
-            f"ChronoEdit weights incomplete: {tried} has no model_index.json (not a diffusers-layout checkpoint). "
-            f"{_how_to_get(path)}"
+            f"{ckpt.title} weights incomplete: {tried} has no model_index.json (not a diffusers-layout checkpoint). "
+            f"{_how_to_get(path, backend)}"
         )
     listed = json.loads(index.read_text())
-    for name in REQUIRED_COMPONENTS:
+    for name in ckpt.components:
         entry = listed.get(name)
         folder = root / name
         if not entry or entry[0] is None:
@@ -126,7 +163,7 @@ def check_complete(root: Path, tried: str, path: str) -> None:
             problem = None
         if problem:
             raise MissingWeightsError(
-                f"ChronoEdit weights incomplete: {tried}: component '{name}' {problem}. {_how_to_get(path)}"
+                f"{ckpt.title} weights incomplete: {tried}: component '{name}' {problem}. {_how_to_get(path, backend)}"
             )
 
 

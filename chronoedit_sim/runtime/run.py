@@ -11,7 +11,7 @@ import json
 import uuid
 from pathlib import Path
 
-from ..config import ConfigLoader
+from ..config import CPU_BACKENDS, ConfigLoader
 from ..dataset.lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
 from ..dataset.manifest import finish_manifest, start_manifest
 from ..dataset.sink import DatasetWriter, damage_notes, resume_index
@@ -81,8 +81,8 @@ def weights_identity(cfg, cache: dict | None = None, backends: set[str] | None =
         return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
     model, weights = cfg.model, {}
-    if backends is None or "chronoedit" in backends:
-        root = resolve_model_root(model.path, model.revision, model.allow_download)
+    if backends is None or set(backends) - set(CPU_BACKENDS):
+        root = resolve_model_root(model.path, model.revision, model.allow_download, model.backend)
         apart = resolve_transformer(model.transformer_path, model.allow_download) if model.transformer_path else None
         weights = {f"editor {name}": d for name, d in checkpoint_components(root, apart, cache).items()}
         weights.update({f"LoRA {where}": file_digest(path, cache)
