@@ -54,6 +54,21 @@ def absolute(location) -> str:
     return str(p) if is_remote(p) else str(p.expanduser().resolve())
 
 
+def located(location):
+    """An input's path object: a local path absolute with ~ expanded (symlinks kept as given), a URL as is."""
+    p = path(location)
+    return p if is_remote(p) else Path(os.path.abspath(os.path.expanduser(str(p))))
+
+
+def scandir(location) -> list[tuple[str, bool]]:
+    """(name, is a folder) of a folder's entries, unsorted: os.scandir locally, one listing on a store."""
+    p = path(location)
+    if not is_remote(p):
+        with os.scandir(p) as it:
+            return [(e.name, e.is_dir()) for e in it]
+    return [(e["name"].rstrip("/").rsplit("/", 1)[-1], e["type"] == "directory") for e in p.fs.ls(p.path, detail=True)]
+
+
 def arrow(p) -> tuple[str, object]:
     """(path, filesystem) for pyarrow: a local path with filesystem None (pyarrow's own), or the key and
     fsspec's file system wrapped for pyarrow."""
