@@ -190,10 +190,10 @@ def atomic_write(path: Path, write, before_rename=None) -> None:
 
 def _put_whole(path, write, before_rename) -> None:
     buf = io.BytesIO()
-    write(buf)
-    if before_rename:
-        before_rename(path)
     try:
+        write(buf)
+        if before_rename:
+            before_rename(path)
         storage.put(path, buf.getvalue())
     except OSError as exc:  # a failed upload leaves no object (an incomplete multipart upload is never listed)
         raise _write_failed(path.parent, exc) from exc
