@@ -128,6 +128,17 @@ def create(p, data: bytes) -> bool:
     return True
 
 
+def move(src, dst) -> None:
+    """Rename a file or folder; on an object store a copy of each object and a delete (not atomic)."""
+    if is_remote(src):
+        fs = src.fs
+        for key in fs.find(src.path):  # object by object: fsspec's recursive mv also copies the folder's own key
+            fs.copy(key, dst.path + key[len(src.path):])
+        fs.rm(src.path, recursive=True)
+    else:
+        src.rename(dst)
+
+
 def rmtree(p) -> None:
     """Remove a folder (or a prefix on an object store) and everything under it; absent is fine."""
     if is_remote(p):

@@ -106,7 +106,7 @@ def quarantine(out: Path, shard: Path) -> Path:
         dest, n = folder / f"{shard.stem}.{n}{shard.suffix}", n + 1
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        shard.rename(dest)
+        storage.move(shard, dest)
     except OSError as exc:
         raise _write_failed(folder, exc) from exc
     return dest

@@ -47,8 +47,8 @@ def _swap(tmp: Path, out: Path) -> None:
     """Rename the finished report into place; the old one goes only once the new one is there."""
     old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
     if out.exists():
-        out.rename(old)
-    tmp.rename(out)
+        storage.move(out, old)
+    storage.move(tmp, out)
     _remove(old)
 
 
