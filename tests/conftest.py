@@ -10,6 +10,22 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # the tests must never reach a hub: a missing file fails instead of downloading
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The object-storage tests' S3 is a local server (moto's standalone server, started by the s3 fixture): its
+# address and made-up keys are in the environment from the start, so the Ray workers of every Ray instance the
+# session starts read and write it the way a cluster's workers read theirs, and no test can reach a real S3.
+S3_BUCKET = "cesim-test"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", AWS_ACCESS_KEY_ID="testing",
+                  AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
 
 
 @pytest.fixture(scope="session")
@@ -213,3 +229,26 @@ def report_dataset(ray_session, tiny_overrides, tmp_path_factory):
                 "filter.clip_direction_min=null"], quiet=True, echo=lines.append)
     assert code == 0 and lines[-1] == f"report: {out / 'report' / 'index.html'}", lines
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on localhost (the port chosen above), with the test bucket; about 1 s to start."""
+    from moto.server import ThreadedMotoServer
+
+    from chronoedit_sim import storage
+
+    port = int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    storage.path(f"s3://{S3_BUCKET}").fs.mkdir(S3_BUCKET)
+    yield
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, request) -> str:
+    """A fresh s3:// prefix of the local server for one test."""
+    import uuid
+
+    return f"s3://{S3_BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"

@@ -18,7 +18,7 @@ from chronoedit_sim.dataset.verify import verify
 
 def assert_whole(out: Path, images: bool = True):
     """`chronoedit-sim verify OUT [--images]` must find the dataset whole; its report is the failure message."""
-    verdict = verify(Path(out), images=images)
+    verdict = verify(out, images=images)
     assert verdict.whole, "\n".join(verdict.lines())
     return verdict
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..errors import UserError
 from ..scoring.metrics import resize_to
 from .encode import decode_rgb
@@ -41,7 +42,7 @@ def export_diffsynth(dataset: Path, output: Path, where: list[str] = (), echo=pr
 
     rows = scan(dataset, where, ["job_id", "prompt", "source_image", "edited_image"], BATCH_ROWS, echo,
                 default=["outcome=kept"])
-    output = Path(output)
+    output = storage.path(output)
     (output / "videos").mkdir(parents=True, exist_ok=True)
     entries = []
     for batch in rows:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as pads
 
+from .. import storage
 from .manifest import read_manifest
 from .sink import DATA, damage_notes
 from .stats import tally_dataset
@@ -14,7 +14,7 @@ from .stats import tally_dataset
 
 def _random_weights(shards: list[Path]) -> tuple[bool, bool, bool]:
     """(edit model random, CLIP random, VLM random) over every row."""
-    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
+    table = storage.parquet_dataset(shards).to_table(
         columns=["random_weights", "scorer", "enhancer", "judge"])
     edits = any(table["random_weights"].to_pylist())
 
@@ -28,7 +28,7 @@ def _ground_truth(shards: list[Path]) -> str | None:
     """One line on the `annotations` column: boxes, what the edits inserted and removed, boxes per label."""
     from collections import Counter
 
-    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=["annotations"])
+    table = storage.parquet_dataset(shards).to_table(columns=["annotations"])
     anns = [a for row in table["annotations"].to_pylist() for a in row or []]
     if not anns:
         return None
@@ -40,7 +40,7 @@ def _ground_truth(shards: list[Path]) -> str | None:
 
 
 def summarize(out: Path) -> list[str]:
-    out = Path(out)
+    out = storage.path(out)
     readable, notes = damage_notes(out)  # damaged and quarantined shards are skipped, and said so
     if not readable:
         return [f"{out}: no complete shards under data/", *notes]

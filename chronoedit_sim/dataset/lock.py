@@ -6,6 +6,11 @@ one. The file's JSON content (host, pid, start time, command) only names the hol
 A clean release empties it, so content found under a lock that flock grants was left by a
 writer that died: on this host it is taken over with a notice; from another host it is refused,
 because on a shared filesystem flock may not reach across hosts (see the README).
+
+On an object store (no flock) the lock is an object created only if absent (storage.create: S3's
+conditional PutObject, If-None-Match: *) holding the same JSON, and a clean release deletes it. A writer
+killed with -9 leaves it behind: the next writer on the same host takes it over when that pid is gone;
+one from another host is refused with the object's URL to delete.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import storage
 from .sink import STATE, SinkWriteError
 from ..errors import UserError
 
@@ -33,7 +39,7 @@ class OutputLocked(UserError):
 
 
 def lock_path(out: Path) -> Path:
-    return Path(out) / STATE / LOCK
+    return storage.path(out) / STATE / LOCK
 
 
 def _alive(pid: int) -> bool:
@@ -88,7 +94,7 @@ class OutputLock:
     """`with OutputLock(out, echo=print):` holds OUT/_state/lock or raises OutputLocked at once."""
 
     def __init__(self, out: Path, command: str | None = None, echo=print):
-        self.out, self.echo = Path(out), echo
+        self.out, self.echo = storage.path(out), echo
         self.path = lock_path(out)
         self.me = {"host": socket.gethostname(), "pid": os.getpid(),
                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -96,6 +102,8 @@ class OutputLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "OutputLock":
+        if storage.is_remote(self.path):
+            return self._enter_object()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (O_CLOEXEC)
@@ -115,6 +123,22 @@ class OutputLock:
         self.fd = fd
         return self
 
+    def _enter_object(self) -> "OutputLock":
+        """The lock on an object store: create the lock object if absent, else name its holder."""
+        body = (json.dumps(self.me) + "\n").encode()
+        try:
+            taken = storage.create(self.path, body)
+            if not taken:
+                self._check_holder(read_holder(self.out), locked=False, alive=True)
+                self.path.unlink()  # a dead writer's lock on this host: taken over, created again only if absent
+                taken = storage.create(self.path, body)
+        except OSError as exc:
+            raise SinkWriteError(exc.errno, exc.strerror or str(exc), str(self.path.parent)) from exc
+        if not taken:
+            raise OutputLocked(f"{self.out}: another writer took this output's lock just now; choose another --output")
+        self.fd = -1  # held: released by deleting the object
+        return self
+
     def _take(self, fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -128,20 +152,35 @@ class OutputLock:
             if exc.errno not in _NO_LOCKS:
                 raise
             locked = False
-        holder = read_holder(self.out)
-        if holder is not None:
-            if holder.get("host") != self.me["host"] or (not locked and _alive(int(holder.get("pid") or 0))):
-                raise OutputLocked(
-                    f"{self.out}: locked by {describe(holder)}; this host cannot tell whether that writer still runs "
-                    f"(file locks may not reach across hosts on a shared filesystem): if it does not, delete "
-                    f"{self.path} and rerun")
-            self.echo(f"notice: {self.out}: the previous writer ({describe(holder)}) is gone; taking over its lock")
+        self._check_holder(read_holder(self.out), locked, alive=not locked)
         if not locked:
             self.echo(f"notice: {self.out}: this filesystem does not support file locks; nothing stops a second "
                       "writer here, so run one writer per output at a time (see the README: shared filesystems)")
 
+    def _check_holder(self, holder: dict | None, locked: bool, alive: bool) -> None:
+        """Refuse when the recorded holder may still write (`alive`: no flock tells, so a live pid on this host
+        counts as a writer); a notice when its lock is taken over."""
+        if holder is None:
+            return
+        if storage.is_remote(self.path) and holder.get("host") == self.me["host"] and _alive(int(holder.get("pid") or 0)):
+            raise OutputLocked(f"{self.out}: another writer is using this output ({describe(holder)}); wait for it "
+                               "to end or choose another --output")
+        if holder.get("host") != self.me["host"] or (alive and _alive(int(holder.get("pid") or 0))):
+            where = "on an object store" if storage.is_remote(self.path) else "on a shared filesystem"
+            raise OutputLocked(
+                f"{self.out}: locked by {describe(holder)}; this host cannot tell whether that writer still runs "
+                f"(locks do not reach across hosts {where}): if it does not, delete {self.path} and rerun")
+        self.echo(f"notice: {self.out}: the previous writer ({describe(holder)}) is gone; taking over its lock")
+
     def __exit__(self, *exc) -> None:
         if self.fd is None:
+            return
+        if self.fd == -1:
+            self.fd = None
+            try:
+                self.path.unlink()  # no lock object = released cleanly
+            except OSError:
+                pass  # left behind: the next writer on this host takes it over
             return
         try:
             os.ftruncate(self.fd, 0)  # empty = released cleanly (content under a granted lock = a dead writer)

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from .. import storage
 from ..config import SCORES, to_dict, to_yaml
 from .schema import SCHEMA_VERSION
 from .sink import atomic_write_bytes, remove_partial_shards
@@ -36,12 +37,12 @@ def package_versions() -> dict:
 
 
 def read_manifest(out: Path) -> dict | None:
-    path = Path(out) / MANIFEST
+    path = storage.path(out) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
-    atomic_write_bytes(Path(out) / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(storage.path(out) / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def active_bounds(filter_cfg) -> dict[str, float]:
@@ -60,7 +61,7 @@ def start_manifest(out: Path, previous: dict | None, cfg, config_hash: str, scen
         "config_hash": config_hash,
         "config": to_dict(cfg),
         # the input as the run found it (config.input.path is as given, perhaps relative): what exports read
-        "input_path": str(Path(cfg.input.path).expanduser().resolve()) if cfg.input.path else None,
+        "input_path": storage.absolute(cfg.input.path) if cfg.input.path else None,
         "config_yaml": to_yaml(cfg),
         "scenarios": [{"name": s.name, "path": s.path, "sha256": s.sha256, "text": s.text} for s in scenarios],
         "packages": package_versions(),

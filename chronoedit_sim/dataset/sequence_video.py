@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..errors import UserError
 from ..scoring.metrics import resize_to
 from .encode import decode_rgb
@@ -45,7 +46,6 @@ def export_video(dataset: Path, output: Path, where: list[str] = (), side_by_sid
     """Write the clips; returns how many."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as pads
 
     from .sink import readable_shards
     from .video import encode_video
@@ -63,8 +63,8 @@ def export_video(dataset: Path, output: Path, where: list[str] = (), side_by_sid
     if not clips:
         raise UserError(f"{dataset}: no rows of a sequence source (video, LeRobot, KITTI raw, nuScenes) match: "
                         "nothing to export as video")
-    data = pads.dataset([str(s) for s in readable_shards(Path(dataset))], format="parquet")
-    output = Path(output)
+    data = storage.parquet_dataset(readable_shards(storage.path(dataset)))
+    output = storage.path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = 0
     for key, frames in sorted(clips.items()):

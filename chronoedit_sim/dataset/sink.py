@@ -2,7 +2,9 @@
 
 A shard is written to a hidden temporary name in the same directory, fsynced,
 then renamed: readers globbing data/*.parquet only ever see complete shards, and
-a crash leaves at most a hidden .tmp file that the next run removes. The jobs in
+a crash leaves at most a hidden .tmp file that the next run removes. On an object
+store (no rename) a shard is one PUT of its complete bytes under its final key
+(storage.put), so there is never a partial object to see or remove. The jobs in
 complete shards are the resume index (a JobIndex: 8 bytes a job).
 
 A shard with a complete name that cannot be read (truncated by a failed copy, a disk error)
@@ -12,6 +14,7 @@ output's lock, moves it to OUT/_state/quarantine/ so its jobs are done again. No
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import uuid
@@ -22,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import storage
 from ..config import OutputConfig
 from .jobindex import JobIndex, column_hashes
 from .schema import BULKY_COLUMNS, IMAGE_LIST_COLUMNS, schema_with_metadata, without_images
@@ -41,7 +45,7 @@ READ_ERRORS = (OSError, ValueError, pa.ArrowException)
 
 
 def data_dir(out: Path, part: str = DATA) -> Path:
-    return Path(out) / part
+    return storage.path(out) / part
 
 
 def complete_shards(out: Path, part: str = DATA) -> list[Path]:
@@ -65,7 +69,7 @@ def shard_problem(path: Path) -> str | None:
     complete (tmp + rename), so what damages one later (a failed copy, a truncation) takes its
     footer; `verify` reads every column in full."""
     try:
-        pq.read_metadata(path)
+        storage.parquet(path).metadata
     except READ_ERRORS as exc:
         return read_error(exc)
     return None
@@ -91,7 +95,7 @@ def readable_shards(out: Path, on_damaged=_warn_damaged) -> list[Path]:
 
 
 def quarantine_dir(out: Path) -> Path:
-    return Path(out) / STATE / QUARANTINE
+    return storage.path(out) / STATE / QUARANTINE
 
 
 def quarantine(out: Path, shard: Path) -> Path:
@@ -102,7 +106,7 @@ def quarantine(out: Path, shard: Path) -> Path:
         dest, n = folder / f"{shard.stem}.{n}{shard.suffix}", n + 1
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        os.replace(shard, dest)
+        storage.move(shard, dest)
     except OSError as exc:
         raise _write_failed(folder, exc) from exc
     return dest
@@ -111,7 +115,7 @@ def quarantine(out: Path, shard: Path) -> Path:
 def damage_notes(out: Path) -> tuple[list[Path], list[str]]:
     """For read-only commands: the readable shards, and one note per shard they skip (damaged, or
     quarantined by a run) that says so."""
-    out, notes = Path(out), []
+    out, notes = storage.path(out), []
 
     def damaged(path: Path, reason: str) -> None:
         notes.append(f"NOTE: skipped damaged shard {path.relative_to(out)} ({reason}); the next run into this "
@@ -131,7 +135,7 @@ def quarantined(out: Path) -> list[Path]:
 def resume_index(out: Path, shards: list[Path] | None = None) -> JobIndex:
     """The jobs already in complete shards, as 64-bit hashes read from the job_id columns: a rerun skips them
     before any model work."""
-    found = [column_hashes(pq.read_table(shard, columns=["job_id"]).column("job_id"))
+    found = [column_hashes(storage.read_table(shard, columns=["job_id"]).column("job_id"))
              for shard in (readable_shards(out) if shards is None else shards)]
     return JobIndex(np.concatenate(found) if found else None)
 
@@ -162,7 +166,10 @@ def _write_failed(folder: Path, exc: OSError) -> SinkWriteError:
 
 
 def atomic_write(path: Path, write, before_rename=None) -> None:
-    """write(fh) into a hidden temporary file beside `path`, fsync, rename, fsync the folder."""
+    """write(fh) into a hidden temporary file beside `path`, fsync, rename, fsync the folder; on an object
+    store, write(fh) into memory and PUT the whole under `path` (before_rename(path) runs before the PUT)."""
+    if storage.is_remote(path):
+        return _put_whole(path, write, before_rename)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -178,6 +185,17 @@ def atomic_write(path: Path, write, before_rename=None) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # the next run removes it: hidden, never read
+        raise _write_failed(path.parent, exc) from exc
+
+
+def _put_whole(path, write, before_rename) -> None:
+    buf = io.BytesIO()
+    try:
+        write(buf)
+        if before_rename:
+            before_rename(path)
+        storage.put(path, buf.getvalue())
+    except OSError as exc:  # a failed upload leaves no object (an incomplete multipart upload is never listed)
         raise _write_failed(path.parent, exc) from exc
 
 

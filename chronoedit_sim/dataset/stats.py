@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..config import SCORES
 from .schema import CALL_FIELDS, TIMING_FIELDS
 
@@ -133,14 +134,12 @@ class Tally:
 
 def tally_dataset(out: Path, shards: list[Path] | None = None) -> Tally:
     """A Tally of `shards` (default: every readable complete shard, data/ and rejected/), column by column."""
-    import pyarrow.dataset as pads
-
     from .sink import readable_shards
 
     tally = Tally()
     shards = readable_shards(out) if shards is None else shards
     if shards:
-        table = pads.dataset([str(s) for s in shards], format="parquet").to_table(columns=list(COLUMNS))
+        table = storage.parquet_dataset(shards).to_table(columns=list(COLUMNS))
         for batch in table.to_batches(max_chunksize=4096):
             for row in batch.to_pylist():
                 tally.add(row)

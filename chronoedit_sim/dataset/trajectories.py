@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..errors import UserError
 from .encode import frame_strip, stored_trajectory
 from .sink import atomic_write_bytes
@@ -59,7 +60,7 @@ def export_trajectories(dataset: Path, output: Path, fmt: str = "mp4", where: li
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     rows = scan(dataset, where, ["job_id", "reasoning_frames", "reasoning_video"], BATCH_ROWS, echo)
-    output = Path(output)
+    output = storage.path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = without = 0
     for batch in rows:

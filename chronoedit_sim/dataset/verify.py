@@ -13,8 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from .. import storage
 from ..errors import UserError
 from .lock import describe, live_holder
 from .manifest import MANIFEST, read_manifest
@@ -87,7 +86,7 @@ def _decode_all(row: dict) -> tuple[int, list[str]]:
 
 
 def verify(out: Path, images: bool = False) -> Verdict:
-    out = Path(out)
+    out = storage.path(out)
     if not out.is_dir():
         raise UserError(f"{out}: no such folder")
     verdict = Verdict(out)
@@ -135,11 +134,11 @@ def _check_shards(verdict: Verdict, images: bool) -> Tally:
     for shard in all_shards(verdict.out):
         name = str(shard.relative_to(verdict.out))
         try:
-            schema_problem = _schema_problem(pq.read_schema(shard))
+            schema_problem = _schema_problem(storage.parquet(shard).schema_arrow)
             if schema_problem:
                 verdict.problems.append(f"{name}: {schema_problem}")
                 continue
-            table = pq.read_table(shard)  # every column, every page: decodes or fails here
+            table = storage.read_table(shard)  # every column, every page: decodes or fails here
         except READ_ERRORS as exc:
             unreadable.append(f"{name} ({read_error(exc)})")
             continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from .. import storage
 from ..config import SCORES
 from ..errors import UserError
 from .schema import SCHEMA, SCHEMA_VERSION
@@ -169,19 +170,15 @@ def scan(dataset, where: list[str], columns: list[str], batch_rows: int, echo=pr
     """An iterator over the matching rows of a dataset's readable shards, a list of dicts at a time (the
     filter is pushed into the scan, so memory stays bounded); `default` applies when no --where is given.
     The expression and the shards are checked here, before the caller writes anything."""
-    from pathlib import Path
-
-    import pyarrow.dataset as pads
-
     from .sink import damage_notes
 
     expr = to_filter(parse_where(list(where or default)))
-    shards, notes = damage_notes(Path(dataset))
+    shards, notes = damage_notes(storage.path(dataset))
     for note in notes:
         echo(note)
     if not shards:
         raise UserError(f"{dataset}: no complete shards under data/: nothing to read")
-    data = pads.dataset([str(s) for s in shards], format="parquet")
+    data = storage.parquet_dataset(shards)
     missing = [c for c in columns if not c.startswith("__") and c not in data.schema.names]
     if missing:
         raise UserError(f"{dataset}: the shards have no column(s) {', '.join(missing)}: written by an older "

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..dataset.where import scan
 from ..errors import UserError
 from .ap import SplitAP
@@ -59,7 +60,7 @@ def build_index(dataset: Path, where: list[str], echo):
     frame_of: dict[str, str] = {}  # image key -> the clean split's key of its frame
     for batch in scan(dataset, where, _INDEX_COLUMNS, 256, echo, default=["outcome=kept"]):
         for row in batch:
-            shard = row["__filename"]
+            shard = storage.arrow_name(row["__filename"], dataset)  # an object store's key gets its URL back
             task = tasks.setdefault(shard, {"job_id": f"shard:{shard}", "error": None, "shard": shard,
                                             "edited": set(), "clean": set()})
             task["edited"].add(row["job_id"])

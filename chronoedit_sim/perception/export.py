@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..dataset.encode import decode_rgb, encode_image, stored_trajectory
 from ..dataset.sink import atomic_write_bytes
 from ..dataset.where import scan
@@ -196,7 +197,7 @@ def export_benchmark(dataset: Path, output: Path, fmt: str, where: list[str] = (
     columns = _COLUMNS + (["reasoning_frames", "reasoning_video"] if severity_ladder else [])
     # kept edits only unless --where says otherwise: a rejected edit is not benchmark data
     rows = scan(dataset, where, columns, BATCH_ROWS, echo, default=["outcome=kept"])
-    output = Path(output)
+    output = storage.path(output)
     writer = _Writer(output, fmt)
     manifest: list[dict] = []
     sources: dict[str, dict] = {}  # source_id -> its image and its rows' annotations, for the clean split

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 import uuid
 from pathlib import Path
 
+from .. import storage
 from ..config import SCORES, ConfigLoader, ReportConfig
 from ..dataset.manifest import MANIFEST, read_manifest
 from ..dataset.sink import damage_notes
@@ -47,20 +47,27 @@ def _swap(tmp: Path, out: Path) -> None:
     """Rename the finished report into place; the old one goes only once the new one is there."""
     old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
     if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+        storage.move(out, old)
+    storage.move(tmp, out)
+    _remove(old)
+
+
+def _remove(folder: Path) -> None:
+    try:
+        storage.rmtree(folder)
+    except OSError:
+        pass  # a hidden leftover, never read
 
 
 def build_report(dataset: Path, output: Path | None = None, overrides: list[str] = (), *, config_files=(),
                  cfg: ReportConfig | None = None) -> Path:
     """Build the report of `dataset` into `output` (default DIR/report); returns the path of its index.html."""
-    dataset = Path(dataset)
+    dataset = storage.path(dataset)
     manifest = read_manifest(dataset)
     if manifest is None:
         raise ReportError(f"{dataset}: no {MANIFEST}: not a chronoedit-sim dataset")
     cfg = cfg or report_config(dataset, manifest, overrides, config_files)
-    out = Path(output) if output else dataset / REPORT
+    out = storage.path(output) if output else dataset / REPORT
     _check_destination(out)
     shards, notes = damage_notes(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +99,7 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
         (tmp / MARKER).write_text("a chronoedit-sim report; `chronoedit-sim report` replaces this folder\n")
         _swap(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
     return out / "index.html"
 

@@ -76,7 +76,8 @@ def score_chart(name: str, values: dict[str, list[float]], bounds: dict[str, dic
     if drawn:
         ax.legend(fontsize=7, loc="best")
     ax.set_title(f"{name} per edit", fontsize=10, loc="left")
-    fig.savefig(path)
+    with path.open("wb") as fh:  # a file object: the report may be on an object store
+        fig.savefig(fh, format="png")
     more = len(values) - len(edits)
     return (f"{name} per edit (box: quartiles, whiskers: 5th to 95th percentile); bounds drawn: "
             f"{', '.join(f'{k} {side} {limit:g}' for k, side, limit in drawn) or 'none active'}"
@@ -93,7 +94,8 @@ def rejections_chart(per_edit: dict[str, dict], path: Path) -> str | None:
     ax.barh(range(len(bars), 0, -1), counts, tick_label=labels, color="#c44e52")
     ax.xaxis.get_major_locator().set_params(integer=True)  # rows, not fractions of one
     ax.set_title("rejected rows by bound", fontsize=10, loc="left")
-    fig.savefig(path)
+    with path.open("wb") as fh:  # a file object: the report may be on an object store
+        fig.savefig(fh, format="png")
     return "; ".join(f"{label} {n}" for label, n in bars)
 
 
@@ -107,7 +109,8 @@ def timings_chart(timings: dict[str, list[float]], path: Path) -> str | None:
     _boxes(ax, data, labels)
     ax.set_xscale("log")
     ax.set_title("ms per row and stage (log scale)", fontsize=10, loc="left")
-    fig.savefig(path)
+    with path.open("wb") as fh:  # a file object: the report may be on an object store
+        fig.savefig(fh, format="png")
     return "; ".join(f"{label} median {sorted(v)[len(v) // 2]:.0f} ms" for label, v in shown)
 
 

@@ -15,8 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from .. import storage
 from ..config import SCORES, ReportConfig
 from ..dataset.encode import decode_rgb, make_thumbnails, stored_trajectory
 from ..dataset.schema import THUMBNAIL_IMAGES
@@ -163,7 +162,7 @@ def write_gallery(root: Path, shards: list[Path], cfg: ReportConfig) -> Gallery:
         chunk.clear()
 
     for shard in shards:
-        parquet = pq.ParquetFile(shard)
+        parquet = storage.parquet(shard)
         names = set(parquet.schema_arrow.names)
         light = [c for c in (*LIGHT, "thumbnails") if c in names]
         light += ["source_image", "edited_image"] if cfg.full_images else []

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from .. import storage
 from ..dataset.sink import atomic_write_bytes
 from ..errors import UserError
 from ..perception.evaluate import EVAL_FILE, build_index, lines, screen, summarize
@@ -69,7 +70,7 @@ def evaluate(dataset: Path, spec: str, *, where: list[str] = (), batch_size: int
         raise UserError(f"--bootstrap {bootstrap}: a number of resamples, 0 = no intervals")
     load_callable(spec)  # a wrong name fails here, before Ray starts
     t0 = time.perf_counter()
-    tasks, splits, info, frame_of = build_index(Path(dataset), list(where), echo)
+    tasks, splits, info, frame_of = build_index(storage.path(dataset), list(where), echo)
     raw, failed = detect_all(tasks, spec, device, gpus, actors, batch_size, address, verbose)
     t1 = time.perf_counter()
     dets, refused = screen(splits, raw)
@@ -78,7 +79,7 @@ def evaluate(dataset: Path, spec: str, *, where: list[str] = (), batch_size: int
     t2 = time.perf_counter()
     result["seconds"] = {"total": round(t2 - t0, 3), "detect": round(t1 - t0, 3), "metrics": round(t2 - t1, 3)}
     result["images_per_s"] = round(result["images"] / (t2 - t0), 3)
-    atomic_write_bytes(Path(dataset) / EVAL_FILE, json.dumps(result, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(storage.path(dataset) / EVAL_FILE, json.dumps(result, indent=1, sort_keys=True).encode())
     for line in lines(result):
         echo(line)
     code = 0
@@ -91,6 +92,6 @@ def evaluate(dataset: Path, spec: str, *, where: list[str] = (), batch_size: int
                  + (f"; {len(reasons) - 3} other reason(s) in {EVAL_FILE}" if len(reasons) > 3 else ""))
     from ..report.build import REPORT, build_after_run
 
-    if (Path(dataset) / REPORT / "index.html").is_file():  # the report shows the numbers from now on
-        build_after_run(Path(dataset), None, echo)
+    if (storage.path(dataset) / REPORT / "index.html").is_file():  # the report shows the numbers from now on
+        build_after_run(storage.path(dataset), None, echo)
     return result, code

@@ -10,16 +10,16 @@ into an error row, so one poisonous frame cannot stop a run.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from pathlib import Path
 
+from .. import storage
 from ..dataset.sink import INFLIGHT
 
 
 class Ledger:
     def __init__(self, state_dir: str | Path, stage: str):
-        self.folder = Path(state_dir) / INFLIGHT
+        self.folder = storage.path(state_dir) / INFLIGHT
         self.path = self.folder / f"{socket.gethostname()}-{os.getpid()}"
         self.stage = stage
 
@@ -32,13 +32,16 @@ class Ledger:
 
 
 def clear(state_dir: str | Path) -> None:
-    shutil.rmtree(Path(state_dir) / INFLIGHT, ignore_errors=True)
+    try:
+        storage.rmtree(storage.path(state_dir) / INFLIGHT)
+    except OSError:
+        pass  # cleared by the next run's end
 
 
 def deaths_per_job(state_dir: str | Path) -> dict[str, tuple[int, str]]:
     """job_id -> (how many worker processes died on it, the stage they ran)."""
     deaths: dict[str, tuple[int, str]] = {}
-    folder = Path(state_dir) / INFLIGHT
+    folder = storage.path(state_dir) / INFLIGHT
     for path in folder.glob("*") if folder.exists() else []:
         stage, *job_ids = path.read_text().split("\n")
         for job_id in job_ids:

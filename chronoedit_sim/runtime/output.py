@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from .. import storage
 from ..dataset.lock import lock_path
 from ..dataset.manifest import read_manifest
 from ..config import to_dict
@@ -38,8 +36,8 @@ class OutputWriteFailed(UserError):
 
 def previous_manifest(out: Path, overwrite: bool) -> dict | None:
     """The manifest to resume from (None: start fresh), or OutputConflict for a foreign folder."""
-    nearest = next(p for p in (out, *out.parents) if p.exists())
-    if not nearest.is_dir():
+    nearest = out if storage.is_remote(out) else next(p for p in (out, *out.parents) if p.exists())
+    if nearest.exists() and not nearest.is_dir():
         raise OutputConflict(f"{out}: {nearest} is a file, not a folder; choose another --output")
     # a folder holding only _state is a dataset whose first writer has not written run.json yet
     if out.exists() and any(p.name != STATE for p in out.iterdir()) and read_manifest(out) is None:
@@ -70,7 +68,7 @@ def config_changes(previous: dict | None, cfg, scenarios) -> list[str]:
         return []
     old = _flat({k: v for k, v in (previous.get("config") or {}).items() if k not in NOT_CONTENT})
     new = _flat({k: v for k, v in to_dict(cfg).items() if k not in NOT_CONTENT})
-    old["input.path"], new["input.path"] = previous.get("input_path"), str(Path(cfg.input.path).expanduser().resolve())
+    old["input.path"], new["input.path"] = previous.get("input_path"), storage.absolute(cfg.input.path)
     changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
                if old.get(key) != new.get(key)]
     before = {s["name"]: s["sha256"] for s in previous.get("scenarios") or []}
@@ -114,11 +112,9 @@ def prepare(out: Path, overwrite: bool) -> None:
             if path.name == STATE:
                 for inner in path.iterdir():
                     if inner != lock_path(out):
-                        shutil.rmtree(inner) if inner.is_dir() and not inner.is_symlink() else inner.unlink()
-            elif path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
+                        storage.rmtree(inner)
             else:
-                path.unlink()
+                storage.rmtree(path)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -141,7 +137,7 @@ def write_errors(out: Path):
         yield
     except SinkWriteError as exc:
         shards = readable_shards(out, on_damaged=lambda *_: None)
-        rows = sum(pq.read_metadata(s).num_rows for s in shards)
+        rows = sum(storage.parquet(s).metadata.num_rows for s in shards)
         when = "once there is room" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "once it can be written again"
         raise OutputWriteFailed(f"cannot write to {exc.filename}: {exc.strerror}; {rows} row(s) are safe in "
                                 f"{len(shards)} complete shard(s) of {out} and nothing half-written was kept; rerun "

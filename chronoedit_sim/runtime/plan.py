@@ -13,8 +13,8 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
+from .. import storage
 from ..config import Config, ConfigError, ConfigLoader, to_dict
 from ..dataset.jobindex import JobIndex
 from ..scenario import EditSettings, Scenario, edit_settings, expand_edit, load_scenario, make_job_id, settings_key
@@ -155,7 +155,7 @@ def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
     folder resumed into the same output would otherwise be taken for frames already done.
     """
     content = {k: v for k, v in to_dict(cfg).items() if k not in NOT_CONTENT}
-    content["input"]["path"] = str(Path(cfg.input.path).expanduser().resolve())
+    content["input"]["path"] = storage.absolute(cfg.input.path)
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

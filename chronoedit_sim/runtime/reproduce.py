@@ -12,10 +12,10 @@ largest difference and the reasons it may differ.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..config import ConfigLoader
 from ..dataset.encode import decode_rgb, encode_image
 from ..dataset.manifest import package_versions, read_manifest
@@ -37,7 +37,7 @@ COLUMNS = ["job_id", "scenario", "edit_id", "seed", "source_id", "source_uri", "
 def reproduce(dataset: str, job_id: str, device: str | None = None, echo=print) -> int:
     """0: the new edit equals the stored one bit for bit; 1: it differs (how much and why are printed)."""
     t0 = time.perf_counter()
-    src = Path(dataset)
+    src = storage.path(dataset)
     recorded = read_manifest(src)
     if recorded is None:
         raise UserError(f"{src}: no run.json: not a chronoedit-sim dataset")

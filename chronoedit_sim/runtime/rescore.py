@@ -14,10 +14,8 @@ import hashlib
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from .. import storage
 from ..config import ConfigLoader, to_dict
 from ..dataset.encode import decode_rgb, stored_trajectory
 from ..dataset.lock import OutputLock
@@ -46,7 +44,7 @@ def with_frames(row: dict) -> dict:
 
 def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=(), overwrite: bool = False,
             quiet: bool = False, echo=print) -> int:
-    src, out = Path(source), Path(output_dir)
+    src, out = storage.path(source), storage.path(output_dir)
     recorded = read_manifest(src)
     if recorded is None:
         raise UserError(f"{src}: no run.json: not a chronoedit-sim dataset")
@@ -83,7 +81,7 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
         shards, notes = damage_notes(src)  # DIR is only read: damaged shards are named and skipped, never moved
         for note in notes:
             echo(f"{src}: {note}")
-        total = sum(pq.read_metadata(s).num_rows for s in shards)
+        total = sum(storage.parquet(s).metadata.num_rows for s in shards)
         run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
         manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id, settings,
                                   rescored_from={"path": str(src.resolve()), "config_hash": recorded["config_hash"]},
@@ -99,7 +97,7 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
         progress = Progress(total=total - len(done), quiet=quiet)
         t0 = time.perf_counter()
         for shard in shards:
-            for batch in pq.ParquetFile(shard).iter_batches(batch_size=cfg.output.row_group_rows):
+            for batch in storage.parquet(shard).iter_batches(batch_size=cfg.output.row_group_rows):
                 rows = [with_frames(r) for r in batch.to_pylist() if r["job_id"] not in done]
                 for row in map(finish_row, stage.process_batch(rows)):
                     writer.add(row, settings[settings_key(row["scenario"], row["edit_id"])].filter.write_rejected)

@@ -11,6 +11,7 @@ import json
 import uuid
 from pathlib import Path
 
+from .. import storage
 from ..config import CPU_BACKENDS, ConfigLoader
 from ..dataset.lock import OutputLock, OutputLocked  # noqa: F401  (raised by run(); callers catch it from here)
 from ..dataset.manifest import finish_manifest, start_manifest
@@ -27,7 +28,7 @@ from .vlm_service import uses_vlm
 def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: list[str], *, config_files=(),
         dry_run: bool = False, overwrite: bool = False, quiet: bool = False, verbose: bool = False, echo=print,
         on_row=None) -> int:
-    out = Path(output_dir)
+    out = storage.path(output_dir)
     loader = ConfigLoader([f"input.path={input_path}", *overrides], list(config_files))
     output.previous_manifest(out, overwrite)  # refuses a foreign folder before the lock creates OUT/_state in it
     # a refused config, scenario or weights must not leave OUT/_state/lock behind in a folder it created

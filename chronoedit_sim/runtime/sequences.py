@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import storage
 from ..config import SEQUENCE_SCORES
 from ..dataset.encode import decode_rgb
 from ..scenario import settings_key
@@ -102,13 +103,12 @@ def done_rows(out: Path, job_ids: set[str]) -> list[dict]:
     """The dataset's rows of `job_ids`, with the images the flicker needs."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as pads
 
     from ..dataset.sink import readable_shards
 
     shards = readable_shards(out) if job_ids else []
     if not shards:
         return []
-    table = pads.dataset([str(s) for s in shards], format="parquet").to_table(
+    table = storage.parquet_dataset(shards).to_table(
         columns=["job_id", "error", "source_image", "edited_image"], filter=pc.field("job_id").isin(pa.array(sorted(job_ids), pa.string())))
     return table.to_pylist()

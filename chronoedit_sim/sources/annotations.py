@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from .base import FrameRef, InputError
 
 # KITTI object label columns after the type; the 2D box is columns 4..7
@@ -30,7 +31,7 @@ class LabelError(Exception):
 
 def kitti_label_path(image_path: str) -> str | None:
     """training/image_2/000123.png -> training/label_2/000123.txt (labels exist for the left camera only)."""
-    p = Path(image_path)
+    p = storage.path(image_path)
     if p.parent.name != "image_2":
         return None
     return str(p.parent.parent / "label_2" / (p.stem + ".txt"))
@@ -39,7 +40,7 @@ def kitti_label_path(image_path: str) -> str | None:
 def read_kitti_labels(path: str) -> list[dict]:
     """A KITTI object label file; a missing file is a frame without labels, a malformed line a LabelError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = storage.path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as e:
@@ -71,7 +72,7 @@ def read_kitti_labels(path: str) -> list[dict]:
 def _coco_index(path: str) -> dict[str, list[dict] | str]:
     """file name -> source annotations (or a LabelError message) of a COCO instances JSON."""
     try:
-        data = json.loads(Path(os.path.expanduser(path)).read_text(encoding="utf-8"))
+        data = json.loads(storage.path(os.path.expanduser(path)).read_text(encoding="utf-8"))
         images = {im["id"]: im["file_name"] for im in data["images"]}
         names = {c["id"]: c["name"] for c in data.get("categories", [])}
         entries = data.get("annotations", [])

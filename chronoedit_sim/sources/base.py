@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import storage
 from ..errors import UserError
 
 
@@ -54,6 +55,10 @@ def walk(root: str, exts: tuple[str, ...], folders_too: bool = False) -> Iterato
     folder's names at a time, so a corpus of millions of files is never listed whole.
     `folders_too`: a folder named like a match (`x.png/`) is listed too, so it becomes an error row, not a gap."""
 
+    if storage.is_url(root):
+        yield from _walk_store(storage.path(root), exts, folders_too)
+        return
+
     def unreadable(e: OSError) -> None:
         # os.walk skips unreadable folders silently by default: that would drop their frames unseen.
         raise InputError(f"input.path: cannot list {e.filename}: {e.strerror or e}")
@@ -68,3 +73,21 @@ def walk(root: str, exts: tuple[str, ...], folders_too: bool = False) -> Iterato
             # Zero-byte/corrupt files are kept on purpose: they become error rows, not silent gaps.
             if not name.startswith(".") and has_ext(name, exts):
                 yield os.path.join(dirpath, name), prefix + name
+
+
+def _walk_store(root, exts: tuple[str, ...], folders_too: bool) -> Iterator[tuple[str, str]]:
+    """walk() on an object store, in the same order: one folder's listing at a time, its sorted matches,
+    then its sorted sub-folders."""
+
+    def visit(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
+        try:
+            names = dict(storage.scandir(folder))
+        except OSError as e:
+            raise InputError(f"input.path: cannot list {folder}: {e.strerror or e}") from None
+        for name in sorted(n for n, is_dir in names.items() if folders_too or not is_dir):
+            if not name.startswith(".") and has_ext(name, exts):
+                yield f"{folder}/{name}", prefix + name
+        for d in sorted(n for n, is_dir in names.items() if is_dir and not n.startswith(".")):
+            yield from visit(f"{folder}/{d}", f"{prefix}{d}/")
+
+    yield from visit(str(root).rstrip("/"), "")

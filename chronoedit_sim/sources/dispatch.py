@@ -6,10 +6,9 @@ task expands them into jobs as it goes, and read_input decodes them in Ray read 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
+from .. import storage
 from ..config import InputConfig
 from .decode import DecodedImage, FrameError
 from .base import FrameRef, InputError
@@ -20,7 +19,7 @@ def detect(cfg: InputConfig) -> str:
     """The input type for cfg.path ("auto" resolved); only cheap looks at the top of the tree."""
     if cfg.type != "auto":
         return cfg.type
-    root = Path(os.path.expanduser(cfg.path))
+    root = storage.located(cfg.path)
     if root.is_file():
         return "parquet" if root.suffix.lower() == ".parquet" else "images_or_video"
     if not root.is_dir():
@@ -58,7 +57,7 @@ def iter_input(cfg: InputConfig) -> Iterator[FrameRef]:
 def _iter(cfg: InputConfig, kind: str) -> Iterator[FrameRef]:
     if kind in ("images", "video", "images_or_video"):
         return iter_frames(cfg)
-    root = Path(os.path.expanduser(cfg.path)).resolve()
+    root = storage.path(storage.absolute(cfg.path))
     if not root.exists():
         raise InputError(f"input.path: {cfg.path} does not exist")
     if kind == "parquet":

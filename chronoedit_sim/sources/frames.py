@@ -9,13 +9,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
-import os
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 
+from chronoedit_sim import storage
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.base import FrameRef, InputError, has_ext, walk
 from chronoedit_sim.sources.decode import DecodedImage, FrameError, decode_image, normalize_array
@@ -40,15 +39,16 @@ def _selected(rel: str, include: list[str], exclude: list[str]) -> bool:
 
 
 def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> Iterator[FrameRef]:
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video OpenCV can read)")
-        # Header values only: decoding every frame here would read the whole video while listing.
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        fps = cap.get(cv2.CAP_PROP_FPS)
-    finally:
-        cap.release()
+    with storage.local_copy(path) as local:  # OpenCV opens files by name: an object is fetched first
+        cap = cv2.VideoCapture(local)
+        try:
+            if not cap.isOpened():
+                raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video OpenCV can read)")
+            # Header values only: decoding every frame here would read the whole video while listing.
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            fps = cap.get(cv2.CAP_PROP_FPS)
+        finally:
+            cap.release()
     if not math.isfinite(count) or int(count) <= 0:
         raise InputError(f"input.path: {shown}: video {rel} has no frames")
     # Some containers report no frame rate; a made-up one would give wrong timestamps.
@@ -88,12 +88,13 @@ def iter_frames(cfg: InputConfig) -> Iterator[FrameRef]:
         raise InputError(f"input.max_frames: must be >= 0, got {cfg.max_frames}")
     if cfg.type not in ("auto", "images", "video"):
         raise InputError(f"input.type: {cfg.type!r} is not one of auto, images, video")
-    root = os.path.abspath(os.path.expanduser(shown))
-    if not os.path.exists(root):
+    where = storage.located(shown)
+    root = str(where)
+    if not where.exists():
         raise InputError(f"input.path: {shown} does not exist")
     supported = f"images: {', '.join(IMAGE_EXTENSIONS)}; videos: {', '.join(VIDEO_EXTENSIONS)}"
-    is_dir = os.path.isdir(root)
-    name = os.path.basename(root)
+    is_dir = where.is_dir()
+    name = where.name
     kind = cfg.type
     if kind == "auto":
         if is_dir or has_ext(name, IMAGE_EXTENSIONS):
@@ -134,7 +135,7 @@ def iter_frames(cfg: InputConfig) -> Iterator[FrameRef]:
 def _read_image(ref: FrameRef, max_pixels: int, min_side: int) -> DecodedImage | FrameError:
     uri = ref.source_uri
     try:
-        data = Path(ref.path).read_bytes()
+        data = storage.path(ref.path).read_bytes()
     except OSError as e:
         return FrameError(f"{uri}: cannot read: {e.strerror or e}")
     try:
@@ -218,7 +219,8 @@ def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list
         uris: dict[int, str] = {}
         for p in positions:
             uris.setdefault(refs[p].frame_index, refs[p].source_uri)
-        decoded = _read_video(path, uris, min_side)
+        with storage.local_copy(path) as local:
+            decoded = _read_video(local, uris, min_side)
         seen: set[int] = set()
         for p in positions:
             i = refs[p].frame_index

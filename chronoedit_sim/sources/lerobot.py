@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from chronoedit_sim import storage
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.base import FrameRef, InputError
 
@@ -41,7 +40,7 @@ def _load_info(root: Path) -> dict | None:
 
 
 def is_lerobot(root: Path) -> bool:
-    return _load_info(Path(root)) is not None
+    return _load_info(storage.path(root)) is not None
 
 
 def _read(path: Path, columns: list[str] | None, what: str, filters=None):
@@ -50,10 +49,10 @@ def _read(path: Path, columns: list[str] | None, what: str, filters=None):
         raise InputError(f"input.path: LeRobot {what} {path} is missing")
     try:
         if columns is not None:
-            missing = [c for c in columns if c not in pq.read_schema(path).names]
+            missing = [c for c in columns if c not in storage.parquet(path).schema_arrow.names]
             if missing:
                 raise InputError(f"input.path: LeRobot {what} {path} has no column(s) {', '.join(missing)}")
-        return pq.read_table(path, columns=columns, filters=filters)
+        return storage.read_table(path, columns=columns, filters=filters)
     except InputError:
         raise
     except Exception as e:  # corrupt or truncated Parquet: the dataset as a whole is unusable
@@ -86,7 +85,7 @@ def list_lerobot(cfg: InputConfig, root: Path) -> list[FrameRef]:
 
 def iter_lerobot(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
     """The dataset's camera frames, episode by episode, lazily (the episode index is read whole: one row each)."""
-    root = Path(os.path.abspath(os.path.expanduser(str(root))))
+    root = storage.located(root)
     shown = cfg.path or str(root)
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")

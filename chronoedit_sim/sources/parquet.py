@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from chronoedit_sim import storage
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.decode import DecodedImage, FrameError, decode_image
 from chronoedit_sim.sources.base import FrameRef, InputError, walk
@@ -49,7 +50,7 @@ def list_parquet(cfg: InputConfig, root: Path) -> list[FrameRef]:
 
 def iter_parquet(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
     """The input's rows in order, lazily: one file's id and caption columns at a time."""
-    root = Path(os.path.abspath(os.path.expanduser(str(root))))
+    root = storage.located(root)
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
     if root.is_dir():
@@ -64,7 +65,7 @@ def iter_parquet(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
     for full, rel in files:
         n_files += 1
         try:
-            pf = pq.ParquetFile(full)
+            pf = storage.parquet(full)
             _columns_ok(pf, rel, cfg)
             rows = pf.metadata.num_rows
             cols = pf.read(columns=list(dict.fromkeys(want))).to_pydict() if want else {}
@@ -107,7 +108,7 @@ def _image_bytes(value, uri: str, col: str, folder: str) -> bytes:
         data, path = value.get("bytes"), value.get("path")
         if data is None and path:
             try:
-                return Path(folder, path).read_bytes()
+                return (storage.path(folder) / path).read_bytes()
             except OSError as e:
                 raise FrameError(f"{uri}: image column '{col}' has no bytes and path {path} cannot be read: "
                                  f"{e.strerror or e}") from None
@@ -132,7 +133,7 @@ def _decode(value, ref: FrameRef, col: str, max_pixels: int, min_side: int) -> D
 
 def _read_file(path: str, refs: list[FrameRef], positions: list[int], out: list, max_pixels: int, min_side: int):
     try:
-        pf = pq.ParquetFile(path)
+        pf = storage.parquet(path)
         md = pf.metadata
         starts = [0]
         for g in range(md.num_row_groups):

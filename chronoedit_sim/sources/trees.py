@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from chronoedit_sim import storage
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.annotations import kitti_label_path
 from chronoedit_sim.sources.base import FrameRef, InputError, walk
@@ -20,14 +21,13 @@ KITTI_CAMERAS = ("image_2", "image_3", "image_02", "image_03")
 
 def _dirs(path: str) -> list[str]:
     try:
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        return sorted(name for name, is_dir in storage.scandir(path) if is_dir and not name.startswith("."))
     except OSError as e:
         raise InputError(f"input.path: cannot list {path}: {e.strerror or e}") from None
 
 
 def _abs(root: Path) -> str:
-    return os.path.abspath(os.path.expanduser(str(root)))
+    return str(storage.located(root))
 
 
 def is_kitti(root: Path) -> bool:
@@ -43,15 +43,12 @@ def is_kitti(root: Path) -> bool:
 
 
 def _kitti_camera_dirs(root: str) -> list[str]:
-    found = []
-
-    def unreadable(e: OSError) -> None:
-        raise InputError(f"input.path: cannot list {e.filename}: {e.strerror or e}")
-
-    for dirpath, dirnames, _ in os.walk(root, onerror=unreadable):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [os.path.join(dirpath, d) for d in dirnames if d in KITTI_CAMERAS]
-        dirnames[:] = [d for d in dirnames if d not in KITTI_CAMERAS]  # images are listed per camera below
+    """The camera folders under root, top-down in sorted order (images are listed per camera later)."""
+    dirs = _dirs(root)
+    found = [os.path.join(root, d) for d in dirs if d in KITTI_CAMERAS]
+    for d in dirs:
+        if d not in KITTI_CAMERAS:
+            found += _kitti_camera_dirs(os.path.join(root, d))
     return found
 
 
@@ -97,7 +94,7 @@ def iter_kitti(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
     top = _abs(root)
     if cfg.stride < 1:
         raise InputError(f"input.stride: must be >= 1, got {cfg.stride}")
-    cams = _kitti_camera_dirs(top) if os.path.isdir(top) else []
+    cams = _kitti_camera_dirs(top) if storage.path(top).is_dir() else []
     if not cams:
         raise InputError(f"input.path: {root}: not a KITTI tree (no camera folder {', '.join(KITTI_CAMERAS)} found)")
     keep = _pick(cfg, [os.path.basename(c) for c in cams], "KITTI", str(root))
@@ -109,7 +106,7 @@ def iter_kitti(cfg: InputConfig, root: Path) -> Iterator[FrameRef]:
 
 def _nuscenes_cameras(top: str) -> list[str]:
     samples = os.path.join(top, "samples")
-    return [d for d in _dirs(samples) if d.startswith("CAM_")] if os.path.isdir(samples) else []
+    return [d for d in _dirs(samples) if d.startswith("CAM_")] if storage.path(samples).is_dir() else []
 
 
 def is_nuscenes(root: Path) -> bool:

@@ -15,6 +15,7 @@ import inspect
 import io
 import os
 
+from .. import storage
 from ..errors import UserError
 from .base import Resources, Stage
 
@@ -152,10 +153,8 @@ class ShardImagesStage(Stage):
     def iter_batch(self, tasks: list[dict]):
         """A record batch of images at a time: a shard holds hundreds of them, and the detector can start on
         the first while the rest are read."""
-        import pyarrow.parquet as pq
-
         for task in tasks:
-            shard = pq.ParquetFile(task["shard"])
+            shard = storage.parquet(task["shard"])
             out: list[dict] = []
             for batch in shard.iter_batches(columns=["job_id", "source_image", "edited_image"], batch_size=16):
                 for row in batch.to_pylist():

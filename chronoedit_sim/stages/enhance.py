@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+from .. import storage
 from ..config import EnhanceConfig
 from ..engine.backends import runs_on_cpu
 from .base import Resources, Stage
@@ -36,7 +37,7 @@ class EnhanceStage(Stage):
         # (`_anchor`, from the plan) is read with the input's limits (max_pixels, min_side)
         self.vlm, self.cfg = vlm, cfg
         self.max_pixels, self.min_side = max_pixels, min_side
-        self.cache = Path(state_dir) / CACHE
+        self.cache = storage.path(state_dir) / CACHE
         self.resources, self.batch_size = resources, cfg.batch_size
 
     def setup(self) -> None:

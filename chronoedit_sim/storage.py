@@ -1,0 +1,164 @@
+"""Where data lives: a local path, or a URL that fsspec resolves (s3://, gs://, az://, ...).
+
+`path()` is the one place a location given by a user (a config value, --output, a row's shard) becomes
+a path object: a plain `pathlib.Path` for a local location, so local runs behave and perform exactly as
+before, and a universal_pathlib `UPath` over fsspec for a URL. Both have the pathlib API (`/`, glob,
+exists, open, read_text ...), so the code above reads and writes through one API; the few things an
+object store does differently live here too:
+
+- no rename: a file becomes visible by one PUT (or one completed multipart upload) of its whole bytes
+  under its final key (`put`), so readers never see a partial object;
+- a lock is an object created only if absent (`create`: S3's conditional `If-None-Match: *`);
+- pyarrow reads through `arrow()`/`parquet()`, with fsspec's file system wrapped for pyarrow;
+- libraries that need a real file (OpenCV's video decoder) get a local copy (`local_copy`).
+
+Credentials and endpoints come from each library's usual environment and config files (for S3:
+AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/config, AWS_ENDPOINT_URL ...); nothing here reads or prints them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path, PurePath
+
+
+def is_url(location) -> bool:
+    """True for 'scheme://...' other than file://."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://") and text.split("://", 1)[0].replace("+", "").isalnum()
+
+
+def path(location):
+    """The path object for a location: `pathlib.Path` when local, a `UPath` (fsspec) for a URL."""
+    if isinstance(location, PurePath) or (hasattr(location, "fs") and hasattr(location, "protocol")):
+        return location
+    text = os.fspath(location) if not isinstance(location, str) else location
+    if is_url(text):
+        from upath import UPath  # only where a URL is used: local runs never import fsspec's backends
+
+        return UPath(text)
+    return Path(text[len("file://"):] if text.startswith("file://") else text)
+
+
+def is_remote(p) -> bool:
+    """A location on an object store (or any fsspec file system), not a local path."""
+    return not isinstance(p, PurePath)
+
+
+def absolute(location) -> str:
+    """The location as a run records it: a local path made absolute, a URL as given."""
+    p = path(location)
+    return str(p) if is_remote(p) else str(p.expanduser().resolve())
+
+
+def located(location):
+    """An input's path object: a local path absolute with ~ expanded (symlinks kept as given), a URL as is."""
+    p = path(location)
+    return p if is_remote(p) else Path(os.path.abspath(os.path.expanduser(str(p))))
+
+
+def scandir(location) -> list[tuple[str, bool]]:
+    """(name, is a folder) of a folder's entries, unsorted: os.scandir locally, one listing on a store."""
+    p = path(location)
+    if not is_remote(p):
+        with os.scandir(p) as it:
+            return [(e.name, e.is_dir()) for e in it]
+    return [(e["name"].rstrip("/").rsplit("/", 1)[-1], e["type"] == "directory") for e in p.fs.ls(p.path, detail=True)]
+
+
+def arrow(p) -> tuple[str, object]:
+    """(path, filesystem) for pyarrow: a local path with filesystem None (pyarrow's own), or the key and
+    fsspec's file system wrapped for pyarrow."""
+    p = path(p)
+    if not is_remote(p):
+        return str(p), None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    return p.path, PyFileSystem(FSSpecHandler(p.fs))
+
+
+def arrow_name(name: str, like) -> str:
+    """A file name that pyarrow reports (a dataset's __filename) as a location beside `like`: on an object
+    store pyarrow names the key only, so it gets the URL's scheme back."""
+    p = path(like)
+    return f"{p.protocol}://{name}" if is_remote(p) else name
+
+
+def parquet(p, **kwargs):
+    """pyarrow's ParquetFile for a path on any file system (footer, schema, row groups, batches)."""
+    import pyarrow.parquet as pq
+
+    where, fs = arrow(p)
+    return pq.ParquetFile(where, filesystem=fs, **kwargs)
+
+
+def read_table(p, **kwargs):
+    """pq.read_table on any file system (columns=, filters= as pyarrow takes them)."""
+    import pyarrow.parquet as pq
+
+    where, fs = arrow(p)
+    return pq.read_table(where, filesystem=fs, **kwargs)
+
+
+def parquet_dataset(paths: list):
+    """One pyarrow dataset over Parquet files that live on one file system."""
+    import pyarrow.dataset as pads
+
+    located = [arrow(p) for p in paths]
+    return pads.dataset([where for where, _ in located], format="parquet",
+                        filesystem=located[0][1] if located else None)
+
+
+def put(p, data: bytes) -> None:
+    """Write a whole object under its final key in one request (fsspec sends a multipart upload for large
+    data and completes it only at the end): it is visible complete or not at all."""
+    p.fs.pipe_file(p.path, data)
+
+
+def create(p, data: bytes) -> bool:
+    """Create the object only if nothing is at its key (S3: PutObject with If-None-Match: *); False when
+    something is. A store that cannot do a conditional write raises (NotImplementedError or OSError)."""
+    try:
+        p.fs.pipe_file(p.path, data, mode="create")
+    except FileExistsError:
+        return False
+    return True
+
+
+def move(src, dst) -> None:
+    """Rename a file or folder; on an object store a copy of each object and a delete (not atomic)."""
+    if is_remote(src):
+        fs = src.fs
+        for key in fs.find(src.path):  # object by object: fsspec's recursive mv also copies the folder's own key
+            fs.copy(key, dst.path + key[len(src.path):])
+        fs.rm(src.path, recursive=True)
+    else:
+        src.rename(dst)
+
+
+def rmtree(p) -> None:
+    """Remove a folder (or a prefix on an object store) and everything under it; absent is fine."""
+    if is_remote(p):
+        if p.exists():
+            p.fs.rm(p.path, recursive=True)
+    elif p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+
+
+@contextmanager
+def local_copy(p):
+    """A local file path for a library that opens files by name itself: the path itself when local, else a
+    temporary download that is removed afterwards."""
+    p = path(p)
+    if not is_remote(p):
+        yield str(p)
+        return
+    with tempfile.TemporaryDirectory(prefix="cesim-") as tmp:
+        local = os.path.join(tmp, p.name)
+        p.fs.get_file(p.path, local)
+        yield local

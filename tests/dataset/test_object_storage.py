@@ -1,0 +1,146 @@
+"""The output dataset and the inputs on an object store: the local S3 server that the `s3` fixture starts
+(moto's standalone server, a real HTTP endpoint; no client is mocked). The runs against it are in
+tests/runtime/test_object_storage_runs.py (make test-slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from chronoedit_sim import storage
+from chronoedit_sim.config import InputConfig, OutputConfig
+from chronoedit_sim.dataset.lock import OutputLock, OutputLocked, lock_path, read_holder
+from chronoedit_sim.dataset.manifest import read_manifest, write_manifest
+from chronoedit_sim.dataset.sink import (DATA, SinkWriteError, atomic_write, complete_shards, readable_shards,
+                                         resume_index)
+from chronoedit_sim.sources.dispatch import iter_input, read_input
+from verify_helpers import fake_row, write_dataset
+
+
+def keys(url: str) -> list[str]:
+    """Every object under a prefix, as the store lists it."""
+    p = storage.path(url)
+    return sorted(k[len(p.path) + 1:] for k in p.fs.find(p.path))
+
+
+def upload(local, url: str) -> str:
+    p = storage.path(url)
+    p.fs.put(str(local), p.path, recursive=True)
+    return url
+
+
+def test_a_url_is_an_fsspec_path_and_a_local_path_stays_a_pathlib_path(tmp_path):
+    from pathlib import Path
+
+    assert type(storage.path(tmp_path / "x")) is type(tmp_path) and storage.path("a/b") == Path("a/b")
+    remote = storage.path("s3://bucket/out") / "data"
+    assert storage.is_remote(remote) and str(remote) == "s3://bucket/out/data"
+    assert storage.absolute("s3://bucket/out") == "s3://bucket/out"
+    assert storage.absolute("rel") == str(Path("rel").resolve())
+
+
+def test_shards_on_s3_are_whole_objects_read_back_by_the_resume_index(s3):
+    shards = write_dataset(s3, 3, per_shard=2)
+    assert [s.name for s in complete_shards(s3)] == [s.name for s in shards] and len(shards) == 2
+    assert sorted(keys(s3)) == sorted(f"data/{s.name}" for s in shards)  # no temporary object anywhere
+    assert len(resume_index(s3)) == 3 and "job2" in resume_index(s3)
+    assert readable_shards(s3) == complete_shards(s3)
+    write_manifest(s3, {"runs": [1]})
+    assert read_manifest(s3) == {"runs": [1]}
+
+
+def test_a_shard_whose_write_fails_midway_leaves_no_object(s3):
+    final = storage.path(s3) / DATA / "part-x.parquet"
+    seen = []
+
+    def write(fh):
+        fh.write(b"PAR1" + b"\0" * 1000)  # half a shard, then the writer dies
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SinkWriteError):
+        atomic_write(final, write)
+    # before the PUT (where the runtime's fault injection kills the driver) nothing is visible either
+    atomic_write(final, lambda fh: fh.write(b"whole"), before_rename=lambda p: seen.append(keys(s3)))
+    assert seen == [[]] and keys(s3) == ["data/part-x.parquet"] and final.read_bytes() == b"whole"
+
+
+def test_the_lock_is_an_object_created_only_if_absent(s3):
+    lock = storage.path(s3) / "lock"
+    assert storage.create(lock, b"first") and not storage.create(lock, b"second")  # the server honours If-None-Match
+    assert lock.read_bytes() == b"first"
+
+
+def test_a_second_writer_on_s3_is_refused_naming_the_holder_and_a_release_deletes_the_lock(s3):
+    with OutputLock(s3, command="chronoedit-sim run a.yaml"):
+        assert read_holder(s3)["command"] == "chronoedit-sim run a.yaml"
+        with pytest.raises(OutputLocked, match=rf"another writer is using this output \(pid {os.getpid()} on "
+                                               rf"{socket.gethostname()}, .*`chronoedit-sim run a.yaml`\)"):
+            with OutputLock(s3, command="second"):
+                pass
+        assert read_holder(s3)["command"] == "chronoedit-sim run a.yaml"  # never overwritten
+    assert not lock_path(s3).exists()
+    with OutputLock(s3, command="third"):
+        assert read_holder(s3)["command"] == "third"
+
+
+def test_a_dead_writers_lock_on_s3_is_taken_over_and_another_hosts_is_refused(s3):
+    from test_lock import _dead_pid
+
+    pid = _dead_pid()
+    lock_path(s3).write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "started_at": "t",
+                                         "command": "old"}))
+    notices = []
+    with OutputLock(s3, command="new", echo=notices.append):
+        assert read_holder(s3)["command"] == "new"
+    assert len(notices) == 1 and f"previous writer (pid {pid} on" in notices[0]
+    lock_path(s3).write_text(json.dumps({"host": "other-node", "pid": 1, "started_at": "t", "command": "c"}))
+    with pytest.raises(OutputLocked, match=rf"cannot tell whether .* object store.* delete {lock_path(s3)} and rerun"):
+        with OutputLock(s3, command="new"):
+            pass
+
+
+def _frames(folder, n):
+    (folder / "sub").mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(np.full((20, 24, 3), 30 * i, np.uint8)).save(folder / ("sub" if i % 2 else "") / f"f{i}.png")
+    (folder / ".hidden.png").write_bytes(b"x")
+    return folder
+
+
+def test_an_image_folder_on_s3_lists_and_reads_as_the_same_folder_on_disk(s3, tmp_path):
+    local = _frames(tmp_path / "in", 4)
+    url = upload(local, f"{s3}/in")
+    here, there = (list(iter_input(InputConfig(path=p))) for p in (str(local), url))
+    assert [r.source_id for r in there] == [r.source_id for r in here] == ["f0.png", "f2.png", "sub/f1.png",
+                                                                            "sub/f3.png"]
+    assert there[0].path == f"{url}/f0.png"
+    pixels = [img.rgb for img in read_input(there, max_pixels=10**6, min_side=16)]
+    assert [int(p[0, 0, 0]) for p in pixels] == [0, 60, 30, 90]
+
+
+def test_a_parquet_input_and_a_kitti_tree_on_s3_list_their_rows(s3, tmp_path):
+    from helpers import write_scored_kitti
+
+    write_dataset(tmp_path / "pq", 2, per_shard=2)
+    rows = list(iter_input(InputConfig(path=upload(tmp_path / "pq" / "data", f"{s3}/pq"), type="parquet",
+                                       image_column="source_image")))
+    assert len(rows) == 2 and rows[0].source_id.endswith("#00000000")
+    assert read_input(rows, max_pixels=10**6, min_side=8)[1].rgb[0, 0, 0] == 10
+    kitti = list(iter_input(InputConfig(path=upload(write_scored_kitti(tmp_path / "kitti"), f"{s3}/kitti"))))
+    assert [r.source_id for r in kitti] == [f"training/image_2/{i:06d}.png" for i in range(4)]
+    assert kitti[0].label_file == f"{s3}/kitti/training/label_2/000000.txt"
+
+
+def test_the_writer_keeps_rows_out_of_sight_until_a_shard_is_whole(s3):
+    from chronoedit_sim.dataset.sink import DatasetWriter
+
+    writer = DatasetWriter(s3, OutputConfig(shard_max_rows=2))
+    writer.add(fake_row(0), write_rejected=True)
+    assert keys(s3) == []
+    writer.add(fake_row(1), write_rejected=True)
+    assert len(keys(s3)) == 1 and writer.rows_in_shards == 2
