@@ -25,7 +25,7 @@ from chronoedit_sim.config import (
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = ("chronoedit-14b", "chronoedit-14b-distill", "chronoedit-2b", "tiny", "qwen-image-edit-2509",
-           "flux-kontext-dev", "tiny-qwen-image-edit", "tiny-flux-kontext")
+           "flux-kontext-dev", "tiny-qwen-image-edit", "tiny-flux-kontext", "corruption")
 
 
 def _error(overrides=(), layers=(), config_files=()) -> str:
@@ -357,7 +357,7 @@ def test_unknown_preset_lists_known_presets():
     msg = _error(["model=chronoedit-99b"])
     assert msg == (
         "model=chronoedit-99b: unknown model preset "
-        "(known: chronoedit-14b, chronoedit-14b-distill, chronoedit-2b, flux-kontext-dev, qwen-image-edit-2509, "
+        "(known: chronoedit-14b, chronoedit-14b-distill, chronoedit-2b, corruption, flux-kontext-dev, qwen-image-edit-2509, "
         "tiny, tiny-flux-kontext, tiny-qwen-image-edit)"
     )
 

@@ -74,7 +74,7 @@ def test_qwen2_5_vl_loads_through_the_same_code(tmp_path):
     assert 0 <= consistency <= 10 and 0 <= quality <= 10
 
 
-def test_missing_and_incomplete_weights_say_how_to_get_them(tmp_path, tiny_vlm_dir):
+def test_missing_and_incomplete_weights_say_how_to_get_them(tmp_path, tiny_vlm_dir, monkeypatch):
     with pytest.raises(MissingWeightsError) as err:
         resolve_vlm_root(VlmConfig(path="Qwen/Qwen2.5-VL-7B-Instruct"))
     msg = str(err.value)
@@ -87,7 +87,9 @@ def test_missing_and_incomplete_weights_say_how_to_get_them(tmp_path, tiny_vlm_d
             (partial / f.name).write_bytes(f.read_bytes())
     with pytest.raises(MissingWeightsError, match="has no tokenizer files"):
         resolve_vlm_root(VlmConfig(path=str(partial)))
-    # a missing folder is no repo id to download (#24: it suggested `hf download .demo/tiny-chronoedit-vlm`)
+    # a missing folder is no repo id to download (#24: it suggested `hf download .demo/tiny-chronoedit-vlm`);
+    # from an empty folder: `make demo` writes .demo/ in the checkout
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(MissingWeightsError) as err:
         resolve_vlm_root(VlmConfig(path=".demo/tiny-chronoedit-vlm"))
     assert "does not exist" in str(err.value) and "hf download Qwen/Qwen3-VL-30B-A3B-Instruct" in str(err.value)

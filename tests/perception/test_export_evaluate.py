@@ -227,13 +227,14 @@ def test_evaluate_oracle_scores_one_everywhere_and_the_blob_detector_falls_in_th
 
 def test_a_classifier_is_scored_by_the_share_of_edits_that_keep_its_clean_label():
     splits = {"clean": [("clean:a", []), ("clean:b", [])], "w__d__s1": [("a", []), ("b", [])]}
-    info = {"w__d__s1": {"scenario": "w", "edit_id": "d", "severity": 1}}
+    info = {"w__d__s1": {"scenario": "w", "edit_id": "d", "severity": 1, "backend": "chronoedit"}}
     frame_of = {"a": "clean:a", "b": "clean:b", "clean:a": "clean:a", "clean:b": "clean:b"}
     info["w__d__s1"]["changes_truth"] = False
     out = summarize(splits, info, frame_of, {"clean:a": "car", "clean:b": "bus", "a": "car", "b": "car"}, "c:f",
                     bootstrap=0)
     assert out["task"] == "classification" and out["splits"]["w__d__s1"]["accuracy"] == 0.5
     assert out["mPC"] == 0.5 and out["rPC"] == 0.5 and out["by_severity"] == {"1": {"mean_drop": 0.5}}
+    assert out["by_backend"] == {"chronoedit": {"mPC": 0.5, "mPC_ci": None, "rPC": 0.5, "rPC_ci": None}}
 
 
 def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_error(tmp_path):
