@@ -39,7 +39,9 @@ def path(location):
     if is_url(text):
         from upath import UPath  # only where a URL is used: local runs never import fsspec's backends
 
-        return UPath(text)
+        # no listings cache: other processes write the same prefix (drivers, a resumed run, another node),
+        # and a stale listing would hide their shards from the resume index and rerun their jobs
+        return UPath(text, use_listings_cache=False)
     return Path(text[len("file://"):] if text.startswith("file://") else text)
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from perception_helpers import (BLOB_DETECTOR, PASTE_BOX, SCENES, fake_darken, fake_dataset, fake_insert, write_kitti,
-                                write_oracle)
+                                write_jittered, write_oracle)
 from helpers import NO_CLIP_BOUNDS
 
 from chronoedit_sim.errors import UserError
@@ -265,3 +265,26 @@ def test_a_detector_that_fails_fails_its_images_and_a_wrong_name_is_a_clear_erro
                           ("no_such_module:f", "cannot import no_such_module")):
         with pytest.raises(UserError, match=message):
             load_callable(spec)
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # the local S3 server and two evaluate runs on Ray (make test-slow)
+def test_export_and_evaluate_read_a_dataset_on_s3_exactly_as_on_disk(fake, tmp_path, ray_session, s3):
+    """#23: the dataset in object storage (no local path), exported back to object storage and evaluated there."""
+    from chronoedit_sim import storage
+    from chronoedit_sim.runtime.evaluate import evaluate
+
+    remote = storage.path(f"{s3}/dataset")
+    remote.fs.put(str(fake) + "/", remote.path, recursive=True)
+    counts = export_benchmark(fake, tmp_path / "coco", "coco", echo=lambda *_: None)
+    assert export_benchmark(str(remote), f"{s3}/coco", "coco", echo=lambda *_: None) == counts
+    exported = storage.path(f"{s3}/coco")
+    for name in ("manifest.csv", *(f"annotations/instances_{split}.json" for split in counts)):
+        assert (exported / name).read_bytes() == (tmp_path / "coco" / name).read_bytes(), name
+    spec = write_jittered(tmp_path / "jitter.py", fake, seed=3)
+    here, code = evaluate(fake, spec, echo=lambda *_: None, bootstrap=20)
+    there, remote_code = evaluate(str(remote), spec, echo=lambda *_: None, bootstrap=20)
+    assert code == remote_code == 0
+    timing = ("seconds", "images_per_s")
+    assert {k: v for k, v in there.items() if k not in timing} == {k: v for k, v in here.items() if k not in timing}
+    assert json.loads((remote / "eval.json").read_text())["mPC"] == here["mPC"]

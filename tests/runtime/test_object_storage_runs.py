@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 from PIL import Image
 
@@ -31,3 +37,40 @@ def test_a_run_reads_its_frames_from_s3_and_writes_its_dataset_there_then_verify
     # a rerun resumes: every job is already in a complete shard
     assert run([str(one_edit_scenario)], str(src), out, run_overrides, quiet=True, echo=lambda *_: None) == 0
     assert tally_dataset(out).counts["written"] == 3
+
+
+def test_a_driver_killed_before_a_shard_put_and_after_rows_then_resumed_gives_every_job_once_on_s3(
+        ray_session, run_overrides, one_edit_scenario, s3, tmp_path):
+    """#23: the deterministic driver kills of tests/runtime/test_run.py with input and output on the S3 server:
+    the killed drivers' lock objects are taken over, the shard never PUT is simply absent (no partial object)."""
+    for i in range(6):
+        Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"f{i}.png")
+    src = storage.path(f"{s3}/in")
+    src.fs.put(str(tmp_path) + "/", src.path, recursive=True)
+    out = storage.path(f"{s3}/out")
+    overrides = [*run_overrides, "output.shard_max_rows=1"]
+    cmd = [sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input", str(src),
+           "--output", str(out), "-q", *overrides, f"runtime.address={ray_session}"]
+
+    def run_cli(*extra):
+        # the endpoint and keys of the local server are in this process's environment (tests/conftest.py)
+        return subprocess.run([*cmd, *extra], env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+
+    def shards():
+        return sorted(p.name for p in (out / "data").iterdir())
+
+    killed = run_cli("runtime.faults.kill_driver_before_rename=3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(shards()) == 2 and tally_dataset(str(out)).counts["written"] == 2  # the third never PUT
+    assert (out / "_state" / "lock").exists()  # the dead driver's
+    killed = run_cli("runtime.faults.kill_driver_after_rows=2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(shards()) == 4
+    assert run([str(one_edit_scenario)], str(src), str(out), overrides, quiet=True, echo=lambda *_: None) == 0
+    rows = [r for name in shards() for r in storage.read_table(out / "data" / name).to_pylist()]
+    assert sorted(r["source_id"] for r in rows) == [f"f{i}.png" for i in range(6)]
+    assert len({r["job_id"] for r in rows}) == 6 == len(shards())
+    assert len(json.loads((out / "run.json").read_text())["runs"]) == 3
+    assert not (out / "_state" / "lock").exists()
+    assert_whole(str(out))
