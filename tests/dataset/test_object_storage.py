@@ -136,6 +136,19 @@ def test_a_parquet_input_and_a_kitti_tree_on_s3_list_their_rows(s3, tmp_path):
     assert kitti[0].label_file == f"{s3}/kitti/training/label_2/000000.txt"
 
 
+def test_a_lerobot_dataset_on_s3_lists_and_decodes_its_videos_as_on_disk(s3, tmp_path):
+    """LeRobot v3 from a store: its tables through pyarrow, its MP4s through a local copy for the decoder."""
+    from helpers import make_dataset
+
+    local = make_dataset(tmp_path / "ds")
+    url = upload(local, f"{s3}/ds")
+    here, there = (list(iter_input(InputConfig(path=p, type="lerobot"))) for p in (str(local), url))
+    assert here and [r.source_id for r in there] == [r.source_id for r in here]
+    pick = [0, len(here) // 2, len(here) - 1]
+    frames = [read_input([refs[i] for i in pick], max_pixels=10**6, min_side=8) for refs in (here, there)]
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(*frames))
+
+
 def test_the_writer_keeps_rows_out_of_sight_until_a_shard_is_whole(s3):
     from chronoedit_sim.dataset.sink import DatasetWriter
 
