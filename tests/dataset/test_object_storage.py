@@ -136,7 +136,7 @@ def test_a_parquet_input_and_a_kitti_tree_on_s3_list_their_rows(s3, tmp_path):
     assert kitti[0].label_file == f"{s3}/kitti/training/label_2/000000.txt"
 
 
-def test_a_lerobot_dataset_on_s3_lists_and_decodes_its_videos_as_on_disk(s3, tmp_path):
+def test_a_lerobot_dataset_and_a_video_on_s3_list_and_decode_as_on_disk(s3, tmp_path):
     """LeRobot v3 from a store: its tables through pyarrow, its MP4s through a local copy for the decoder."""
     from helpers import make_dataset
 
@@ -146,6 +146,13 @@ def test_a_lerobot_dataset_on_s3_lists_and_decodes_its_videos_as_on_disk(s3, tmp
     assert here and [r.source_id for r in there] == [r.source_id for r in here]
     pick = [0, len(here) // 2, len(here) - 1]
     frames = [read_input([refs[i] for i in pick], max_pixels=10**6, min_side=8) for refs in (here, there)]
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(*frames))
+    # one of its MP4s as a plain video input (type video: OpenCV's decoder on a local copy)
+    mp4 = sorted(local.rglob("*.mp4"))[0]
+    here, there = (list(iter_input(InputConfig(path=p, type="video")))
+                   for p in (str(mp4), f"{url}/{mp4.relative_to(local).as_posix()}"))
+    assert len(here) > 2 and [r.source_id for r in there] == [r.source_id for r in here]
+    frames = [read_input(refs[:3], max_pixels=10**6, min_side=8) for refs in (here, there)]
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(*frames))
 
 
