@@ -146,6 +146,18 @@ def test_presets_choose_their_backend(preset, backend):
     assert load_config([f"model={preset}"]).model.backend == backend
 
 
+@pytest.mark.parametrize("override", ["model.quantize=fp8_dynamic", "upscale.enabled=true", "model.compile=true",
+                                      "model.step_cache=first_block", "model.offload_text_encoder=true",
+                                      "model.transformer_path=/x", "model.loras=[{path: a.safetensors}]"])
+def test_chronoedit_only_keys_are_refused_for_the_other_editors_instead_of_being_ignored(override):
+    key = override.split("=")[0]
+    for preset in ("qwen-image-edit-2509", "flux-kontext-dev"):
+        backend = load_config([f"model={preset}"]).model.backend
+        assert _error([f"model={preset}", override]) == \
+            f"command line: {key}: applies to ChronoEdit only, not to model.backend={backend}"
+    assert load_config(["model=tiny", override]).model.backend == "chronoedit"  # ChronoEdit takes them
+
+
 def test_the_tiny_preset_finds_clip_and_the_vlm_beside_its_checkpoint():
     """make-tiny-model DIR writes DIR-clip and DIR-vlm: the preset points at them wherever DIR is (#24)."""
     cfg = load_config(["model=tiny", "model.path=/tmp/x"])

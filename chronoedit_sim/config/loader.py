@@ -82,6 +82,13 @@ def _merge(base: DictConfig, data: dict, source: str) -> DictConfig:
         raise ConfigError(f"{source}: {key}: {msg}") from None
 
 
+# ChronoEdit editor keys and the values that leave them off (engine/editor.py reads them; other backends do not)
+CHRONOEDIT_ONLY = (("model.loras", ([],)), ("model.transformer_path", (None,)), ("model.quantize", ("none",)),
+                   ("model.compile", (None, False)), ("model.step_cache", ("none",)),
+                   ("model.attention_backend", (None,)), ("model.offload_text_encoder", (False,)),
+                   ("upscale.enabled", (False,)))
+
+
 def _check_values(cfg: DictConfig, source_of) -> None:
     """Checks the type system cannot express; each names the key and its layer."""
 
@@ -166,6 +173,11 @@ def _check_values(cfg: DictConfig, source_of) -> None:
         raise bad("upscale.max_area", "set the upscaled size (at least 256 pixels) or upscale.to_source_size=true")
     if up.num_inference_steps is not None and up.num_inference_steps < 1:
         raise bad("upscale.num_inference_steps", "must be >= 1")
+    if cfg.model.backend not in ("chronoedit", "corruption"):
+        # the other diffusers editors load none of these: set, they would be ignored without a word
+        for key, unset in CHRONOEDIT_ONLY:
+            if OmegaConf.select(cfg, key) not in unset:
+                raise bad(key, f"applies to ChronoEdit only, not to model.backend={cfg.model.backend}")
     if cfg.enhance.enabled and cfg.model.offload_text_encoder:
         # the editor encodes every text before it lets its text encoder go; enhanced texts exist only later
         raise bad("enhance.enabled", "needs the editor's text encoder: model.offload_text_encoder encodes every "
