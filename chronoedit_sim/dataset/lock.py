@@ -129,7 +129,7 @@ class OutputLock:
         try:
             taken = storage.create(self.path, body)
             if not taken:
-                self._check_holder(read_holder(self.out), locked=False, alive=True)
+                self._check_holder(read_holder(self.out), alive=True)
                 self.path.unlink()  # a dead writer's lock on this host: taken over, created again only if absent
                 taken = storage.create(self.path, body)
         except OSError as exc:
@@ -152,12 +152,12 @@ class OutputLock:
             if exc.errno not in _NO_LOCKS:
                 raise
             locked = False
-        self._check_holder(read_holder(self.out), locked, alive=not locked)
+        self._check_holder(read_holder(self.out), alive=not locked)
         if not locked:
             self.echo(f"notice: {self.out}: this filesystem does not support file locks; nothing stops a second "
                       "writer here, so run one writer per output at a time (see the README: shared filesystems)")
 
-    def _check_holder(self, holder: dict | None, locked: bool, alive: bool) -> None:
+    def _check_holder(self, holder: dict | None, alive: bool) -> None:
         """Refuse when the recorded holder may still write (`alive`: no flock tells, so a live pid on this host
         counts as a writer); a notice when its lock is taken over."""
         if holder is None:
