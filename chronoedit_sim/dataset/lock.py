@@ -10,13 +10,16 @@ because on a shared filesystem flock may not reach across hosts (see the README)
 On an object store (no flock) the lock is an object created only if absent (storage.create: S3's
 conditional PutObject, If-None-Match: *) holding the same JSON, and a clean release deletes it. A writer
 killed with -9 leaves it behind: the next writer on the same host takes it over when that pid is gone;
-one from another host is refused with the object's URL to delete.
+one from another host is refused with the object's URL to delete. A takeover is itself a create-if-absent:
+of `lock.takeover-<hash of the dead holder's record>`, so of two writers that find the same dead lock at
+once exactly one gets it (deleting the lock and creating it again would let both in).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -62,9 +65,12 @@ def describe(holder: dict) -> str:
 def read_holder(out: Path) -> dict | None:
     """The lock file's content (None: no lock file, or released cleanly)."""
     try:
-        text = lock_path(out).read_text()
+        return _holder(lock_path(out).read_text())
     except OSError:
         return None
+
+
+def _holder(text: str) -> dict | None:
     try:
         return json.loads(text) if text.strip() else None
     except ValueError:
@@ -100,6 +106,8 @@ class OutputLock:
                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "command": command or _command()}
         self.fd: int | None = None
+        # the takeover marker this writer created (object store): deleted with the lock at release
+        self.takeover = None
 
     def __enter__(self) -> "OutputLock":
         if storage.is_remote(self.path):
@@ -127,17 +135,31 @@ class OutputLock:
         """The lock on an object store: create the lock object if absent, else name its holder."""
         body = (json.dumps(self.me) + "\n").encode()
         try:
-            taken = storage.create(self.path, body)
-            if not taken:
-                self._check_holder(read_holder(self.out), alive=True)
-                self.path.unlink()  # a dead writer's lock on this host: taken over, created again only if absent
-                taken = storage.create(self.path, body)
+            if not storage.create(self.path, body):
+                self._take_over_object(body)
         except OSError as exc:
             raise SinkWriteError(exc.errno, exc.strerror or str(exc), str(self.path.parent)) from exc
-        if not taken:
-            raise OutputLocked(f"{self.out}: another writer took this output's lock just now; choose another --output")
         self.fd = -1  # held: released by deleting the object
         return self
+
+    def _take_over_object(self, body: bytes) -> None:
+        """Take a dead writer's lock object: whoever creates the takeover marker named after that writer's
+        record owns the lock and overwrites it; a taker that read the same record and comes second is refused."""
+        try:
+            record = self.path.read_bytes()
+        except FileNotFoundError:  # released between our create and this read: the usual create decides
+            if storage.create(self.path, body):
+                return
+            record = self.path.read_bytes()
+        self._check_holder(_holder(record.decode("utf-8", "replace")), alive=True)
+        marker = self._marker(record)
+        if not storage.create(marker, body):
+            raise OutputLocked(f"{self.out}: another writer took this output's lock just now; choose another --output")
+        self.takeover = marker
+        storage.put(self.path, body)
+
+    def _marker(self, record: bytes):
+        return self.path.with_name(f"{LOCK}.takeover-{hashlib.sha256(record).hexdigest()[:16]}")
 
     def _take(self, fd: int) -> None:
         try:
@@ -177,10 +199,12 @@ class OutputLock:
             return
         if self.fd == -1:
             self.fd = None
-            try:
-                self.path.unlink()  # no lock object = released cleanly
-            except OSError:
-                pass  # left behind: the next writer on this host takes it over
+            for obj in (self.path, self.takeover):  # the lock first: a marker without it marks nothing
+                try:
+                    if obj is not None:
+                        obj.unlink()  # no lock object = released cleanly
+                except OSError:
+                    pass  # left behind: the next writer on this host takes it over
             return
         try:
             os.ftruncate(self.fd, 0)  # empty = released cleanly (content under a granted lock = a dead writer)

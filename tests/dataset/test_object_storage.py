@@ -104,6 +104,36 @@ def test_a_dead_writers_lock_on_s3_is_taken_over_and_another_hosts_is_refused(s3
             pass
 
 
+def test_of_two_writers_taking_over_the_same_dead_lock_on_s3_only_the_first_gets_it(s3, monkeypatch):
+    from test_lock import _dead_pid
+
+    dead = {"host": socket.gethostname(), "pid": _dead_pid(), "started_at": "t", "command": "old"}
+    lock_path(s3).write_text(json.dumps(dead))
+    first, second = OutputLock(s3, command="first", echo=print), OutputLock(s3, command="second", echo=print)
+    check = OutputLock._check_holder
+
+    def first_takes_over_meanwhile(self, holder, alive):
+        check(self, holder, alive)  # the second writer has found the dead holder...
+        if self is second:
+            first.__enter__()  # ...and the first takes the lock over before the second acts on it
+
+    monkeypatch.setattr(OutputLock, "_check_holder", first_takes_over_meanwhile)
+    with pytest.raises(OutputLocked, match="another writer took this output's lock just now"):
+        second.__enter__()
+    assert read_holder(s3)["command"] == "first" and first.fd == -1 and second.fd is None
+    first.__exit__(None, None, None)
+    assert keys(s3) == []  # the lock and its takeover marker are both gone at release
+    with OutputLock(s3, command="next"):
+        assert read_holder(s3)["command"] == "next"
+
+
+def test_an_empty_lock_object_copied_from_a_released_local_dataset_is_taken_over(s3):
+    lock_path(s3).write_bytes(b"")
+    with OutputLock(s3, command="new", echo=print):
+        assert read_holder(s3)["command"] == "new"
+    assert keys(s3) == []
+
+
 def _frames(folder, n):
     (folder / "sub").mkdir(parents=True)
     for i in range(n):
