@@ -63,7 +63,7 @@ def evaluate(dataset: Path, spec: str, *, where: list[str] = (), batch_size: int
              seed: int = 0, echo=print, warn=None) -> tuple[dict, int]:
     """(eval.json's content, the exit code): 0, or 3 where images failed or their detections were refused
     (the numbers are then those of the other images, and say so)."""
-    from ..stages.detect import load_callable
+    from ..stages.detect import READ_FAILED, load_callable
 
     warn = warn or echo
     if bootstrap < 0:
@@ -83,7 +83,11 @@ def evaluate(dataset: Path, spec: str, *, where: list[str] = (), batch_size: int
     for line in lines(result):
         echo(line)
     code = 0
-    for what, keyed in (("the detector failed on", failed), ("detections refused on", refused)):
+    # a shard that could not be read is not the detector's failure: said apart
+    unread = [line for line in failed if line.split(": ", 1)[1].startswith(READ_FAILED)]
+    failed = [line for line in failed if not line.split(": ", 1)[1].startswith(READ_FAILED)]
+    for what, keyed in (("the shard could not be read for", unread), ("the detector failed on", failed),
+                        ("detections refused on", refused)):
         if keyed:
             code = 3
             reasons = Counter(line.split(": ", 1)[1] for line in keyed)

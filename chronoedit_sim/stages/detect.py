@@ -21,6 +21,9 @@ from .base import Resources, Stage
 
 # a row's error when the detector could not be built (its class's __init__ raised)
 START_FAILED = "the detector cannot start: "
+# a row's error when its shard could not be read (deleted or replaced since the index, unreadable, the store
+# unreachable): the image is left out like a failed one, and the detector is not blamed
+READ_FAILED = "cannot read shard "
 
 
 def load_callable(spec: str):
@@ -154,20 +157,36 @@ class ShardImagesStage(Stage):
         """A record batch of images at a time: a shard holds hundreds of them, and the detector can start on
         the first while the rest are read."""
         for task in tasks:
-            shard = storage.parquet(task["shard"])
+            missing = set(task["edited"]) | {"clean:" + j for j in task["clean"]}
             out: list[dict] = []
-            for batch in shard.iter_batches(columns=["job_id", "source_image", "edited_image"], batch_size=16):
-                for row in batch.to_pylist():
-                    if row["job_id"] in task["edited"]:
-                        out.append({"job_id": row["job_id"], "image": row["edited_image"]["bytes"]})
-                    if row["job_id"] in task["clean"]:
-                        out.append({"job_id": "clean:" + row["job_id"], "image": row["source_image"]["bytes"]})
-                    while len(out) >= self.images_per_batch:
-                        yield self._tagged(task["shard"], out[:self.images_per_batch])
-                        out = out[self.images_per_batch:]
+            why = "not in it any more (replaced since the index was read)"
+            try:
+                for row in self._images(task):
+                    out.append(row)
+                    missing.discard(row["job_id"])
+                    if len(out) == self.images_per_batch:
+                        yield self._tagged(task["shard"], out)
+                        out = []
+            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid (a corrupt shard) is a ValueError
+                text = str(exc).strip()
+                why = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            # nothing is lost: an image the shard did not give is an error row, left out of the numbers
+            out += [{"job_id": key, "image": b"", "error": f"{READ_FAILED}{task['shard'].rsplit('/', 1)[-1]}: {why}"}
+                    for key in sorted(missing)]
             if out:
                 yield self._tagged(task["shard"], out)
 
+    @staticmethod
+    def _images(task: dict):
+        """The wanted images of a task's shard, one row each, as the shard is read."""
+        shard = storage.parquet(task["shard"])
+        for batch in shard.iter_batches(columns=["job_id", "source_image", "edited_image"], batch_size=16):
+            for row in batch.to_pylist():
+                if row["job_id"] in task["edited"]:
+                    yield {"job_id": row["job_id"], "image": row["edited_image"]["bytes"]}
+                if row["job_id"] in task["clean"]:
+                    yield {"job_id": "clean:" + row["job_id"], "image": row["source_image"]["bytes"]}
+
     def _tagged(self, shard: str, rows: list[dict]) -> list[dict]:
         tag = f"{shard}:{rows[0]['job_id']}"  # one value per detector call
-        return [{**r, "batch": tag, "error": None} for r in rows]
+        return [{"error": None, **r, "batch": tag} for r in rows]

@@ -34,6 +34,9 @@ class NoWeights:
 class Gone:
     def __init__(self):
         os._exit(1)
+
+def nothing(images):
+    return [[] for _ in images]
 '''
 
 
@@ -67,3 +70,34 @@ def test_a_hostile_detector_gets_its_message_and_exit_code(dataset, name, code, 
         assert "clean n/a" in captured.out
     else:
         assert errors[0] == f"error: --detector {spec}: {message}" and not (dataset / "eval.json").exists()
+
+
+def test_a_shard_that_cannot_be_read_after_the_index_is_said_apart_from_the_detector(dataset, monkeypatch, capsys):
+    """A shard deleted between the index and the read: its images are failed rows naming the shard, the
+    detector is not said to have died, and the other images are scored."""
+    import chronoedit_sim.runtime.evaluate as runtime_evaluate
+
+    import pyarrow.parquet as pq
+
+    (shard,) = (dataset / "data").glob("*.parquet")  # in two, so that one can be lost
+    table, gone = pq.read_table(shard), shard.with_name(shard.stem + "-a.parquet")
+    pq.write_table(table.slice(0, 2), gone)
+    pq.write_table(table.slice(2), shard)
+    index = runtime_evaluate.build_index
+
+    def index_then_lose_a_shard(*args):
+        out = index(*args)
+        gone.unlink()
+        return out
+
+    monkeypatch.setattr(runtime_evaluate, "build_index", index_then_lose_a_shard)
+    spec = f"{dataset.parent / 'hostile.py'}:nothing"
+    assert main(["evaluate", str(dataset), "--detector", spec, "--bootstrap", "0"]) == 3
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    result = json.loads((dataset / "eval.json").read_text())
+    lost = result["failed_images"]
+    assert 0 < lost < 8 and result["scored_images"] == 8 - lost, captured.err
+    assert errors == [f"error: the shard could not be read for {lost} of 8 image(s), left out of every number: "
+                      f"{lost} x cannot read shard {gone.name}: FileNotFoundError: " + errors[0].split("FileNotFoundError: ")[1]]
+    assert "died" not in captured.err and "Traceback" not in captured.err + captured.out
