@@ -29,6 +29,22 @@ from . import video
 #    (sketch edits: what was drawn where, and the frame the model edited)
 # 7: `backend` (the editor of the row: chronoedit, corruption, ...)
 SCHEMA_VERSION = "7"
+# columns added after datasets existed, with the value every row of an older dataset has: the readers that
+# count and evaluate (inspect, the report, evaluate) fill them in; the rows of schema 6 were all ChronoEdit's
+LATER_COLUMNS = {"backend": "chronoedit"}
+
+
+def readable_columns(wanted, present) -> list[str]:
+    """The wanted columns a dataset's shards have, the LATER_COLUMNS they lack left out (fill_later adds them)."""
+    return [c for c in wanted if c in present or c not in LATER_COLUMNS]
+
+
+def fill_later(rows: list[dict]) -> list[dict]:
+    """Rows of an older dataset with the LATER_COLUMNS they lack, at the value those rows had."""
+    for row in rows:
+        for column, value in LATER_COLUMNS.items():
+            row.setdefault(column, value)
+    return rows
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 IMAGE_COLUMNS = ("source_image", "edited_image", "edited_base_image", "edit_input_image")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import storage
 from ..config import SCORES
-from .schema import CALL_FIELDS, TIMING_FIELDS
+from .schema import CALL_FIELDS, TIMING_FIELDS, fill_later, readable_columns
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 # the columns a Tally reads; everything else in a row is ignored
@@ -139,9 +139,10 @@ def tally_dataset(out: Path, shards: list[Path] | None = None) -> Tally:
     tally = Tally()
     shards = readable_shards(out) if shards is None else shards
     if shards:
-        table = storage.parquet_dataset(shards).to_table(columns=list(COLUMNS))
+        data = storage.parquet_dataset(shards)
+        table = data.to_table(columns=readable_columns(COLUMNS, data.schema.names))
         for batch in table.to_batches(max_chunksize=4096):
-            for row in batch.to_pylist():
+            for row in fill_later(batch.to_pylist()):
                 tally.add(row)
     return tally
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 from .. import storage
 from ..config import SCORES
 from ..errors import UserError
-from .schema import SCHEMA, SCHEMA_VERSION
+from .schema import SCHEMA, SCHEMA_VERSION, fill_later, readable_columns
 
 OUTCOMES = ("kept", "rejected", "failed")
 # `=` last: the two-character operators must be tried first
@@ -179,10 +179,11 @@ def scan(dataset, where: list[str], columns: list[str], batch_rows: int, echo=pr
     if not shards:
         raise UserError(f"{dataset}: no complete shards under data/: nothing to read")
     data = storage.parquet_dataset(shards)
+    columns = readable_columns(columns, data.schema.names)
     missing = [c for c in columns if not c.startswith("__") and c not in data.schema.names]
     if missing:
         raise UserError(f"{dataset}: the shards have no column(s) {', '.join(missing)}: written by an older "
                         f"chronoedit-sim (dataset schema before {SCHEMA_VERSION}); rerun the scenarios into a new output")
     batches = data.to_batches(columns=columns, filter=expr, batch_size=batch_rows, batch_readahead=1,
                               fragment_readahead=1)
-    return (batch.to_pylist() for batch in batches)
+    return (fill_later(batch.to_pylist()) for batch in batches)

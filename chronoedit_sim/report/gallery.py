@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import storage
 from ..config import SCORES, ReportConfig
 from ..dataset.encode import decode_rgb, make_thumbnails, stored_trajectory
-from ..dataset.schema import THUMBNAIL_IMAGES
+from ..dataset.schema import THUMBNAIL_IMAGES, fill_later
 from ..dataset.stats import Tally, outcome
 from .html import script_json
 
@@ -167,7 +167,7 @@ def write_gallery(root: Path, shards: list[Path], cfg: ReportConfig) -> Gallery:
         light = [c for c in (*LIGHT, "thumbnails") if c in names]
         light += ["source_image", "edited_image"] if cfg.full_images else []
         for group in range(parquet.num_row_groups):
-            rows = parquet.read_row_group(group, columns=light).to_pylist()
+            rows = fill_later(parquet.read_row_group(group, columns=light).to_pylist())
             # edited rows without thumbnails (a dataset made without them): their images, this row group only;
             # a failed row gets its source thumbnail only where the full-size source was read anyway
             needed = [i for i, r in enumerate(rows) if not _has_thumbnails(r) and not r["error_stage"]]

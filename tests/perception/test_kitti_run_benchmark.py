@@ -58,3 +58,24 @@ def test_a_kitti_run_exports_its_labels_scaled_and_the_oracle_scores_one(scored_
     assert result["images"] == 8 and result["failed_images"] == 0
     page = (dataset / "report" / "index.html").read_text()
     assert '<section id="evaluation"><h2>Evaluation</h2>' in page and "mPC 1.000 [1.000, 1.000], rPC 1.000 [1.000, 1.000]" in page
+
+
+def test_a_dataset_of_schema_6_without_the_backend_column_is_read_as_chronoedits(scored_dataset, tmp_path, capsys):
+    """Rows written before schema 7 have no `backend`: all were ChronoEdit edits, and inspect, the report and
+    evaluate count them so instead of failing on the missing column."""
+    import pyarrow.parquet as pq
+
+    from chronoedit_sim.dataset.manifest import read_manifest, write_manifest
+
+    dataset = tmp_path / "old"
+    shutil.copytree(scored_dataset, dataset, ignore=shutil.ignore_patterns("report"))
+    for shard in (dataset / "data").glob("*.parquet"):
+        pq.write_table(pq.read_table(shard).drop_columns(["backend"]), shard)
+    write_manifest(dataset, {**read_manifest(dataset), "schema_version": "6"})
+    assert main(["inspect", str(dataset)]) == 0
+    assert "by backend: chronoedit 4 rows (kept " in capsys.readouterr().out
+    assert main(["report", str(dataset)]) == 0
+    assert "<td>chronoedit</td><td>4</td>" in (dataset / "report" / "index.html").read_text()
+    spec = write_oracle(tmp_path / "oracle.py", dataset)
+    assert main(["evaluate", str(dataset), "--detector", spec, "--bootstrap", "0"]) == 0
+    assert list(json.loads((dataset / "eval.json").read_text())["by_backend"]) == ["chronoedit"]
