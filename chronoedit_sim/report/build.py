@@ -1,8 +1,10 @@
 """`chronoedit-sim report DIR [--output DIR/report]`, and the report written at the end of a run.
 
-The report is built in a hidden folder beside its destination and renamed into place, so a
-failed build leaves the previous report (or none), never half of one. An existing folder is
-replaced only when it is a report (it holds MARKER): --output never deletes anything else.
+A build writes its images, cards and charts into a new folder of its own inside the report folder
+(`b-<id>/`, which no page names yet), then index.html, which names that folder, in one step (a rename
+on disk, one PUT on an object store, which has no rename), then removes the earlier builds. So a reader
+sees the previous report or the new one whole, never half of one, and nothing is copied. An existing
+folder is used only when it is a report (it holds MARKER): --output never deletes anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from .. import storage
 from ..config import SCORES, ConfigLoader, ReportConfig
 from ..dataset.manifest import MANIFEST, read_manifest
-from ..dataset.sink import damage_notes
+from ..dataset.sink import atomic_write_bytes, damage_notes
 from ..errors import UserError
 from . import html
 from .charts import write_charts
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 REPORT = "report"
 # the file that says a folder is a chronoedit-sim report (and may be replaced by the next one)
 MARKER = ".chronoedit-sim-report"
+# the prefix of a build's folder inside the report folder
+BUILD = "b-"
 
 
 class ReportError(UserError):
@@ -43,20 +47,11 @@ def _check_destination(out: Path) -> None:
         raise ReportError(f"{out}: exists and is not a chronoedit-sim report; choose another --output")
 
 
-def _swap(tmp: Path, out: Path) -> None:
-    """Rename the finished report into place; the old one goes only once the new one is there."""
-    old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
-    if out.exists():
-        storage.move(out, old)
-    storage.move(tmp, out)
-    _remove(old)
-
-
 def _remove(folder: Path) -> None:
     try:
         storage.rmtree(folder)
     except OSError:
-        pass  # a hidden leftover, never read
+        pass  # a leftover no page names, removed by the next build
 
 
 def build_report(dataset: Path, output: Path | None = None, overrides: list[str] = (), *, config_files=(),
@@ -70,37 +65,40 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
     out = storage.path(output) if output else dataset / REPORT
     _check_destination(out)
     shards, notes = damage_notes(dataset)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).exists():  # first, so that a build that dies leaves a folder the next one may clean
+        (out / MARKER).write_text("a chronoedit-sim report; `chronoedit-sim report` replaces this folder\n")
+    build = f"{BUILD}{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
     try:
-        tmp.mkdir()
-        gallery = write_gallery(tmp, shards, cfg)
+        gallery = write_gallery(out / build, shards, cfg, link=f"{build}/")
         tally = gallery.tally
         per_edit = tally.per_edit({k: v["planned"] for k, v in manifest.get("filter_stats", {}).items()
                                    if v.get("planned") is not None} or None)
-        charts = write_charts(tmp / "charts", tally.score_values(), manifest.get("bounds", {}), per_edit,
+        charts = write_charts(out / build / "charts", tally.score_values(), manifest.get("bounds", {}), per_edit,
                               tally.timings)
         models, scorers = identities(gallery)
         made = (f"; thumbnails of {gallery.thumbnails_made:,} row(s) made from their images"
                 if gallery.thumbnails_made else "")
         head = "".join([html.banners(models, scorers), "".join(f'<p class="note">{html.esc(n)}</p>' for n in notes),
                         html.overview(manifest, models, scorers, per_edit, tally.counts, tally.per_backend())])
-        tail = (html.charts_section(charts) + html.temporal_section(tally.sequences())
+        tail = (html.charts_section(charts, f"{build}/") + html.temporal_section(tally.sequences())
                 + html.evaluation_section(_evaluation(dataset))
                 + html.failures_section(gallery.failures, tally.counts["failed"]))
         meta = {"pageSize": cfg.page_size, "chunkRows": CHUNK_ROWS, "scores": list(SCORES), "outcomes": OUTCOMES,
-                "rows": gallery.rows}
+                "rows": gallery.rows, "assets": f"{build}/"}
         subtitle = (f"{dataset.resolve()}: {gallery.rows:,} rows in {len(shards)} shard(s); schema "
                     f"{manifest.get('schema_version')}; built {time.strftime('%Y-%m-%d %H:%M:%S')} in "
                     f"{time.perf_counter() - t0:.1f} s{made}")
-        (tmp / "index.html").write_text(html.page(f"chronoedit-sim report: {dataset.resolve().name}", subtitle, meta,
-                                                  head, tail, manifest.get("config_yaml", "")))
-        (tmp / MARKER).write_text("a chronoedit-sim report; `chronoedit-sim report` replaces this folder\n")
-        _swap(tmp, out)
+        page = html.page(f"chronoedit-sim report: {dataset.resolve().name}", subtitle, meta, head, tail,
+                         manifest.get("config_yaml", ""))
+        atomic_write_bytes(out / "index.html", page.encode())  # the switch to the new build
     except BaseException:
-        _remove(tmp)
+        _remove(out / build)
         raise
+    for name, _ in storage.scandir(out):  # earlier builds (and an earlier version's layout): no page names them
+        if name not in (build, "index.html", MARKER):
+            _remove(out / name)
     return out / "index.html"
 
 

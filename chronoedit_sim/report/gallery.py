@@ -92,8 +92,8 @@ class Gallery:
 class _Writer:
     """Files of the gallery under the report folder, named by row number, never by a value from the data."""
 
-    def __init__(self, root: Path):
-        self.root, self.made = root, set()
+    def __init__(self, root: Path, link: str):
+        self.root, self.link, self.made = root, link, set()
 
     def put(self, kind: str, i: int, suffix: str, data: bytes) -> str:
         folder = f"{kind}/{i // FILES_PER_FOLDER:03d}"
@@ -102,7 +102,7 @@ class _Writer:
             self.made.add(folder)
         rel = f"{folder}/{i}{suffix}"
         (self.root / rel).write_bytes(data)
-        return rel
+        return self.link + rel
 
 
 def _card(i: int, row: dict, kind: str, files: _Writer, thumbs: dict | None, full: bool) -> dict:
@@ -149,9 +149,10 @@ def _add(gallery: Gallery, row: dict, kind: str) -> None:
                                  "stage": row["error_stage"], "error": (row["error"] or "")[:ERROR_CHARS]})
 
 
-def write_gallery(root: Path, shards: list[Path], cfg: ReportConfig) -> Gallery:
-    """Thumbnails, full-size images and card data under `root` (cards/index.js, cards/c<N>.js)."""
-    gallery, files, chunk = Gallery(), _Writer(root), []
+def write_gallery(root: Path, shards: list[Path], cfg: ReportConfig, link: str = "") -> Gallery:
+    """Thumbnails, full-size images and card data under `root` (cards/index.js, cards/c<N>.js); the cards
+    name their images by `link` + the path under `root` (the page's way to `root`)."""
+    gallery, files, chunk = Gallery(), _Writer(root, link), []
     side = cfg.thumbnail_side or ReportConfig.thumbnail_side
     cards = root / "cards"
     cards.mkdir(parents=True, exist_ok=True)

@@ -95,8 +95,8 @@ def overview(manifest: dict, models: list[dict], scorers: list[dict], per_edit: 
 </section>"""
 
 
-def charts_section(charts) -> str:
-    figures = "".join(f'<figure><img src="charts/{esc(c.file)}" alt="{esc(c.caption)}" loading="lazy">'
+def charts_section(charts, assets: str = "") -> str:
+    figures = "".join(f'<figure><img src="{esc(assets)}charts/{esc(c.file)}" alt="{esc(c.caption)}" loading="lazy">'
                       f"<figcaption>{esc(c.caption)}</figcaption></figure>" for c in charts)
     figures = f'<div class="grid">{figures}</div>' if figures else "<p>No scores yet.</p>"
     return f'<section id="charts"><h2>Charts</h2>{figures}</section>'
@@ -198,6 +198,6 @@ def page(title: str, subtitle: str, meta: dict, head: str, tail: str, config_yam
 </dialog>
 <script type="application/json" id="report-meta">{script_json(meta)}</script>
 <script>{script}</script>
-<script src="cards/index.js" async></script>
+<script src="{esc(meta.get("assets", ""))}cards/index.js" async></script>
 </body></html>
 """

@@ -118,3 +118,48 @@ def test_shards_without_a_thumbnails_column_get_them_made(dataset, tmp_path):
     assert gallery.rows == 7 and gallery.thumbnails_made == 6  # every row with images, the formerly stored one too
     cards = data_call(tmp_path / "old" / "cards" / "c00000.js", "chunk")
     assert set(cards[0]["thumbs"]) >= {"source", "edited"} and cards[2]["thumbs"] == {}
+
+
+@pytest.mark.parametrize("store", ["disk", "s3"])
+def test_a_report_is_switched_whole_by_its_page_and_a_failed_build_leaves_the_previous_one(dataset, store, request,
+                                                                                           monkeypatch):
+    """A build writes a folder of its own, then the page that names it (one rename, or one PUT on a store, which
+    has no rename), then removes the earlier build: the page always names a whole build, nothing is copied."""
+    import re
+
+    from chronoedit_sim import storage
+    from chronoedit_sim.report import build
+    from verify_helpers import finish
+
+    finish(dataset)
+    where = storage.path(dataset)
+    if store == "s3":
+        where = storage.path(request.getfixturevalue("s3"))
+        where.fs.put(str(dataset), where.path, recursive=True)
+    report = where / "report"
+
+    def current():
+        page = (report / "index.html").read_text()
+        assets = json.loads(re.search(r'id="report-meta">(.*?)</script>', page).group(1))["assets"]
+        return page, assets.rstrip("/")
+
+    build.build_report(where, cfg=ReportConfig())
+    page, first = current()
+    assert sorted(name for name, _ in storage.scandir(report)) == sorted([build.MARKER, "index.html", first])
+    cards = data_call(report / first / "cards" / "c00000.js", "chunk")
+    assert cards[0]["thumbs"]["source"].startswith(f"{first}/t/") and (report / cards[0]["thumbs"]["source"]).exists()
+    assert f'src="{first}/cards/index.js"' in page and f'src="{first}/charts/' in page
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "write_charts", broken)
+    with pytest.raises(OSError):
+        build.build_report(where, cfg=ReportConfig())
+    assert current() == (page, first) and sorted(name for name, _ in storage.scandir(report)) == sorted(
+        [build.MARKER, "index.html", first])  # the half-made build is gone, the previous report is whole
+    monkeypatch.undo()
+    build.build_report(where, cfg=ReportConfig())
+    second = current()[1]
+    assert second != first and sorted(name for name, _ in storage.scandir(report)) == sorted(
+        [build.MARKER, "index.html", second])

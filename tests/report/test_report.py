@@ -38,10 +38,12 @@ def test_the_run_wrote_a_report_with_overview_charts_and_failed_rows(report_data
     assert "wall s" in page and "finished" in page and "generation:" in page  # runs table, effective config
     # the markup prompt never reaches the page or its data files as markup
     assert "<script>window" not in page
-    chunk = (report / "cards" / "c00000.js").read_text()
+    build = report / meta_of(page)["assets"]  # this build's folder, the only one beside the page
+    assert sorted(p.name for p in report.iterdir()) == sorted([MARKER, "index.html", build.name])
+    chunk = (build / "cards" / "c00000.js").read_text()
     assert "<" not in chunk and json.dumps(MARKUP_PROMPT).replace("<", "\\u003c").replace(">", "\\u003e").replace(
         "&", "\\u0026") in chunk
-    charts = {p.name for p in (report / "charts").iterdir()}
+    charts = {p.name for p in (build / "charts").iterdir()}
     assert {"score-ssim.png", "score-clip_text.png", "rejections.png", "timings.png"} <= charts
     assert "ssim per edit" in page and "bounds drawn: markup/strict min 2" in page
     assert meta_of(page)["rows"] == 6 and meta_of(page)["pageSize"] == ReportConfig.page_size
@@ -69,10 +71,13 @@ def test_report_command_rebuilds_from_shards_without_thumbnails(report_dataset, 
     assert capsys.readouterr().out.strip() == f"report: {out / 'index.html'}"
     page = (out / "index.html").read_text()
     assert "thumbnails of 4 row(s) made from their images" in page and meta_of(page)["pageSize"] == 2
-    assert len(list((out / "t").rglob("*-t.webp"))) == 4 and not (out / "f").exists()
+    first = out / meta_of(page)["assets"]
+    assert len(list((first / "t").rglob("*-t.webp"))) == 4 and not (first / "f").exists()
     # again into the same folder: replaced whole, nothing left beside it
     assert main(["report", str(copy), "--output", str(out)]) == 0
-    assert (out / "f").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["copy", "elsewhere"]
+    second = out / meta_of((out / "index.html").read_text())["assets"]
+    assert (second / "f").exists() and sorted(p.name for p in out.iterdir()) == sorted([MARKER, "index.html", second.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "elsewhere"]
     # a folder that is not a report is never replaced; a folder that is not a dataset has no report
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "thesis.tex").write_text("years of work")

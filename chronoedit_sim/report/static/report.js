@@ -41,7 +41,7 @@
       (waiting[n] = waiting[n] || []).push([resolve, reject]);
       if (!first) return;
       var script = document.createElement("script");
-      script.src = "cards/c" + ("0000" + n).slice(-5) + ".js";
+      script.src = (meta.assets || "") + "cards/c" + ("0000" + n).slice(-5) + ".js";
       script.onerror = function () {
         (waiting[n] || []).forEach(function (done) { done[1](new Error("cannot load " + script.src)); });
         delete waiting[n];
