@@ -62,7 +62,8 @@ def test_a_rating_is_the_expected_answer_over_the_digit_tokens(tiny_vlm):
     expected = float((p * torch.arange(10)).sum() + p[1] * q * 9)
     assert value == pytest.approx(expected, abs=1e-3) and 0 <= value <= 10
     pairs = tiny_vlm.judge([(A, B, "add a car"), (A, A, "add a car")])
-    assert pairs[0] == tiny_vlm.judge([(A, B, "add a car")])[0] and pairs[0] != pairs[1]
+    # alone or batched (padded beside another pair): the same judgment, to float noise at the 4th decimal
+    assert pairs[0] == pytest.approx(tiny_vlm.judge([(A, B, "add a car")])[0], abs=2e-4) and pairs[0] != pairs[1]
 
 
 def test_qwen2_5_vl_loads_through_the_same_code(tmp_path):
