@@ -6,6 +6,7 @@ is read_frames' job and becomes a FrameError, i.e. one error row, never a gap.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import itertools
 import math
@@ -39,16 +40,16 @@ def _selected(rel: str, include: list[str], exclude: list[str]) -> bool:
 
 
 def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> Iterator[FrameRef]:
-    with storage.local_copy(path) as local:  # OpenCV opens files by name: an object is fetched first
-        cap = cv2.VideoCapture(local)
-        try:
-            if not cap.isOpened():
-                raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video OpenCV can read)")
-            # Header values only: decoding every frame here would read the whole video while listing.
-            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-            fps = cap.get(cv2.CAP_PROP_FPS)
-        finally:
-            cap.release()
+    import av
+
+    from .pyav_video import video_header
+
+    try:
+        # Header values only: decoding every frame here would read the whole video while listing.
+        count, fps = video_header(path)
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        why = "no video stream" if isinstance(e, IndexError) else f"{type(e).__name__}: {e}"
+        raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video FFmpeg can read: {why})") from None
     if not math.isfinite(count) or int(count) <= 0:
         raise InputError(f"input.path: {shown}: video {rel} has no frames")
     # Some containers report no frame rate; a made-up one would give wrong timestamps.
@@ -204,6 +205,18 @@ def _read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, Dec
     return out
 
 
+def _fetch_and_read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, DecodedImage | FrameError]:
+    try:
+        with storage.local_copy(path) as local:  # OpenCV opens files by name: an object is fetched once here
+            return _read_video(local, uris, min_side)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise  # the worker's disk, not a property of these frames
+        # gone or unreachable since it was listed: each wanted frame becomes an error row
+        why = f"cannot fetch video ({type(e).__name__}: {e.strerror or e})"
+        return {i: FrameError(f"{uri}: {why}") for i, uri in uris.items()}
+
+
 def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:
     """One DecodedImage or FrameError per ref, in the order of refs; per-frame problems never raise."""
     results: list[DecodedImage | FrameError | None] = [None] * len(refs)
@@ -219,8 +232,7 @@ def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list
         uris: dict[int, str] = {}
         for p in positions:
             uris.setdefault(refs[p].frame_index, refs[p].source_uri)
-        with storage.local_copy(path) as local:
-            decoded = _read_video(local, uris, min_side)
+        decoded = _fetch_and_read_video(path, uris, min_side)
         seen: set[int] = set()
         for p in positions:
             i = refs[p].frame_index

@@ -1,0 +1,91 @@
+"""Videos on the local S3 server (the `s3` fixture: moto's standalone server over real HTTP): a listing reads
+only each video's header through ranged GETs, and a video gone before its frames are read gives error rows."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import s3fs
+
+from chronoedit_sim import storage
+from chronoedit_sim.config import InputConfig
+from chronoedit_sim.sources.decode import FrameError
+from chronoedit_sim.sources.frames import iter_frames, read_frames
+from chronoedit_sim.sources.pyav_video import HEADER_BLOCK
+
+
+def noisy_video(path, fourcc: str, n: int, fps: float):
+    """Random pixels compress badly, so the file is many header blocks long."""
+    rng = np.random.default_rng(0)
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (640, 480))
+    assert vw.isOpened()
+    for _ in range(n):
+        vw.write(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    vw.release()
+    return path
+
+
+@pytest.fixture
+def fetched(monkeypatch):
+    """The byte ranges s3fs's file objects GET from the server (the real client, observed, not replaced)."""
+    ranges = []
+    real = s3fs.core.S3File._fetch_range
+
+    def counting(self, start, end):
+        ranges.append(end - start)
+        return real(self, start, end)
+
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", counting)
+    return ranges
+
+
+@pytest.mark.parametrize("name,fourcc,fps", [("a.mp4", "mp4v", 10.0), ("b.avi", "MJPG", 29.97), ("c.mkv", "XVID", 12.0)])
+def test_a_video_on_s3_is_listed_from_its_header_as_on_disk(s3, tmp_path, fetched, name, fourcc, fps):
+    local = noisy_video(tmp_path / name, fourcc, 40, fps)
+    size = local.stat().st_size
+    url = f"{s3}/{name}"
+    storage.path(url).fs.put_file(str(local), storage.path(url).path)
+    here = list(iter_frames(InputConfig(path=str(local))))
+    there = list(iter_frames(InputConfig(path=url)))
+    # the same frames and timestamps as OpenCV gives for the file on disk
+    cap = cv2.VideoCapture(str(local))
+    assert len(here) == int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
+    assert here[1].timestamp_s == pytest.approx(1 / cap.get(cv2.CAP_PROP_FPS), abs=1e-12)
+    cap.release()
+    assert [(r.source_id, r.frame_index, r.timestamp_s) for r in there] == \
+           [(r.source_id, r.frame_index, r.timestamp_s) for r in here]
+    # a few header blocks (the index, and the first frames FFmpeg probes), never the whole object
+    assert size > 12 * HEADER_BLOCK and 0 < sum(fetched) <= 4 * HEADER_BLOCK
+    # decoding fetches it once, whole, and gives the pixels the file on disk gives
+    fetched.clear()
+    a, b = (read_frames(refs[3:5], max_pixels=10**6, min_side=8) for refs in (here, there))
+    assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
+
+
+def test_a_video_gone_from_s3_before_its_frames_are_read_gives_an_error_row_per_frame(s3, tmp_path):
+    url = f"{s3}/clip.mp4"
+    storage.path(url).fs.put_file(str(noisy_video(tmp_path / "clip.mp4", "mp4v", 6, 10.0)), storage.path(url).path)
+    refs = list(iter_frames(InputConfig(path=url, stride=2)))
+    storage.path(url).unlink()
+    out = read_frames(refs, max_pixels=10**6, min_side=8)
+    assert all(isinstance(o, FrameError) for o in out) and len(out) == 3
+    assert [str(o).split(": cannot fetch video")[0] for o in out] == [f"{url}#frame={i}" for i in (0, 2, 4)]
+    assert "FileNotFoundError" in str(out[0])
+
+
+def test_a_full_disk_while_fetching_a_video_stops_the_task_instead_of_failing_its_frames(tmp_path, monkeypatch):
+    import contextlib
+    import errno
+
+    clip = noisy_video(tmp_path / "clip.mp4", "mp4v", 2, 10.0)
+    refs = list(iter_frames(InputConfig(path=str(clip))))
+
+    @contextlib.contextmanager
+    def full(p):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield
+
+    monkeypatch.setattr(storage, "local_copy", full)
+    with pytest.raises(OSError, match="No space left"):  # the worker's problem: retried, not recorded as bad frames
+        read_frames(refs, max_pixels=10**6, min_side=8)
