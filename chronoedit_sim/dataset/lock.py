@@ -12,7 +12,9 @@ conditional PutObject, If-None-Match: *) holding the same JSON, and a clean rele
 killed with -9 leaves it behind: the next writer on the same host takes it over when that pid is gone;
 one from another host is refused with the object's URL to delete. A takeover is itself a create-if-absent:
 of `lock.takeover-<hash of the dead holder's record>`, so of two writers that find the same dead lock at
-once exactly one gets it (deleting the lock and creating it again would let both in).
+once exactly one gets it (deleting the lock and creating it again would let both in). A taker that died
+between its marker and its lock is taken over the same way, through a marker named after its record; the
+markers of dead takers stay behind (a few bytes each, under names that never recur).
 """
 
 from __future__ import annotations
@@ -153,8 +155,20 @@ class OutputLock:
             record = self.path.read_bytes()
         self._check_holder(_holder(record.decode("utf-8", "replace")), alive=True)
         marker = self._marker(record)
-        if not storage.create(marker, body):
-            raise OutputLocked(f"{self.out}: another writer took this output's lock just now; choose another --output")
+        while not storage.create(marker, body):
+            try:
+                taker = marker.read_bytes()
+            except FileNotFoundError:  # that taker has come and gone meanwhile
+                taker = None
+            holder = _holder(taker.decode("utf-8", "replace")) if taker is not None else None
+            if holder is None or holder.get("host") != self.me["host"] or _alive(int(holder.get("pid") or 0)):
+                who = f" ({describe(holder)}; if it no longer runs, delete {self.path} and rerun)" if holder else ""
+                raise OutputLocked(f"{self.out}: another writer took this output's lock just now{who}")
+            # A taker that died between its marker and its lock would block the output for good: it is taken
+            # over like a lock, by the marker named after its own record.
+            self.echo(f"notice: {self.out}: the previous writer ({describe(holder)}) died taking over the lock; "
+                      "taking it over")
+            marker = self._marker(taker)
         self.takeover = marker
         storage.put(self.path, body)
 

@@ -127,6 +127,30 @@ def test_of_two_writers_taking_over_the_same_dead_lock_on_s3_only_the_first_gets
         assert read_holder(s3)["command"] == "next"
 
 
+def test_a_writer_that_died_taking_over_a_dead_lock_on_s3_is_taken_over_in_turn(s3):
+    from test_lock import _dead_pid
+
+    here = socket.gethostname()
+    dead = json.dumps({"host": here, "pid": _dead_pid(), "started_at": "t", "command": "old"}).encode()
+    lock_path(s3).write_bytes(dead)
+    first = OutputLock(s3, command="first")
+    # a taker killed between its marker and its lock: the marker names it, the lock still names the old writer
+    died = json.dumps({"host": here, "pid": _dead_pid(), "started_at": "t2", "command": "taker"}).encode()
+    first._marker(dead).write_bytes(died)
+    notices = []
+    with OutputLock(s3, command="next", echo=notices.append) as lock:
+        assert read_holder(s3)["command"] == "next" and lock.takeover == first._marker(died)
+    assert len(notices) == 2 and "died taking over the lock" in notices[1]
+    assert keys(s3) == [f"_state/{first._marker(dead).name}"]  # the dead taker's marker stays: its name never recurs
+    # a taker that is alive, or on another host, is still refused, and named
+    lock_path(s3).write_bytes(dead)
+    first._marker(dead).write_bytes(json.dumps({"host": "other-node", "pid": 1, "started_at": "t3",
+                                                "command": "far"}).encode())
+    with pytest.raises(OutputLocked, match=r"took this output's lock just now \(pid 1 on other-node.*delete .*/lock"):
+        with OutputLock(s3, command="again"):
+            pass
+
+
 def test_an_empty_lock_object_copied_from_a_released_local_dataset_is_taken_over(s3):
     lock_path(s3).write_bytes(b"")
     with OutputLock(s3, command="new", echo=print):
