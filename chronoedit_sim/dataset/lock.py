@@ -66,8 +66,12 @@ def describe(holder: dict) -> str:
 
 def read_holder(out: Path) -> dict | None:
     """The lock file's content (None: no lock file, or released cleanly)."""
+    return _read_lock(lock_path(out))
+
+
+def _read_lock(path) -> dict | None:
     try:
-        return _holder(lock_path(out).read_text())
+        return _holder(path.read_text())
     except OSError:
         return None
 
@@ -99,11 +103,12 @@ def _command() -> str:
 
 
 class OutputLock:
-    """`with OutputLock(out, echo=print):` holds OUT/_state/lock or raises OutputLocked at once."""
+    """`with OutputLock(out, echo=print):` holds OUT/_state/lock (or the lock file `path`, for a folder with no
+    _state/ such as a report) or raises OutputLocked at once."""
 
-    def __init__(self, out: Path, command: str | None = None, echo=print):
+    def __init__(self, out: Path, command: str | None = None, echo=print, path=None):
         self.out, self.echo = storage.path(out), echo
-        self.path = lock_path(out)
+        self.path = storage.path(path) if path is not None else lock_path(out)
         self.me = {"host": socket.gethostname(), "pid": os.getpid(),
                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "command": command or _command()}
@@ -173,14 +178,14 @@ class OutputLock:
         storage.put(self.path, body)
 
     def _marker(self, record: bytes):
-        return self.path.with_name(f"{LOCK}.takeover-{hashlib.sha256(record).hexdigest()[:16]}")
+        return self.path.with_name(f"{self.path.name}.takeover-{hashlib.sha256(record).hexdigest()[:16]}")
 
     def _take(self, fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             locked = True
         except BlockingIOError:
-            holder = read_holder(self.out)  # None: it holds the lock but has not written its name yet
+            holder = _read_lock(self.path)  # None: it holds the lock but has not written its name yet
             who = describe(holder) if holder else "one that is just starting"
             raise OutputLocked(f"{self.out}: another writer is using this output ({who}); wait for it "
                                "to end or choose another --output") from None
@@ -188,7 +193,7 @@ class OutputLock:
             if exc.errno not in _NO_LOCKS:
                 raise
             locked = False
-        self._check_holder(read_holder(self.out), alive=not locked)
+        self._check_holder(_read_lock(self.path), alive=not locked)
         if not locked:
             self.echo(f"notice: {self.out}: this filesystem does not support file locks; nothing stops a second "
                       "writer here, so run one writer per output at a time (see the README: shared filesystems)")

@@ -5,6 +5,8 @@ A build writes its images, cards and charts into a new folder of its own inside 
 on disk, one PUT on an object store, which has no rename), then removes the earlier builds. So a reader
 sees the previous report or the new one whole, never half of one, and nothing is copied. An existing
 folder is used only when it is a report (it holds MARKER): --output never deletes anything else.
+One build at a time per report folder (LOCK, the dataset lock's mechanism): a second build's cleanup would
+otherwise remove the folder the first one's page names.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from .. import storage
 from ..config import SCORES, ConfigLoader, ReportConfig
+from ..dataset.lock import OutputLock
 from ..dataset.manifest import MANIFEST, read_manifest
 from ..dataset.sink import atomic_write_bytes, damage_notes
 from ..errors import UserError
@@ -30,6 +33,8 @@ REPORT = "report"
 MARKER = ".chronoedit-sim-report"
 # the prefix of a build's folder inside the report folder
 BUILD = "b-"
+# the report folder's lock file: held for a build, from its folder's first file to the removal of older ones
+LOCK = ".lock"
 
 
 class ReportError(UserError):
@@ -68,6 +73,11 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MARKER).exists():  # first, so that a build that dies leaves a folder the next one may clean
         (out / MARKER).write_text("a chronoedit-sim report; `chronoedit-sim report` replaces this folder\n")
+    with OutputLock(out, path=out / LOCK, echo=log.warning):
+        return _build(dataset, manifest, cfg, out, shards, notes)
+
+
+def _build(dataset: Path, manifest: dict, cfg: ReportConfig, out: Path, shards, notes) -> Path:
     build = f"{BUILD}{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
     try:
@@ -97,7 +107,7 @@ def build_report(dataset: Path, output: Path | None = None, overrides: list[str]
         _remove(out / build)
         raise
     for name, _ in storage.scandir(out):  # earlier builds (and an earlier version's layout): no page names them
-        if name not in (build, "index.html", MARKER):
+        if name not in (build, "index.html", MARKER) and not name.startswith(LOCK):  # the lock, its takeover markers
             _remove(out / name)
     return out / "index.html"
 

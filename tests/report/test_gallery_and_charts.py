@@ -143,9 +143,12 @@ def test_a_report_is_switched_whole_by_its_page_and_a_failed_build_leaves_the_pr
         assets = json.loads(re.search(r'id="report-meta">(.*?)</script>', page).group(1))["assets"]
         return page, assets.rstrip("/")
 
+    def names(build_folder):  # the lock file stays on disk (flock's, emptied at release); on a store it is deleted
+        return sorted([build.MARKER, "index.html", build_folder] + ([build.LOCK] if store == "disk" else []))
+
     build.build_report(where, cfg=ReportConfig())
     page, first = current()
-    assert sorted(name for name, _ in storage.scandir(report)) == sorted([build.MARKER, "index.html", first])
+    assert sorted(name for name, _ in storage.scandir(report)) == names(first)
     cards = data_call(report / first / "cards" / "c00000.js", "chunk")
     assert cards[0]["thumbs"]["source"].startswith(f"{first}/t/") and (report / cards[0]["thumbs"]["source"]).exists()
     assert f'src="{first}/cards/index.js"' in page and f'src="{first}/charts/' in page
@@ -156,10 +159,28 @@ def test_a_report_is_switched_whole_by_its_page_and_a_failed_build_leaves_the_pr
     monkeypatch.setattr(build, "write_charts", broken)
     with pytest.raises(OSError):
         build.build_report(where, cfg=ReportConfig())
-    assert current() == (page, first) and sorted(name for name, _ in storage.scandir(report)) == sorted(
-        [build.MARKER, "index.html", first])  # the half-made build is gone, the previous report is whole
+    assert current() == (page, first) and sorted(name for name, _ in storage.scandir(report)) == names(
+        first)  # the half-made build is gone, the previous report is whole
     monkeypatch.undo()
     build.build_report(where, cfg=ReportConfig())
     second = current()[1]
-    assert second != first and sorted(name for name, _ in storage.scandir(report)) == sorted(
-        [build.MARKER, "index.html", second])
+    assert second != first and sorted(name for name, _ in storage.scandir(report)) == names(second)
+
+    # a second build started while one runs is refused: its cleanup would remove the folder the first one's
+    # page names (here it would start right after the first's page is written, before its cleanup)
+    from chronoedit_sim.dataset.lock import OutputLocked
+
+    switch, refused = build.atomic_write_bytes, []
+
+    def then_another_build(path, data):
+        switch(path, data)
+        monkeypatch.setattr(build, "atomic_write_bytes", switch)
+        with pytest.raises(OutputLocked, match=r"report: another writer is using this output \(pid \d+ on"):
+            build.build_report(where, cfg=ReportConfig())
+        refused.append(path)
+
+    monkeypatch.setattr(build, "atomic_write_bytes", then_another_build)
+    build.build_report(where, cfg=ReportConfig())
+    third = current()[1]
+    assert refused and sorted(name for name, _ in storage.scandir(report)) == names(third)
+    assert (report / third / "cards" / "index.js").exists()

@@ -14,7 +14,7 @@ import pytest
 from chronoedit_sim.cli import main
 from chronoedit_sim.config import ReportConfig
 from chronoedit_sim.dataset.encode import decode_rgb
-from chronoedit_sim.report.build import MARKER, ReportError, build_after_run, build_report
+from chronoedit_sim.report.build import LOCK, MARKER, ReportError, build_after_run, build_report
 from conftest import MARKUP_PROMPT
 
 pytestmark = pytest.mark.ray
@@ -39,7 +39,7 @@ def test_the_run_wrote_a_report_with_overview_charts_and_failed_rows(report_data
     # the markup prompt never reaches the page or its data files as markup
     assert "<script>window" not in page
     build = report / meta_of(page)["assets"]  # this build's folder, the only one beside the page
-    assert sorted(p.name for p in report.iterdir()) == sorted([MARKER, "index.html", build.name])
+    assert sorted(p.name for p in report.iterdir()) == sorted([LOCK, MARKER, "index.html", build.name])
     chunk = (build / "cards" / "c00000.js").read_text()
     assert "<" not in chunk and json.dumps(MARKUP_PROMPT).replace("<", "\\u003c").replace(">", "\\u003e").replace(
         "&", "\\u0026") in chunk
@@ -76,7 +76,7 @@ def test_report_command_rebuilds_from_shards_without_thumbnails(report_dataset, 
     # again into the same folder: replaced whole, nothing left beside it
     assert main(["report", str(copy), "--output", str(out)]) == 0
     second = out / meta_of((out / "index.html").read_text())["assets"]
-    assert (second / "f").exists() and sorted(p.name for p in out.iterdir()) == sorted([MARKER, "index.html", second.name])
+    assert (second / "f").exists() and sorted(p.name for p in out.iterdir()) == sorted([LOCK, MARKER, "index.html", second.name])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "elsewhere"]
     # a folder that is not a report is never replaced; a folder that is not a dataset has no report
     (tmp_path / "notes").mkdir()
