@@ -20,7 +20,7 @@ import pyarrow as pa
 from .. import storage
 from ..config import SCORES
 from ..errors import UserError
-from .schema import SCHEMA, SCHEMA_VERSION, fill_later, readable_columns
+from .schema import LATER_COLUMNS, SCHEMA, SCHEMA_VERSION, fill_later, readable_columns
 
 OUTCOMES = ("kept", "rejected", "failed")
 # `=` last: the two-character operators must be tried first
@@ -141,11 +141,15 @@ def _expression(c: Condition):
             ">=": field >= c.value}[c.op]
 
 
-def to_filter(conditions: list[Condition]):
-    """The pyarrow dataset filter that ANDs the conditions (None: every row). `!=` conditions on one column
+def to_filter(conditions: list[Condition] | None):
+    """The pyarrow dataset filter that ANDs the conditions (None: every row; conditions None: no row). `!=` conditions on one column
     become one "not in" test, so a list of thousands of excluded ids is one expression; what remains is
     limited: Arrow flattens and re-chains ANDs recursively, and thousands of them overflow its stack (a
     segfault at 10,000), however the tree is built."""
+    import pyarrow.compute as pc
+
+    if conditions is None:  # decided: no row matches
+        return pc.scalar(False)
     excluded: dict[str, list] = {}
     rest = []
     for c in dict.fromkeys(conditions):  # a condition said twice is one
@@ -166,19 +170,34 @@ def to_filter(conditions: list[Condition]):
     return expr
 
 
+def _decide_later(conditions: list[Condition], present) -> list[Condition] | None:
+    """The conditions left once those on a LATER_COLUMN the shards lack are decided on the value all of their
+    rows have (schema.LATER_COLUMNS); None when one of those matches no row."""
+    left = []
+    for c in conditions:
+        if c.column in LATER_COLUMNS and c.column not in present:
+            # the later columns hold text, which parse_where compares with = and != only
+            if (LATER_COLUMNS[c.column] == c.value) != (c.op == "="):
+                return None
+        else:
+            left.append(c)
+    return left
+
+
 def scan(dataset, where: list[str], columns: list[str], batch_rows: int, echo=print, default: list[str] = ()):
     """An iterator over the matching rows of a dataset's readable shards, a list of dicts at a time (the
     filter is pushed into the scan, so memory stays bounded); `default` applies when no --where is given.
     The expression and the shards are checked here, before the caller writes anything."""
     from .sink import damage_notes
 
-    expr = to_filter(parse_where(list(where or default)))
+    conditions = parse_where(list(where or default))
     shards, notes = damage_notes(storage.path(dataset))
     for note in notes:
         echo(note)
     if not shards:
         raise UserError(f"{dataset}: no complete shards under data/: nothing to read")
     data = storage.parquet_dataset(shards)
+    expr = to_filter(_decide_later(conditions, data.schema.names))
     columns = readable_columns(columns, data.schema.names)
     missing = [c for c in columns if not c.startswith("__") and c not in data.schema.names]
     if missing:

@@ -79,3 +79,13 @@ def test_a_dataset_of_schema_6_without_the_backend_column_is_read_as_chronoedits
     spec = write_oracle(tmp_path / "oracle.py", dataset)
     assert main(["evaluate", str(dataset), "--detector", spec, "--bootstrap", "0"]) == 0
     assert list(json.loads((dataset / "eval.json").read_text())["by_backend"]) == ["chronoedit"]
+    # --where on the missing column is decided on the value its rows have, in the scan every command uses
+    from chronoedit_sim.dataset.where import scan
+
+    def where(*exprs):
+        return [r["job_id"] for batch in scan(dataset, list(exprs), ["job_id", "backend"], 100) for r in batch]
+
+    every = where("error=null") + where("error!=null")
+    assert len(every) == 4 and sorted(where("backend=chronoedit")) == sorted(every)
+    assert where("backend=corruption") == [] and where("backend=null") == [] and where("backend!=chronoedit") == []
+    assert where("backend!=corruption,outcome=kept") == where("outcome=kept") != []
