@@ -158,6 +158,8 @@ def _check_values(cfg: DictConfig, source_of) -> None:
                 "runtime.queue_per_actor", "encode.num_actors", "scoring.flow_max_side", "report.thumbnail_side"):
         if OmegaConf.select(cfg, key) < 0:
             raise bad(key, "must be >= 0")
+    if cfg.input.video_cache_gb <= 0:
+        raise bad("input.video_cache_gb", "must be > 0")
     for score in SCORES:
         low, high = cfg.filter[f"{score}_min"], cfg.filter[f"{score}_max"]
         if low is not None and high is not None and low > high:

@@ -247,6 +247,11 @@ class InputConfig:
     use_input_captions: bool = True
     # frames per read task: neighbours share a video decode or a Parquet row group
     read_batch_size: int = 8
+    # on each node, where read tasks keep the videos they fetch from an object store (OpenCV opens files by
+    # name), so the many read tasks of one video fetch it once per node instead of once each
+    video_cache_dir: str = "~/.cache/chronoedit-sim/videos"
+    # that cache's bound per node in GB: the least recently used videos no task is reading are removed
+    video_cache_gb: float = 50.0
     # decompression-bomb guard, checked from the image header before decoding
     max_pixels: int = 50_000_000
     # frames smaller than this on their short side are error rows, not model inputs

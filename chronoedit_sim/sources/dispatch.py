@@ -76,14 +76,20 @@ def _iter(cfg: InputConfig, kind: str) -> Iterator[FrameRef]:
     return attach_nuscenes(root, iter_nuscenes(cfg, root))
 
 
-def read_input(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:
-    """One DecodedImage or FrameError per ref, in order, whatever the refs' kinds."""
+def read_input(refs: list[FrameRef], *, max_pixels: int, min_side: int,
+               video_cache=None) -> list[DecodedImage | FrameError]:
+    """One DecodedImage or FrameError per ref, in order, whatever the refs' kinds (`video_cache`: read_frames')."""
     from .parquet import read_parquet
 
     out: list = [None] * len(refs)
-    for reader, parquet in ((read_parquet, True), (read_frames, False)):
-        idx = [i for i, r in enumerate(refs) if (r.kind == "parquet") == parquet]
-        if idx:
-            for i, result in zip(idx, reader([refs[i] for i in idx], max_pixels=max_pixels, min_side=min_side)):
-                out[i] = result
+    parquet = [i for i, r in enumerate(refs) if r.kind == "parquet"]
+    other = [i for i, r in enumerate(refs) if r.kind != "parquet"]
+    if parquet:
+        for i, result in zip(parquet, read_parquet([refs[i] for i in parquet], max_pixels=max_pixels,
+                                                   min_side=min_side)):
+            out[i] = result
+    if other:
+        for i, result in zip(other, read_frames([refs[i] for i in other], max_pixels=max_pixels, min_side=min_side,
+                                                video_cache=video_cache)):
+            out[i] = result
     return out

@@ -205,9 +205,11 @@ def _read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, Dec
     return out
 
 
-def _fetch_and_read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, DecodedImage | FrameError]:
+def _fetch_and_read_video(path: str, uris: dict[int, str], min_side: int,
+                          video_cache) -> dict[int, DecodedImage | FrameError]:
     try:
-        with storage.local_copy(path) as local:  # OpenCV opens files by name: an object is fetched once here
+        # OpenCV opens files by name: an object is fetched to the node's cache, or for this task alone
+        with (video_cache.local if video_cache else storage.local_copy)(path) as local:
             return _read_video(local, uris, min_side)
     except OSError as e:
         if e.errno == errno.ENOSPC:
@@ -217,8 +219,10 @@ def _fetch_and_read_video(path: str, uris: dict[int, str], min_side: int) -> dic
         return {i: FrameError(f"{uri}: {why}") for i, uri in uris.items()}
 
 
-def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list[DecodedImage | FrameError]:
-    """One DecodedImage or FrameError per ref, in the order of refs; per-frame problems never raise."""
+def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int,
+                video_cache=None) -> list[DecodedImage | FrameError]:
+    """One DecodedImage or FrameError per ref, in the order of refs; per-frame problems never raise.
+    `video_cache`: a node_cache.NodeCache that keeps remote videos for the node's later read tasks."""
     results: list[DecodedImage | FrameError | None] = [None] * len(refs)
     by_video: dict[str, list[int]] = defaultdict(list)  # video path -> positions in refs
     for pos, ref in enumerate(refs):
@@ -232,7 +236,7 @@ def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int) -> list
         uris: dict[int, str] = {}
         for p in positions:
             uris.setdefault(refs[p].frame_index, refs[p].source_uri)
-        decoded = _fetch_and_read_video(path, uris, min_side)
+        decoded = _fetch_and_read_video(path, uris, min_side, video_cache)
         seen: set[int] = set()
         for p in positions:
             i = refs[p].frame_index

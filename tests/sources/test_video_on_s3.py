@@ -3,6 +3,8 @@ only each video's header through ranged GETs, and a video gone before its frames
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -89,3 +91,71 @@ def test_a_full_disk_while_fetching_a_video_stops_the_task_instead_of_failing_it
     monkeypatch.setattr(storage, "local_copy", full)
     with pytest.raises(OSError, match="No space left"):  # the worker's problem: retried, not recorded as bad frames
         read_frames(refs, max_pixels=10**6, min_side=8)
+
+
+@pytest.fixture
+def whole_gets(s3, monkeypatch):
+    """The objects the store's client downloads whole (get_file), observed on the real client: fsspec keeps one
+    client per store, the one every storage.path of the server uses."""
+    names = []
+    fs = storage.path(s3).fs
+    real = fs.get_file
+
+    def counting(rpath, lpath, **kwargs):
+        names.append(rpath.rsplit("/", 1)[-1])
+        return real(rpath, lpath, **kwargs)
+
+    monkeypatch.setattr(fs, "get_file", counting)
+    return names
+
+
+def put(local, url):
+    storage.path(url).fs.put_file(str(local), storage.path(url).path)
+    return url
+
+
+def test_the_read_tasks_of_one_video_on_s3_fetch_it_once_per_node_and_again_when_it_is_replaced(s3, tmp_path,
+                                                                                                 whole_gets):
+    from chronoedit_sim.node_cache import NodeCache
+
+    url = put(noisy_video(tmp_path / "v.mp4", "mp4v", 6, 10.0), f"{s3}/v.mp4")
+    refs = list(iter_frames(InputConfig(path=url)))
+    cache = NodeCache(str(tmp_path / "cache"), 10**9)
+    tasks = [refs[0:2], refs[2:4], refs[4:6]]  # three read tasks of two frames
+    first = [read_frames(t, max_pixels=10**6, min_side=8, video_cache=cache) for t in tasks]
+    assert whole_gets == ["v.mp4"] and all(isinstance(f, type(first[0][0])) for t in first for f in t)
+    assert sorted(p.name.rsplit(".", 1)[-1] for p in (tmp_path / "cache").iterdir()) == ["fetch", "mp4", "use"]
+    # without the cache, each task fetches the whole video
+    for t in tasks:
+        read_frames(t, max_pixels=10**6, min_side=8)
+    assert whole_gets == ["v.mp4"] * 4
+    # a replaced object is another entry: fetched again, and its pixels are the new ones
+    rng = np.random.default_rng(1)
+    vw = cv2.VideoWriter(str(tmp_path / "w.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (640, 480))
+    for _ in range(6):
+        vw.write(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    vw.release()
+    put(tmp_path / "w.mp4", url)
+    again = read_frames(tasks[0], max_pixels=10**6, min_side=8, video_cache=cache)
+    assert whole_gets == ["v.mp4"] * 5 and not np.array_equal(again[0].rgb, first[0][0].rgb)
+    assert np.array_equal(again[0].rgb, read_frames(tasks[0], max_pixels=10**6, min_side=8)[0].rgb)
+
+
+def test_the_video_cache_removes_the_least_recently_used_video_that_no_task_is_reading(s3, tmp_path, whole_gets):
+    from chronoedit_sim.node_cache import NodeCache
+
+    urls = [put(noisy_video(tmp_path / f"{n}.mp4", "mp4v", 3, 10.0), f"{s3}/{n}.mp4") for n in "abc"]
+    size = (tmp_path / "a.mp4").stat().st_size
+    cache = NodeCache(str(tmp_path / "cache"), int(2.5 * size))  # room for two
+
+    def cached():
+        return sorted(p.name for p in (tmp_path / "cache").iterdir() if p.suffix == ".mp4")
+
+    with cache.local(urls[0]) as a:  # a task is reading a
+        with cache.local(urls[1]):
+            pass
+        with cache.local(urls[2]):  # three do not fit: b goes (a is in use, though least recently used)
+            assert len(cached()) == 2 and os.path.basename(a) in cached()
+    with cache.local(urls[1]):  # b again: fetched again; a, now free and the oldest, goes
+        assert os.path.basename(a) not in cached() and len(cached()) == 2
+    assert whole_gets == ["a.mp4", "b.mp4", "c.mp4", "b.mp4"]

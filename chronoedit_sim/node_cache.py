@@ -1,0 +1,90 @@
+"""A node-local cache of objects fetched from a store, for libraries that open files by name (OpenCV).
+
+A read task decodes `input.read_batch_size` frames, so the frames of one remote video are read by many
+tasks; each fetching the whole object would download it once per task. Tasks on a node share this cache:
+an entry is keyed by the object's URL and version (size and ETag, generation or mtime, as the store
+reports them), so a replaced object is fetched again. The first task to want an entry fetches it under an
+exclusive flock while the others wait; readers hold a shared flock on another lock file while they use
+it; the cache is kept under its size bound by removing the least recently used entries that no task
+holds. An entry is written to a temporary name and renamed, so a killed task leaves no partial entry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import storage
+
+# fields of fsspec's info() that change when an object is replaced (S3, GCS, Azure, local, HTTP)
+_VERSION_FIELDS = ("size", "ETag", "etag", "generation", "LastModified", "mtime", "last_modified")
+# suffixes of the cache's own files beside each entry: its readers' lock (shared; eviction takes it
+# exclusively), its fetcher's lock, and a fetch in progress
+_USE, _FETCH, _PART = ".use", ".fetch", ".part"
+
+
+class NodeCache:
+    def __init__(self, root: str, max_bytes: int):
+        self.root, self.max_bytes = Path(os.path.expanduser(root)), max_bytes
+
+    def _key(self, p) -> str:
+        info = p.fs.info(p.path)
+        version = json.dumps([str(p), *(str(info.get(f)) for f in _VERSION_FIELDS)])
+        return hashlib.sha256(version.encode()).hexdigest()[:24] + Path(p.path).suffix
+
+    @contextmanager
+    def local(self, location):
+        """A local path holding the object at `location` while the block runs (a local path is itself)."""
+        p = storage.path(location)
+        if not storage.is_remote(p):
+            yield str(p)
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = self.root / self._key(p)
+        with open(entry.with_name(entry.name + _USE), "a+") as use:
+            fcntl.flock(use, fcntl.LOCK_SH)  # in use from here: eviction skips it; other readers share it
+            if not entry.exists():
+                with open(entry.with_name(entry.name + _FETCH), "a+") as fetch:
+                    fcntl.flock(fetch, fcntl.LOCK_EX)  # one fetch per entry and node; the other tasks wait for it
+                    if not entry.exists():
+                        self._fetch(p, entry)
+            os.utime(entry)  # the entry's last use, for the eviction order
+            self._evict(keep=entry)
+            yield str(entry)
+
+    def _fetch(self, p, entry: Path) -> None:
+        part = entry.with_name(entry.name + _PART)  # under the fetch lock: a killed fetch's is overwritten
+        try:
+            p.fs.get_file(p.path, str(part))
+            os.replace(part, entry)
+        finally:
+            part.unlink(missing_ok=True)
+
+    def _evict(self, keep: Path) -> None:
+        """Remove the least recently used entries no task holds until the cache fits its bound."""
+        entries = []
+        for f in self.root.iterdir():
+            if f.name.endswith((_USE, _FETCH, _PART)):
+                continue
+            try:
+                st = f.stat()
+            except FileNotFoundError:  # removed by another task meanwhile
+                continue
+            entries.append((st.st_mtime, st.st_size, f))
+        total = sum(size for _, size, _ in entries)
+        for _, size, f in sorted(entries):
+            if total <= self.max_bytes:
+                return
+            if f == keep:
+                continue
+            with open(f.with_name(f.name + _USE), "a+") as use:
+                try:
+                    fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a task is reading it
+                f.unlink(missing_ok=True)
+                total -= size
