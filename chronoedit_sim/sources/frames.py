@@ -222,7 +222,7 @@ def _fetch_and_read_video(path: str, uris: dict[int, str], min_side: int,
 def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int,
                 video_cache=None) -> list[DecodedImage | FrameError]:
     """One DecodedImage or FrameError per ref, in the order of refs; per-frame problems never raise.
-    `video_cache`: a node_cache.NodeCache that keeps remote videos for the node's later read tasks."""
+    `video_cache`: a video_cache.VideoCache that keeps remote videos for the node's later read tasks."""
     results: list[DecodedImage | FrameError | None] = [None] * len(refs)
     by_video: dict[str, list[int]] = defaultdict(list)  # video path -> positions in refs
     for pos, ref in enumerate(refs):

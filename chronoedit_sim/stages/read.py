@@ -8,7 +8,7 @@ import time
 from ..config import InputConfig, OutputConfig
 from ..dataset.encode import encode_image
 from ..dataset.schema import base_row, fail_row, image_struct
-from ..node_cache import NodeCache
+from ..sources.video_cache import VideoCache
 from ..sources.annotations import LabelError, read_kitti_labels
 from ..sources.decode import FrameError
 from .base import Resources, Stage
@@ -22,7 +22,7 @@ class ReadStage(Stage):
     def __init__(self, input_cfg: InputConfig, output_cfg: OutputConfig, run_id: str, resources: Resources):
         self.input_cfg, self.output_cfg, self.run_id = input_cfg, output_cfg, run_id
         self.resources, self.batch_size = resources, input_cfg.read_batch_size
-        self.video_cache = NodeCache(input_cfg.video_cache_dir, int(input_cfg.video_cache_gb * 1e9))
+        self.video_cache = VideoCache(input_cfg.video_cache_dir, int(input_cfg.video_cache_gb * 1e9))
 
     def process_batch(self, tasks: list[dict]) -> list[dict]:
         from ..sources.dispatch import read_input

@@ -116,11 +116,11 @@ def put(local, url):
 
 def test_the_read_tasks_of_one_video_on_s3_fetch_it_once_per_node_and_again_when_it_is_replaced(s3, tmp_path,
                                                                                                  whole_gets):
-    from chronoedit_sim.node_cache import NodeCache
+    from chronoedit_sim.sources.video_cache import VideoCache
 
     url = put(noisy_video(tmp_path / "v.mp4", "mp4v", 6, 10.0), f"{s3}/v.mp4")
     refs = list(iter_frames(InputConfig(path=url)))
-    cache = NodeCache(str(tmp_path / "cache"), 10**9)
+    cache = VideoCache(str(tmp_path / "cache"), 10**9)
     tasks = [refs[0:2], refs[2:4], refs[4:6]]  # three read tasks of two frames
     first = [read_frames(t, max_pixels=10**6, min_side=8, video_cache=cache) for t in tasks]
     assert whole_gets == ["v.mp4"] and all(isinstance(f, type(first[0][0])) for t in first for f in t)
@@ -142,11 +142,11 @@ def test_the_read_tasks_of_one_video_on_s3_fetch_it_once_per_node_and_again_when
 
 
 def test_the_video_cache_removes_the_least_recently_used_video_that_no_task_is_reading(s3, tmp_path, whole_gets):
-    from chronoedit_sim.node_cache import NodeCache
+    from chronoedit_sim.sources.video_cache import VideoCache
 
     urls = [put(noisy_video(tmp_path / f"{n}.mp4", "mp4v", 3, 10.0), f"{s3}/{n}.mp4") for n in "abc"]
     size = (tmp_path / "a.mp4").stat().st_size
-    cache = NodeCache(str(tmp_path / "cache"), int(2.5 * size))  # room for two
+    cache = VideoCache(str(tmp_path / "cache"), int(2.5 * size))  # room for two
 
     def cached():
         return sorted(p.name for p in (tmp_path / "cache").iterdir() if p.suffix == ".mp4")

@@ -1,4 +1,4 @@
-"""A node-local cache of objects fetched from a store, for libraries that open files by name (OpenCV).
+"""A node-local cache of videos fetched from a store, for OpenCV, which opens files by name.
 
 A read task decodes `input.read_batch_size` frames, so the frames of one remote video are read by many
 tasks; each fetching the whole object would download it once per task. Tasks on a node share this cache:
@@ -18,7 +18,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import storage
+from .. import storage
 
 # fields of fsspec's info() that change when an object is replaced (S3, GCS, Azure, local, HTTP)
 _VERSION_FIELDS = ("size", "ETag", "etag", "generation", "LastModified", "mtime", "last_modified")
@@ -27,7 +27,7 @@ _VERSION_FIELDS = ("size", "ETag", "etag", "generation", "LastModified", "mtime"
 _USE, _FETCH, _PART = ".use", ".fetch", ".part"
 
 
-class NodeCache:
+class VideoCache:
     def __init__(self, root: str, max_bytes: int):
         self.root, self.max_bytes = Path(os.path.expanduser(root)), max_bytes
 
