@@ -1,0 +1,130 @@
+"""#23: model weights on object storage: checked and hashed where they are, copied once per node."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from chronoedit_sim import storage
+from chronoedit_sim.engine import weights
+from chronoedit_sim.engine.node_cache import cache_folder, materialise
+from chronoedit_sim.engine.weights import MissingWeightsError, checkpoint_components, model_hash, resolve_model_root
+
+
+@pytest.fixture
+def remote_model(s3, tiny_model_dir) -> str:
+    """The tiny checkpoint uploaded under the test's prefix."""
+    url = f"{s3}/tiny-chronoedit"
+    dst = storage.path(url)
+    dst.fs.put(str(tiny_model_dir) + "/", dst.path, recursive=True)
+    return url
+
+
+def whole_gets(requests, url: str) -> list[str]:
+    """The objects under `url` that were downloaded whole (GET answered 200), relative names, sorted."""
+    prefix = storage.path(url).path + "/"
+    return sorted(key[len(prefix):] for method, key, status in requests
+                  if method == "GET" and status == 200 and key.startswith(prefix))
+
+
+def test_a_checkpoint_on_s3_has_the_components_and_hash_of_the_same_files_on_disk(remote_model, tiny_model_dir):
+    root = resolve_model_root(remote_model)
+    assert storage.is_remote(root)
+    assert checkpoint_components(root) == checkpoint_components(tiny_model_dir)
+    assert model_hash(root, []) == model_hash(tiny_model_dir, [])
+
+
+def test_the_driver_check_reads_ranges_of_weight_files_never_a_whole_one(remote_model, tiny_model_dir,
+                                                                         s3_requests, monkeypatch):
+    # samples small enough that the tiny weight files (35-120 KB) are sampled as a 14B checkpoint's are
+    monkeypatch.setattr(weights, "DIGEST_SAMPLES", 2)
+    monkeypatch.setattr(weights, "DIGEST_CHUNK", 4096)
+    local = model_hash(tiny_model_dir, [])
+    s3_requests.clear()
+    assert model_hash(resolve_model_root(remote_model), []) == local
+    assert whole_gets(s3_requests, remote_model) == []  # configs too are read by ranged GETs
+    ranged = {}
+    for method, key, status in s3_requests:
+        if method == "GET" and status == 206 and key.endswith(".safetensors"):
+            ranged[key.split("/")[-2]] = ranged.get(key.split("/")[-2], 0) + 1
+    # each weight file: its header's length, its header, the two sampled chunks
+    assert ranged == {"text_encoder": 4, "image_encoder": 4, "vae": 4, "transformer": 4}
+
+
+@pytest.mark.parametrize("what, message", [
+    ("nothing", "holds no objects (check the bucket, the prefix and the credentials)"),
+    ("no index", "has no model_index.json (not a diffusers-layout checkpoint)"),
+])
+def test_a_url_without_a_checkpoint_is_one_clear_line(remote_model, what, message):
+    url = remote_model + "-absent" if what == "nothing" else remote_model
+    if what == "no index":
+        storage.path(url).joinpath("model_index.json").unlink()
+    with pytest.raises(MissingWeightsError) as err:
+        resolve_model_root(url)
+    assert message in str(err.value) and repr(url) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_node_copies_the_checkpoint_once_then_only_what_changed(remote_model, tiny_model_dir, s3_requests, tmp_path):
+    cache = str(tmp_path / "cache")
+    names = sorted(storage.listing(tiny_model_dir))
+    root = materialise(remote_model, cache)
+    assert root == cache_folder(remote_model, cache) and root.with_name(root.name + ".json").is_file()
+    assert whole_gets(s3_requests, remote_model) == names
+    assert model_hash(root, []) == model_hash(tiny_model_dir, [])
+    s3_requests.clear()
+    assert materialise(remote_model, cache) == root
+    assert whole_gets(s3_requests, remote_model) == []  # a listing, no object
+    # one object rewritten (same size, other bytes: a new ETag), one removed
+    config = storage.path(remote_model) / "vae" / "config.json"
+    config.write_text(config.read_text().replace('"', "'", 1).replace("'", '"', 1) + " ")
+    storage.path(remote_model).joinpath("image_processor", "preprocessor_config.json").unlink()
+    s3_requests.clear()
+    materialise(remote_model, cache)
+    assert whole_gets(s3_requests, remote_model) == ["vae/config.json"]
+    assert (root / "vae" / "config.json").read_text() == config.read_text()
+    assert not (root / "image_processor" / "preprocessor_config.json").exists()
+    assert sorted(storage.listing(root)) == [n for n in names if n != "image_processor/preprocessor_config.json"]
+
+
+def _waiting_on(lock_path) -> int:
+    """How many processes wait for the flock of `lock_path` (/proc/locks marks a waiter with '->')."""
+    import os
+
+    inode = os.stat(lock_path).st_ino
+    return sum(1 for line in open("/proc/locks") if "->" in line and line.split()[-3].endswith(f":{inode}"))
+
+
+def test_two_actors_starting_together_on_one_node_download_once(remote_model, tiny_model_dir, s3_requests, tmp_path):
+    cache = str(tmp_path / "cache")
+    folder = cache_folder(remote_model, cache)
+    folder.mkdir(parents=True)
+    code = f"from chronoedit_sim.engine.node_cache import materialise; print(materialise({remote_model!r}, {cache!r}))"
+    with open(folder.parent / f"{folder.name}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as an actor that is downloading
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while _waiting_on(held.name) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waiting_on(held.name) == 2
+        assert whole_gets(s3_requests, remote_model) == []  # both wait; neither has listed or fetched
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outs == [str(folder)] * 2 and all(p.returncode == 0 for p in procs)
+    assert whole_gets(s3_requests, remote_model) == sorted(storage.listing(tiny_model_dir))  # each object once
+
+
+def test_an_editor_loads_from_s3_and_edits_as_from_the_local_folder(remote_model, editor, tiny_cfg, frame, tmp_path):
+    from chronoedit_sim.engine.editor import Editor
+
+    remote = Editor(replace(tiny_cfg.model, path=remote_model, cache_dir=str(tmp_path / "cache")))
+    assert remote.root == cache_folder(remote_model, str(tmp_path / "cache"))
+    assert remote.identity.model_id == remote_model and remote.identity.random_weights
+    assert remote.identity.model_hash == editor.identity.model_hash
+    a = remote.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation)
+    b = editor.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation)
+    assert np.array_equal(a.edited, b.edited)
