@@ -96,6 +96,13 @@ def listing(location) -> dict[str, tuple[int, str]]:
     return out
 
 
+def open_ranges(p, block: int = 1 << 16):
+    """A file opened to read a few ranges of it (headers, samples): a local file, or on a store one ranged
+    GET per read, with no read-ahead beyond `block` bytes, so a large object is never fetched whole."""
+    p = path(p)
+    return p.open("rb", block_size=block, cache_type="none") if is_remote(p) else open(p, "rb")
+
+
 def arrow(p) -> tuple[str, object]:
     """(path, filesystem) for pyarrow: a local path with filesystem None (pyarrow's own), or the key and
     fsspec's file system wrapped for pyarrow."""

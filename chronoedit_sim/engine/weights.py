@@ -231,9 +231,7 @@ def file_digest(path, cache: dict | None = None, stamp: tuple[int, str] | None =
     if hit and hit["size"] == size and hit.get("version") == version:
         return hit["digest"]
     h = hashlib.sha256(str(size).encode())
-    # on a store: no read-ahead, each read below is one ranged GET of exactly its bytes
-    with (path.open("rb", block_size=DIGEST_CHUNK, cache_type="none") if storage.is_remote(path)
-          else open(path, "rb")) as f:
+    with storage.open_ranges(path, DIGEST_CHUNK) as f:
         start = 0
         if path.suffix == ".safetensors" and size >= 8:
             header = int.from_bytes(f.read(8), "little")

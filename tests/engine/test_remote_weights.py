@@ -128,3 +128,80 @@ def test_an_editor_loads_from_s3_and_edits_as_from_the_local_folder(remote_model
     a = remote.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation)
     b = editor.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation)
     assert np.array_equal(a.edited, b.edited)
+
+
+def test_a_lora_header_is_read_alike_from_disk_and_from_s3_alphas_and_all(s3, tmp_path):
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from chronoedit_sim.engine.lora import _header_tensors
+
+    local = tmp_path / "a.safetensors"
+    save_file({"blocks.0.q.lora_A.weight": torch.ones(4, 24), "blocks.0.q.alpha": torch.tensor(8.0),
+               "blocks.1.q.alpha": torch.tensor(2.5, dtype=torch.bfloat16)}, str(local))
+    remote = storage.path(f"{s3}/a.safetensors")
+    storage.put(remote, local.read_bytes())
+    with safe_open(str(local), "pt") as f:
+        expected = {k: f.get_tensor(k) for k in f.keys()}
+    for where in (local, remote):
+        got = _header_tensors(where)
+        assert sorted(got) == sorted(expected)
+        assert got["blocks.0.q.lora_A.weight"].is_meta and got["blocks.0.q.lora_A.weight"].shape == (4, 24)
+        for k in ("blocks.0.q.alpha", "blocks.1.q.alpha"):
+            assert got[k].dtype == expected[k].dtype and torch.equal(got[k], expected[k]), where
+
+
+def test_a_transformer_and_loras_on_s3_are_checked_where_they_are_and_load_from_node_copies(
+        s3, remote_model, tiny_model_dir, tiny_cfg, frame, tmp_path, s3_requests):
+    import shutil
+
+    from chronoedit_sim.config import load_config
+    from chronoedit_sim.engine.editor import Editor
+    from chronoedit_sim.runtime.run import weights_identity
+    from helpers import write_diffsynth_lora
+
+    local = shutil.copytree(tiny_model_dir, tmp_path / "local")
+    (local / "lora").mkdir()
+    inside, apart = write_diffsynth_lora(local / "lora" / "in.safetensors", 1), write_diffsynth_lora(
+        tmp_path / "apart.safetensors", 2)
+    root = storage.path(remote_model)
+    root.fs.put_file(str(inside), f"{root.path}/lora/in.safetensors")
+    root.fs.put_file(str(apart), storage.path(f"{s3}/apart.safetensors").path)
+    donor = f"{s3}/donor"
+    root.fs.put(str(tiny_model_dir) + "/", storage.path(donor).path, recursive=True)
+    common = ["model=tiny", "scoring.clip.enabled=false", f"model.cache_dir={tmp_path / 'cache'}"]
+    on_s3 = load_config([*common, f"model.path={remote_model}", f"model.transformer_path={donor}",
+                         f"model.loras=[{{path: lora/in.safetensors}}, {{path: {s3}/apart.safetensors}}]"])
+    on_disk = load_config([*common, f"model.path={local}", f"model.transformer_path={tiny_model_dir}",
+                           f"model.loras=[{{path: lora/in.safetensors}}, {{path: {apart}}}]"])
+    s3_requests.clear()
+    assert weights_identity(on_s3) == weights_identity(on_disk)
+    assert whole_gets(s3_requests, s3) == []  # the driver: listings and ranged reads only
+    assert not (tmp_path / "cache").exists()
+    a, b = Editor(on_s3.model), Editor(on_disk.model)
+    assert a.transformer_dir == cache_folder(donor, str(tmp_path / "cache")) / "transformer"
+    assert a.identity.model_hash == b.identity.model_hash and a.identity.loras == b.identity.loras
+    assert np.array_equal(a.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation).edited,
+                          b.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation).edited)
+
+
+def test_on_a_cluster_the_driver_refuses_a_url_without_a_checkpoint_before_ray(remote_model, tiny_overrides,
+                                                                               one_edit_scenario, tmp_path, capsys,
+                                                                               monkeypatch):
+    from PIL import Image
+
+    from chronoedit_sim.cli import main
+    from chronoedit_sim.runtime import run as run_module
+
+    monkeypatch.setattr(run_module, "execute", lambda *a, **k: pytest.fail("the run reached Ray"))
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "frames" / "f.png")
+    storage.path(remote_model).joinpath("model_index.json").unlink()
+    assert main(["run", str(one_edit_scenario), "--input", str(tmp_path / "frames"), "--output",
+                 str(tmp_path / "out"), "-q", *tiny_overrides, f"model.path={remote_model}",
+                 "runtime.address=127.0.0.1:1"]) == 2
+    # the S3 server runs in this process: its access log reaches the command's log handler too
+    err = [line for line in capsys.readouterr().err.splitlines() if " werkzeug: " not in line]
+    assert len(err) == 1 and not (tmp_path / "out").exists()
+    assert err[0].startswith(f"error: ChronoEdit weights incomplete: URL {remote_model!r} has no model_index.json")
