@@ -92,6 +92,50 @@ def test_a_node_copies_the_checkpoint_once_then_only_what_changed(remote_model, 
     assert sorted(storage.listing(root)) == [n for n in names if n != "image_processor/preprocessor_config.json"]
 
 
+def test_a_copy_that_fails_leaves_no_file_under_a_final_name_and_the_next_start_fetches_it_all(
+        remote_model, tiny_model_dir, s3_requests, tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    folder = cache_folder(remote_model, cache)
+    leftover = folder / "vae" / "config.json.part-99999"  # a killed copy's
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("{")
+    fs = storage.path(remote_model).fs
+    real_get = fs.get
+
+    def dropped(keys, parts):  # every file arrives, then the connection drops
+        real_get(keys, parts)
+        raise ConnectionResetError("connection reset by peer")
+
+    monkeypatch.setattr(fs, "get", dropped)
+    with pytest.raises(MissingWeightsError) as err:
+        materialise(remote_model, cache)
+    assert str(err.value) == (f"weights at {remote_model}: copying to {folder} failed: connection reset by peer")
+    assert storage.listing(folder) == {} and not folder.with_name(folder.name + ".json").exists()
+    monkeypatch.setattr(fs, "get", real_get)
+    s3_requests.clear()
+    assert materialise(remote_model, cache) == folder
+    assert whole_gets(s3_requests, remote_model) == sorted(storage.listing(tiny_model_dir)) == sorted(
+        storage.listing(folder))
+
+
+def test_a_resume_on_the_same_output_reads_no_object_again(remote_model, s3_requests):
+    from chronoedit_sim.config import load_config
+    from chronoedit_sim.runtime.run import weights_identity
+
+    cfg = load_config(["model=tiny", f"model.path={remote_model}", "scoring.clip.enabled=false"])
+    cache = {}
+    first = weights_identity(cfg, cache)
+    # each weight file's digest under its URL, stamped with its size and ETag
+    assert {key: (entry["size"], entry["version"]) for key, entry in cache.items()} == {
+        f"{remote_model}/{rel}": stamp for rel, stamp in storage.listing(remote_model).items()
+        if rel.endswith(".safetensors")}
+    s3_requests.clear()
+    assert weights_identity(cfg, cache) == first
+    read = {key for method, key, status in s3_requests if method == "GET" and status == 206}
+    # configs are read again (they are hashed whole, not by their stamp); weight files are not
+    assert read and not [key for key in read if key.endswith(".safetensors")], read
+
+
 def _waiting_on(lock_path) -> int:
     """How many processes wait for the flock of `lock_path` (/proc/locks marks a waiter with '->')."""
     import os
