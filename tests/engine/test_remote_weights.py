@@ -249,3 +249,13 @@ def test_on_a_cluster_the_driver_refuses_a_url_without_a_checkpoint_before_ray(r
     err = [line for line in capsys.readouterr().err.splitlines() if " werkzeug: " not in line]
     assert len(err) == 1 and not (tmp_path / "out").exists()
     assert err[0].startswith(f"error: ChronoEdit weights incomplete: URL {remote_model!r} has no model_index.json")
+
+
+def test_a_vlm_on_a_url_is_refused_in_one_line():
+    from chronoedit_sim.config import VlmConfig
+    from chronoedit_sim.engine.vlm import resolve_vlm_root
+
+    with pytest.raises(MissingWeightsError) as err:
+        resolve_vlm_root(VlmConfig(path="s3://bucket/Qwen3-VL"))
+    assert str(err.value) == ("vlm.path=s3://bucket/Qwen3-VL: the VLM is not read from a URL; copy it to each node "
+                              "and set vlm.path to its folder")
