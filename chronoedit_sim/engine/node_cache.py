@@ -68,7 +68,9 @@ def _update(remote, folder: Path, wanted: dict[str, tuple[int, str]], single: bo
     local = storage.listing(folder)
     # files no longer listed, and the parts a killed copy left behind
     stale = [rel for rel in local if rel not in wanted]
-    fetch = sorted(rel for rel in wanted if have.get(rel) != wanted[rel] or local.get(rel, (None,))[0] != wanted[rel][0])
+    # what the manifest does not vouch for as the object listed now, or what is not there at its size
+    fetch = sorted(rel for rel, (size, _) in wanted.items()
+                   if have.get(rel) != wanted[rel] or local.get(rel, (None,))[0] != size)
     if not fetch and not stale and have == wanted:
         return
     manifest.unlink(missing_ok=True)  # from here until the new one is written the copy counts as incomplete
