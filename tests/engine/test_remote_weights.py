@@ -96,7 +96,9 @@ def test_a_node_copies_the_checkpoint_once_then_only_what_changed(remote_model, 
     assert whole_gets(s3_requests, remote_model) == []  # a listing, no object
     # one object rewritten (same size, other bytes: a new ETag), one removed
     config = storage.path(remote_model) / "vae" / "config.json"
-    config.write_text(config.read_text().replace('"', "'", 1).replace("'", '"', 1) + " ")
+    before = config.read_text()
+    config.write_text(before.replace(" ", "\t", 1))  # still JSON, same size
+    assert storage.listing(config)["config.json"][0] == len(before)
     storage.path(remote_model).joinpath("image_processor", "preprocessor_config.json").unlink()
     s3_requests.clear()
     materialise(remote_model, cache)
