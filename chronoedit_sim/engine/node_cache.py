@@ -27,6 +27,7 @@ from ..errors import MissingWeightsError
 
 log = logging.getLogger(__name__)
 
+
 def on_this_node(location: str, cache_dir: str) -> str:
     """`location` itself when it is local (a path, a repo id); for a URL, its copy on this node."""
     return str(materialise(location, cache_dir)) if storage.is_url(location) else location
@@ -35,7 +36,8 @@ def on_this_node(location: str, cache_dir: str) -> str:
 def cache_folder(url: str, cache_dir: str) -> Path:
     """Where `url` is copied: its last name (for people) and a hash of the whole URL (for uniqueness)."""
     url = url.rstrip("/")
-    return Path(cache_dir).expanduser() / f"{url.rsplit('/', 1)[-1]}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+    name = url.rsplit("/", 1)[-1]
+    return Path(cache_dir).expanduser() / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
 def materialise(url: str, cache_dir: str) -> Path:

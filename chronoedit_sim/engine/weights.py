@@ -263,8 +263,9 @@ def folder_digests(folder, cache: dict | None = None, prefix: str = "") -> dict[
 
     def digest(rel: str) -> str:
         f = folder / rel
-        return hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.suffix == ".json" else file_digest(f, cache,
-                                                                                                      files[rel])
+        if f.suffix == ".json":
+            return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        return file_digest(f, cache, files[rel])
 
     if storage.is_remote(folder):  # a store answers each read in tens of ms: the files are read side by side
         with ThreadPoolExecutor(_READERS) as pool:
