@@ -84,6 +84,13 @@ def test_a_url_without_a_checkpoint_is_one_clear_line(remote_model, what, messag
     assert message in str(err.value) and repr(url) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_an_actor_given_a_url_with_nothing_there_says_so_in_one_line(s3, tmp_path):
+    with pytest.raises(MissingWeightsError) as err:
+        materialise(f"{s3}/nothing", str(tmp_path / "cache"))
+    assert str(err.value) == (f"weights not found: {s3}/nothing holds no objects (check the bucket, the prefix and "
+                              "the credentials)")
+
+
 def test_a_node_copies_the_checkpoint_once_then_only_what_changed(remote_model, tiny_model_dir, s3_requests, tmp_path):
     cache = str(tmp_path / "cache")
     names = sorted(storage.listing(tiny_model_dir))
