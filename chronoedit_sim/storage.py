@@ -71,6 +71,38 @@ def scandir(location) -> list[tuple[str, bool]]:
     return [(e["name"].rstrip("/").rsplit("/", 1)[-1], e["type"] == "directory") for e in p.fs.ls(p.path, detail=True)]
 
 
+# what an object store's listing says changes when an object is rewritten: S3's ETag (s3fs), GCS's and Azure's
+# etag; the modification time where a store has neither
+_VERSION_KEYS = ("ETag", "etag", "LastModified", "mtime", "updated")
+
+
+def listing(location) -> dict[str, tuple[int, str]]:
+    """Every file under a folder, or the file itself under its own name: relative name -> (size, version), the
+    version changing with the content (the modification time locally, the ETag on a store). One listing
+    request on a store; {} when nothing is there."""
+    p = path(location)
+    if not is_remote(p):
+        files = [(p.name, p)] if p.is_file() else [(f.relative_to(p).as_posix(), f) for f in p.rglob("*")
+                                                      if f.is_file()]
+        return {rel: (st.st_size, str(st.st_mtime_ns)) for rel, f in files for st in [f.stat()]}
+    try:
+        found = p.fs.find(p.path, detail=True)
+    except FileNotFoundError:  # no such bucket
+        return {}
+    out = {}
+    for key, info in found.items():
+        version = next((str(info[k]) for k in _VERSION_KEYS if info.get(k)), "")
+        out[key[len(p.path):].lstrip("/") or p.name] = (int(info["size"]), version)
+    return out
+
+
+def open_ranges(p, block: int = 1 << 16):
+    """A file opened to read a few ranges of it (headers, samples): a local file, or on a store one ranged
+    GET per read, with no read-ahead beyond `block` bytes, so a large object is never fetched whole."""
+    p = path(p)
+    return p.open("rb", block_size=block, cache_type="none") if is_remote(p) else open(p, "rb")
+
+
 def arrow(p) -> tuple[str, object]:
     """(path, filesystem) for pyarrow: a local path with filesystem None (pyarrow's own), or the key and
     fsspec's file system wrapped for pyarrow."""

@@ -252,3 +252,26 @@ def s3(s3_server, request) -> str:
     import uuid
 
     return f"s3://{S3_BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def s3_requests(s3_server):
+    """The requests the S3 server answers during the test, from any process, as (method, key, status), read
+    from its access log: ('GET', 'cesim-test/p/x.json', 200) is a whole object, 206 a ranged read, and a
+    listing has key 'cesim-test' (its prefix is in the query)."""
+    import logging
+    import re
+    from urllib.parse import unquote, urlsplit
+
+    seen = []
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            # werkzeug logs '"%s" %s %s' % (request line, status, size), the line coloured by status
+            method, target = re.sub(r"\x1b\[[0-9;]*m", "", str(record.args[0])).split(" ")[:2]
+            seen.append((method, unquote(urlsplit(target).path).lstrip("/"), int(str(record.args[1]))))
+
+    handler, log = Seen(), logging.getLogger("werkzeug")
+    log.addHandler(handler)
+    yield seen
+    log.removeHandler(handler)

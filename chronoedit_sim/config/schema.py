@@ -77,7 +77,8 @@ class ModelConfig:
     # the editor (config.BACKENDS, engine/backends): a scenario or edit may name another with `backend:`;
     # corruption needs no weights (its preset sets model.path empty)
     backend: str = "chronoedit"
-    # local diffusers-layout directory, or a Hugging Face repo id resolved from the local cache
+    # local diffusers-layout directory, a Hugging Face repo id resolved from the local cache, or a URL
+    # (s3://bucket/ChronoEdit-14B-Diffusers): checked and hashed where it is, copied once to each node (cache_dir)
     path: str = MISSING
     # hub revision (branch, tag or commit) when path is a repo id
     revision: Optional[str] = None
@@ -91,7 +92,10 @@ class ModelConfig:
     dtype: str = "bfloat16"
     # diffusers' enable_model_cpu_offload: less VRAM, slower
     cpu_offload: bool = False
-    # the transformer from this directory or repo id instead of path's (a community distilled or
+    # each node's copies of weights given as URLs (path, transformer_path, LoRAs): one folder per URL, fetched
+    # once per node and again only for objects whose size or ETag changed
+    cache_dir: str = "~/.cache/chronoedit-sim/models"
+    # the transformer from this directory, repo id or URL instead of path's (a community distilled or
     # quantised copy in diffusers layout: a transformer/ folder, or the transformer's own files)
     transformer_path: Optional[str] = None
     # diffusers attention backend of the transformer (e.g. "_native_cudnn"), or "sageattention" (8-bit

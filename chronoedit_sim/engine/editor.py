@@ -18,6 +18,7 @@ from ..config import GenerationConfig, ModelConfig, UpscaleConfig
 from .conditioning import CALLS, Conditioning, frame_digest
 from . import speed
 from .lora import load_loras
+from .node_cache import on_this_node
 from .quantize import fp8_config, quantize_transformer
 from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
 from .weights import (
@@ -47,7 +48,7 @@ def fit_resolution(width: int, height: int, max_area: int, multiple: int = 16) -
 
 @dataclass
 class ModelIdentity:
-    # model.path as configured (repo id or directory)
+    # model.path as configured (repo id, directory or URL)
     model_id: str
     # hash of component configs, weight file sizes and LoRA bytes (see weights.model_hash)
     model_hash: str
@@ -92,12 +93,14 @@ class Editor:
         # reference dtypes: transformer / text encoder low precision on GPU, VAE and CLIP fp32; CPU all fp32
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
         if pipeline is None:
-            self.root = resolve_model_root(model.path, model.revision, model.allow_download)
+            # weights given as URLs load from this node's copy of them (node_cache)
+            self.root = resolve_model_root(on_this_node(model.path, model.cache_dir), model.revision,
+                                           model.allow_download)
             # the folder of a transformer kept apart, or None: path's own
-            self.transformer_dir = (resolve_transformer(model.transformer_path, model.allow_download)
-                                    if model.transformer_path else None)
-            lora_files = [(resolve_lora_path(l.path, self.root, model.allow_download), l.scale, l.name)
-                          for l in model.loras]
+            self.transformer_dir = (resolve_transformer(on_this_node(model.transformer_path, model.cache_dir),
+                                                        model.allow_download) if model.transformer_path else None)
+            lora_files = [(resolve_lora_path(on_this_node(l.path, model.cache_dir), self.root, model.allow_download),
+                           l.scale, l.name) for l in model.loras]
             self.pipe = self._load(self.dtype)
             names = load_loras(self.pipe, lora_files)
             self._adapters = (names, [s for _, s, _ in lora_files])  # the edits' active set
@@ -296,7 +299,7 @@ class Editor:
 
     def add_upscaler(self, cfg: UpscaleConfig) -> None:
         """Load the Upscaler LoRA as an adapter of its own, inactive for edits (upscale() switches to it)."""
-        path = resolve_lora_path(cfg.lora, self.root, self.cfg.allow_download)
+        path = resolve_lora_path(on_this_node(cfg.lora, self.cfg.cache_dir), self.root, self.cfg.allow_download)
         load_loras(self.pipe, [(path, cfg.lora_scale, UPSCALER)])
         self.upscale_cfg = cfg
         self._use(*self._adapters)  # loading activated it alone: back to the edits' own set

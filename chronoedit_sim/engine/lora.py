@@ -4,9 +4,11 @@ with their shapes."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+from .. import storage
 from ..errors import UserError
 
 # a converted key: the module it adapts, and what of it
@@ -46,20 +48,46 @@ def load_loras(pipe, loras: list[tuple[Path, float, str]]) -> list[str]:
     return names
 
 
-def check_lora(path: Path, transformer_dir: Path, where: str) -> None:
-    """Read the file's safetensors header (no tensor data but the scalar alphas), convert its keys as
-    load_loras does, and check each adapted module exists in the transformer built from its config on the
-    meta device (no weights) with the shapes the LoRA's matrices need. LoraError names `where`."""
+# safetensors' dtype names; the header's limit (its format's own)
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32"}
+_MAX_HEADER = 100_000_000
+
+
+def _header_tensors(path) -> dict:
+    """The tensors of a safetensors file as check_lora needs them, read from its header (safetensors' own
+    reader opens local files only; this one reads a URL's by ranged GETs): meta tensors of each shape, but
+    the scalar alphas, read, because the key conversion reads their values."""
+    import torch
+
+    with storage.open_ranges(path) as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size > _MAX_HEADER:
+            raise ValueError(f"header length {size} is over the format's limit")
+        header = json.loads(f.read(size))
+        sd = {}
+        for key, meta in header.items():
+            if key == "__metadata__":
+                continue
+            if key.endswith(".alpha"):
+                begin, end = meta["data_offsets"]
+                f.seek(8 + size + begin)
+                sd[key] = torch.frombuffer(bytearray(f.read(end - begin)),
+                                           dtype=getattr(torch, _DTYPES[meta["dtype"]])).reshape(meta["shape"])
+            else:
+                sd[key] = torch.empty(meta["shape"], dtype=torch.float32, device="meta")
+    return sd
+
+
+def check_lora(path, transformer_dir, where: str) -> None:
+    """Read the file's safetensors header, local or on a store (no tensor data but the scalar alphas), convert
+    its keys as load_loras does, and check each adapted module exists in the transformer built from its config
+    on the meta device (no weights) with the shapes the LoRA's matrices need. LoraError names `where`."""
     import torch
     from diffusers import ChronoEditPipeline, ChronoEditTransformer3DModel
-    from safetensors import safe_open
 
     try:
-        with safe_open(str(path), "pt") as f:
-            # meta tensors carry the shapes; the conversion reads the alphas' values, a few scalars
-            sd = {k: f.get_tensor(k) if k.endswith(".alpha") else
-                  torch.empty(f.get_slice(k).get_shape(), dtype=torch.float32, device="meta") for k in f.keys()}
-    except Exception as exc:  # SafetensorError for a file that is not safetensors, OSError
+        sd = _header_tensors(path)
+    except Exception as exc:  # a file that is not safetensors (ValueError, KeyError), OSError
         raise LoraError(f"{where}: {path}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     if not sd:
         raise LoraError(f"{where}: {path}: holds no tensors")
@@ -70,7 +98,7 @@ def check_lora(path: Path, transformer_dir: Path, where: str) -> None:
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     with torch.device("meta"):
         modules = dict(ChronoEditTransformer3DModel.from_config(
-            ChronoEditTransformer3DModel.load_config(str(transformer_dir))).named_modules())
+            json.loads((transformer_dir / "config.json").read_text())).named_modules())
     misfits = []
     for key, tensor in converted.items():
         m = _ADAPTER_KEY.match(key)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..config import VlmConfig
 from ..errors import MissingWeightsError, UserError
 from . import vlm_prompts
@@ -35,6 +36,9 @@ def _how_to_get(path: str) -> str:
 
 def resolve_vlm_root(cfg: VlmConfig) -> Path:
     """The local folder of the VLM, complete (config, weights, tokenizer, processor), or MissingWeightsError."""
+    if storage.is_url(cfg.path):  # the editor's weights only are copied from a store to each node (node_cache)
+        raise MissingWeightsError(f"vlm.path={cfg.path}: the VLM is not read from a URL; copy it to each node and "
+                                  "set vlm.path to its folder")
     root, tried = local_root(cfg.path, cfg.revision, cfg.allow_download, what="VLM weights", how=_how_to_get,
                              flag="vlm.allow_download")
     for problem, ok in (("no config.json", (root / "config.json").is_file()),

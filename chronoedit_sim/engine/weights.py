@@ -1,8 +1,10 @@
 """Finding an editor's weights on disk (ChronoEdit, Qwen-Image-Edit, FLUX.1 Kontext), checking they are
 complete, and naming them.
 
-A model path is a local diffusers-layout directory or a Hugging Face repo id that
-is resolved from the local hub cache (downloaded only with model.allow_download).
+A model path is a local diffusers-layout directory, a Hugging Face repo id that
+is resolved from the local hub cache (downloaded only with model.allow_download),
+or a URL (s3://...), checked and named where it is (its configs and sampled digests,
+never a whole weight file) and copied to each node by node_cache before it loads.
 Anything missing is reported once, naming what was tried, the missing component
 and how to get the weights, instead of a stack trace from inside diffusers.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import storage
 from ..errors import MissingWeightsError
 from .tiny import TINY_MARKER
 
@@ -82,7 +86,8 @@ def is_repo_id(path: str) -> bool:
 
 def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False,
                        backend: str = "chronoedit") -> Path:
-    """The local directory holding `backend`'s checkpoint (a CHECKPOINTS key), complete, or MissingWeightsError."""
+    """The folder holding `backend`'s checkpoint (a CHECKPOINTS key), complete, or MissingWeightsError: a local
+    directory, or a URL's path object (storage.path)."""
     root, tried = local_root(path, revision, allow_download, what=f"{CHECKPOINTS[backend].title} weights",
                              how=lambda p: _how_to_get(p, backend))
     check_complete(root, tried, path, backend)
@@ -119,6 +124,16 @@ def local_root(path: str, revision: str | None, allow_download: bool, what: str 
         except Exception as exc:  # network errors, gated repos, bad revisions
             raise MissingWeightsError(f"{what} not found: fetching {path!r} failed: {exc}. {how(path)}") from None
         tried = f"repo id {path!r} (cached at {root})"
+    elif storage.is_url(path):
+        # read where it is (a listing, configs, sampled digests); actors copy it to their node (node_cache)
+        root, tried = storage.path(path), f"URL {path!r}"
+        try:
+            found = root.is_dir()
+        except OSError as exc:  # credentials, endpoint
+            raise MissingWeightsError(f"{what} not found: reading {tried} failed: {exc}") from None
+        if not found:
+            raise MissingWeightsError(f"{what} not found: {tried} holds no objects (check the bucket, the prefix "
+                                      f"and the credentials). {how(path)}")
     else:
         root = Path(path).expanduser()
         tried = f"directory {str(root)!r}"
@@ -183,9 +198,13 @@ def resolve_lora_path(lora_path: str, root: Path, allow_download: bool = False) 
                 f"Download it on a machine with network access (`hf download {repo} --local-dir DIR`) and set the "
                 f"LoRA's path to DIR/{name}, or pre-populate the cache (HF_HOME)."
             ) from None
-    candidate = Path(lora_path).expanduser()
-    if not candidate.is_absolute():
-        candidate = root / candidate if (root / candidate).exists() else candidate.resolve()
+    if storage.is_url(lora_path):
+        candidate = storage.path(lora_path)
+    else:
+        candidate = Path(lora_path).expanduser()
+        if not candidate.is_absolute():  # `root` may be a URL's: its LoRAs travel with it
+            inside = root / candidate.as_posix()
+            candidate = inside if inside.exists() else candidate.resolve()
     if not candidate.is_file():
         raise MissingWeightsError(
             f"LoRA weights not found: {lora_path!r} (tried {candidate}, and relative to the model root {root}). "
@@ -199,25 +218,30 @@ def resolve_lora_path(lora_path: str, root: Path, allow_download: bool = False) 
 # data (the first and the last among them): a few MiB for a 14B checkpoint, against tens of GB to read it all.
 # Another training run, seed or precision changes every chunk; a fine-tune touching a few tensors may not.
 DIGEST_SAMPLES, DIGEST_CHUNK = 16, 1 << 16
+# files of a folder on a store whose digests are read at once
+_READERS = 16
 
 
-def file_digest(path: Path, cache: dict | None = None) -> str:
-    """Size, safetensors header and sampled data of one file; `cache` (path -> {size, mtime_ns, digest}) spares
-    the reads when neither the size nor the modification time changed."""
-    stat = path.stat()
-    key = str(path.resolve())
+def file_digest(path, cache: dict | None = None, stamp: tuple[int, str] | None = None) -> str:
+    """Size, safetensors header and sampled data of one file, local or on a store (the same bytes read either
+    way: a store gets ranged GETs, never the whole of a large file). `cache` (location -> {size, version,
+    digest}) spares the reads when neither the size nor the version (storage.listing's) changed; `stamp`:
+    (size, version) when a listing already gave them."""
+    path = storage.path(path)
+    size, version = stamp or storage.listing(path)[path.name]
+    key = str(path) if storage.is_remote(path) else str(path.resolve())
     hit = (cache or {}).get(key)
-    if hit and hit["size"] == stat.st_size and hit["mtime_ns"] == stat.st_mtime_ns:
+    if hit and hit["size"] == size and hit.get("version") == version:
         return hit["digest"]
-    h = hashlib.sha256(str(stat.st_size).encode())
-    with open(path, "rb") as f:
+    h = hashlib.sha256(str(size).encode())
+    with storage.open_ranges(path, DIGEST_CHUNK) as f:
         start = 0
-        if path.suffix == ".safetensors" and stat.st_size >= 8:
+        if path.suffix == ".safetensors" and size >= 8:
             header = int.from_bytes(f.read(8), "little")
-            if header <= stat.st_size - 8:
+            if header <= size - 8:
                 h.update(f.read(header))
                 start = 8 + header
-        span = stat.st_size - start
+        span = size - start
         if span <= DIGEST_SAMPLES * DIGEST_CHUNK:  # small files whole
             h.update(f.read())
         else:
@@ -226,18 +250,27 @@ def file_digest(path: Path, cache: dict | None = None) -> str:
                 h.update(f.read(DIGEST_CHUNK))
     digest = h.hexdigest()[:16]
     if cache is not None:
-        cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "digest": digest}
+        cache[key] = {"size": size, "version": version, "digest": digest}
     return digest
 
 
-def folder_digests(folder: Path, cache: dict | None = None, prefix: str = "") -> dict[str, str]:
-    """Each file under `folder` (relative name, with `prefix`) -> its digest: configs whole, weights sampled."""
-    out = {}
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and f.name != TINY_MARKER:
-            rel = prefix + f.relative_to(folder).as_posix()
-            out[rel] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.suffix == ".json" else file_digest(f, cache)
-    return out
+def folder_digests(folder, cache: dict | None = None, prefix: str = "") -> dict[str, str]:
+    """Each file under `folder` (a local folder or a URL's; relative name, with `prefix`) -> its digest:
+    configs whole, weights sampled. Named in path order (by path components), the same on disk and on a store."""
+    folder = storage.path(folder)
+    files = storage.listing(folder)
+    names = [rel for rel in sorted(files, key=lambda r: r.split("/")) if rel.rsplit("/", 1)[-1] != TINY_MARKER]
+
+    def digest(rel: str) -> str:
+        f = folder / rel
+        if f.suffix == ".json":
+            return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        return file_digest(f, cache, files[rel])
+
+    if storage.is_remote(folder):  # a store answers each read in tens of ms: the files are read side by side
+        with ThreadPoolExecutor(_READERS) as pool:
+            return {prefix + rel: d for rel, d in zip(names, pool.map(digest, names))}
+    return {prefix + rel: digest(rel) for rel in names}
 
 
 def checkpoint_components(root: Path, transformer: Path | None = None, cache: dict | None = None) -> dict[str, str]:
@@ -262,7 +295,7 @@ def model_hash(root: Path, lora_files: list[tuple[Path, float]], transformer: Pa
     for name, digest in checkpoint_components(root, transformer, cache).items():
         h.update(f"{name}\0{digest}\0".encode())
     for path, scale in lora_files:
-        h.update(file_digest(Path(path), cache).encode() + repr(float(scale)).encode())
+        h.update(file_digest(path, cache).encode() + repr(float(scale)).encode())
     return h.hexdigest()[:16]
 
 

@@ -37,9 +37,13 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
     if dry_run:
         return _dry_run(out, loader, scenario_files, overwrite, echo)
     # a local run checks the models' weights here, before Ray starts and any actor loads, and records what they
-    # are (on a cluster the workers, not the driver, must have them)
+    # are; on a cluster the workers, not the driver, must have them, but an editor on object storage is checked
+    # where it is (without downloading it)
     digests = output.read_digests(out)
-    weights = {} if cfg.runtime.address else weights_identity(cfg, digests, backends)
+    if not cfg.runtime.address:
+        weights = weights_identity(cfg, digests, backends)
+    else:
+        weights = weights_identity(cfg, digests, backends, editor_only=True) if editor_on_store(cfg) else {}
     # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
     with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
@@ -69,10 +73,21 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         return code
 
 
-def weights_identity(cfg, cache: dict | None = None, backends: set[str] | None = None) -> dict[str, str]:
+def editor_on_store(cfg) -> bool:
+    """The editor's weights are all on object storage (model.path and transformer_path URLs, each LoRA a URL
+    or a path inside model.path's folder), so a driver reads them as any node does."""
+    model = cfg.model
+    loras = [lora.path for lora in model.loras] + ([cfg.upscale.lora] if cfg.upscale.enabled else [])
+    return (storage.is_url(model.path) and (not model.transformer_path or storage.is_url(model.transformer_path))
+            and all(storage.is_url(p) or not (p.startswith(("/", "~")) or ":" in p) for p in loras))
+
+
+def weights_identity(cfg, cache: dict | None = None, backends: set[str] | None = None,
+                     editor_only: bool = False) -> dict[str, str]:
     """Every model's weights, found and checked (MissingWeightsError, LoraError), as {component: digest}:
-    the editor's component folders, each LoRA, CLIP and the VLM. Recorded in run.json; a resume compares it.
-    `backends`: the run's editors (None: ChronoEdit's); weight-free ones have nothing to find."""
+    the editor's component folders, each LoRA, CLIP and the VLM (not with `editor_only`). Recorded in
+    run.json; a resume compares it. `backends`: the run's editors (None: ChronoEdit's); weight-free ones have
+    nothing to find."""
     from ..engine.lora import check_loras
     from ..engine.weights import (checkpoint_components, file_digest, folder_digests, resolve_model_root,
                                   resolve_transformer)
@@ -88,6 +103,8 @@ def weights_identity(cfg, cache: dict | None = None, backends: set[str] | None =
         weights = {f"editor {name}": d for name, d in checkpoint_components(root, apart, cache).items()}
         weights.update({f"LoRA {where}": file_digest(path, cache)
                         for where, path in check_loras(model, root, cfg.upscale).items()})
+    if editor_only:
+        return weights
     if cfg.scoring.clip.enabled:
         name, path = resolve_clip_weights(cfg.scoring.clip)
         weights["CLIP"] = (joined(folder_digests(Path(name[len(LOCAL_DIR):]), cache)) if path is None

@@ -141,3 +141,15 @@ def test_a_tiny_run_through_ray_writes_rows_verify_finds_whole(name, ray_session
         assert (row["model_id"], row["model_hash"], row["random_weights"]) == (str(folder), model_hash(folder, []),
                                                                                True)
         assert (row["generation"]["height"], row["generation"]["width"]) == (96, 160)  # 80x48 at 16384
+
+
+def test_a_backend_loads_its_checkpoint_from_s3_through_the_nodes_copy_and_edits_alike(loaded, s3, frame, tmp_path):
+    from chronoedit_sim import storage
+
+    name, folder, backend, gen = loaded
+    url = f"{s3}/{name}"
+    storage.path(url).fs.put(str(folder) + "/", storage.path(url).path, recursive=True)
+    remote = type(backend)(replace(backend.cfg, path=url, cache_dir=str(tmp_path / "cache")))
+    assert remote.identity.model_id == url and remote.identity.model_hash == backend.identity.model_hash
+    assert np.array_equal(remote.edit_samples(frame, "make it rain", seeds=[7], gen=gen)[0].edited,
+                          backend.edit_samples(frame, "make it rain", seeds=[7], gen=gen)[0].edited)

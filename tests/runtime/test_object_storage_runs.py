@@ -74,3 +74,27 @@ def test_a_driver_killed_before_a_shard_put_and_after_rows_then_resumed_gives_ev
     assert len(json.loads((out / "run.json").read_text())["runs"]) == 3
     assert not (out / "_state" / "lock").exists()
     assert_whole(str(out))
+
+
+def test_a_run_takes_its_model_from_s3_the_driver_checking_it_there_and_the_actor_loading_its_nodes_copy(
+        ray_session, run_overrides, one_edit_scenario, s3, tiny_model_dir, tmp_path):
+    from chronoedit_sim.engine.node_cache import cache_folder
+    from chronoedit_sim.engine.weights import model_hash
+
+    url = f"{s3}/tiny-chronoedit"
+    storage.path(url).fs.put(str(tiny_model_dir) + "/", storage.path(url).path, recursive=True)
+    (tmp_path / "frames").mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / "frames" / f"f{i}.png")
+    out, cache = tmp_path / "out", str(tmp_path / "cache")
+    overrides = [*run_overrides, f"model.path={url}", f"model.cache_dir={cache}"]
+    assert run([str(one_edit_scenario)], str(tmp_path / "frames"), str(out), overrides, quiet=True,
+               echo=lambda *_: None) == 0
+    rows = [r for p in sorted((out / "data").glob("*.parquet")) for r in storage.read_table(p).to_pylist()]
+    assert len(rows) == 2 and {(r["model_id"], r["model_hash"], r["error"]) for r in rows} == {
+        (url, model_hash(tiny_model_dir, []), None)}
+    recorded = json.loads((out / "run.json").read_text())["weights"]
+    assert {k for k in recorded if k.startswith("editor ")} == {
+        f"editor {c}" for c in ("image_encoder", "image_processor", "index", "scheduler", "text_encoder",
+                                "tokenizer", "transformer", "vae")}
+    assert model_hash(cache_folder(url, cache), []) == model_hash(tiny_model_dir, [])

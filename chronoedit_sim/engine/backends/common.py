@@ -14,6 +14,7 @@ from PIL import Image
 from ...config import CALL_NAMES, GenerationConfig, ModelConfig
 from ...errors import MissingWeightsError
 from ..editor import EditResult, Editor, ModelIdentity, fit_resolution
+from ..node_cache import on_this_node
 from ..trajectory import TrajectoryRecorder, to_uint8
 from ..weights import CHECKPOINTS, is_random_tiny, model_hash, resolve_model_root
 
@@ -40,7 +41,8 @@ class DiffusersBackend:
         self.device = Editor._pick_device(model_cfg.device)
         # the model's dtype on a GPU, fp32 on a CPU (as the ChronoEdit editor)
         self.dtype = getattr(torch, model_cfg.dtype) if self.device.startswith("cuda") else torch.float32
-        self.root = resolve_model_root(model_cfg.path, model_cfg.revision, model_cfg.allow_download, self.name)
+        self.root = resolve_model_root(on_this_node(model_cfg.path, model_cfg.cache_dir), model_cfg.revision,
+                                       model_cfg.allow_download, self.name)
         title = CHECKPOINTS[self.name].title
         try:
             self.pipe = getattr(diffusers, self.pipeline_class).from_pretrained(self.root, dtype=self.dtype)

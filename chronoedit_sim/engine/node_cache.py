@@ -1,0 +1,97 @@
+"""Weights on an object store, copied once per node into a local folder that from_pretrained reads.
+
+model.path, model.transformer_path and a LoRA's path may be URLs (storage.is_url). The driver reads them
+where they are (weights.py: a listing, the configs, sampled digests; never a whole weight file); each actor
+calls `on_this_node`, which copies the objects into `<model.cache_dir>/<name>-<hash of the URL>/`, with its
+lock and manifest beside it (`<folder>.lock`, `<folder>.json`: the folder holds the checkpoint alone):
+
+- once per node: the copy runs under an exclusive flock of `<folder>.lock`, so the actors of one node that
+  start together wait for one download and then find it done (the kernel drops the lock of a killed process);
+- each file is downloaded to a temporary name beside it and renamed, so no file is ever seen half written;
+- the manifest (each object's size and version, storage.listing's) is written last: a start whose listing
+  matches it downloads nothing; an object whose size or ETag changed is fetched again, and a file no longer
+  listed is removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from .. import storage
+from ..errors import MissingWeightsError
+
+log = logging.getLogger(__name__)
+
+
+def on_this_node(location: str, cache_dir: str) -> str:
+    """`location` itself when it is local (a path, a repo id); for a URL, its copy on this node."""
+    return str(materialise(location, cache_dir)) if storage.is_url(location) else location
+
+
+def cache_folder(url: str, cache_dir: str) -> Path:
+    """Where `url` is copied: its last name (for people) and a hash of the whole URL (for uniqueness)."""
+    url = url.rstrip("/")
+    name = url.rsplit("/", 1)[-1]
+    return Path(cache_dir).expanduser() / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
+def materialise(url: str, cache_dir: str) -> Path:
+    """The local copy of the folder (or single file) at `url`, complete and current; MissingWeightsError
+    when nothing is there or the copy fails."""
+    remote = storage.path(url.rstrip("/"))
+    folder = cache_folder(url, cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        try:
+            wanted = storage.listing(remote)
+        except OSError as exc:  # credentials, endpoint
+            raise MissingWeightsError(f"weights at {url}: listing failed: {exc}") from None
+        if not wanted:
+            raise MissingWeightsError(f"weights not found: {url} holds no objects (check the bucket, the prefix "
+                                      "and the credentials)")
+        single = remote.fs.isfile(remote.path)  # a LoRA's file, not a folder
+        _update(remote, folder, wanted, single)
+    return folder / remote.name if single else folder
+
+
+def _update(remote, folder: Path, wanted: dict[str, tuple[int, str]], single: bool) -> None:
+    """Bring `folder` to `wanted` (storage.listing of `remote`), fetching only what differs."""
+    manifest = folder.parent / f"{folder.name}.json"
+    try:
+        have = {rel: tuple(v) for rel, v in json.loads(manifest.read_text())["objects"].items()}
+    except (OSError, ValueError, KeyError):  # none yet, or an older or damaged one: compare nothing
+        have = {}
+    local = storage.listing(folder)
+    # files no longer listed, and the parts a killed copy left behind
+    stale = [rel for rel in local if rel not in wanted]
+    # what the manifest does not vouch for as the object listed now, or what is not there at its size
+    fetch = sorted(rel for rel, (size, _) in wanted.items()
+                   if have.get(rel) != wanted[rel] or local.get(rel, (None,))[0] != size)
+    if not fetch and not stale and have == wanted:
+        return
+    manifest.unlink(missing_ok=True)  # from here until the new one is written the copy counts as incomplete
+    for rel in stale:
+        (folder / rel).unlink()
+    keys = [remote.path if single else f"{remote.path}/{rel}" for rel in fetch]
+    parts = [folder / f"{rel}.part-{os.getpid()}" for rel in fetch]
+    for part in parts:
+        part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        remote.fs.get(keys, [str(p) for p in parts])  # one call: a store's client fetches them concurrently
+    except OSError as exc:
+        for part in parts:
+            part.unlink(missing_ok=True)
+        raise MissingWeightsError(f"weights at {remote}: copying to {folder} failed: {exc}") from None
+    for part, rel in zip(parts, fetch):
+        os.replace(part, folder / rel)
+    tmp = folder.parent / f"{manifest.name}.part-{os.getpid()}"
+    tmp.write_text(json.dumps({"url": str(remote), "objects": wanted}, sort_keys=True))
+    os.replace(tmp, manifest)
+    log.info("weights: fetched %d of %d files (%.1f MB) of %s into %s", len(fetch), len(wanted),
+             sum(wanted[rel][0] for rel in fetch) / 1e6, remote, folder)
