@@ -89,11 +89,12 @@ def listing(location) -> dict[str, tuple[int, str]]:
         found = p.fs.find(p.path, detail=True)
     except FileNotFoundError:  # no such bucket
         return {}
-    out = {}
-    for key, info in found.items():
-        version = next((str(info[k]) for k in _VERSION_KEYS if info.get(k)), "")
-        out[key[len(p.path):].lstrip("/") or p.name] = (int(info["size"]), version)
-    return out
+    return {key[len(p.path):].lstrip("/") or p.name: (int(info["size"]), version(info)) for key, info in found.items()}
+
+
+def version(info: dict) -> str:
+    """An object's version from its fsspec info (listing or info()): changes whenever the object is rewritten."""
+    return next((str(info[k]) for k in _VERSION_KEYS if info.get(k)), "")
 
 
 def open_ranges(p, block: int = 1 << 16):

@@ -18,7 +18,7 @@ from ..dataset.manifest import read_manifest
 from ..config import to_dict
 from ..dataset.sink import STATE, SinkWriteError, atomic_write_bytes, quarantine, readable_shards
 from ..errors import UserError
-from .plan import NOT_CONTENT
+from .plan import content_config
 
 # OUT/_state/weights.json: the weight files' digests by path, size and modification time (engine.weights)
 DIGESTS = "weights.json"
@@ -66,8 +66,8 @@ def config_changes(previous: dict | None, cfg, scenarios) -> list[str]:
     added, removed or edited: what a refused resume names."""
     if not previous:
         return []
-    old = _flat({k: v for k, v in (previous.get("config") or {}).items() if k not in NOT_CONTENT})
-    new = _flat({k: v for k, v in to_dict(cfg).items() if k not in NOT_CONTENT})
+    old = _flat(content_config(previous.get("config") or {}))
+    new = _flat(content_config(to_dict(cfg)))
     old["input.path"], new["input.path"] = previous.get("input_path"), storage.absolute(cfg.input.path)
     changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
                if old.get(key) != new.get(key)]

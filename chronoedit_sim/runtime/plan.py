@@ -145,6 +145,14 @@ def _order(ref: FrameRef) -> tuple:
 
 # config sections that change speed, layout and previews, not what a row says
 NOT_CONTENT = ("runtime", "encode", "output", "report")
+# keys of the other sections that say where a node keeps its caches, not what a row says
+NOT_CONTENT_KEYS = {"model": ("cache_dir", "compile_cache_dir"), "input": ("video_cache_dir", "video_cache_gb")}
+
+
+def content_config(config: dict) -> dict:
+    """A config (as recorded in run.json) without what does not change the rows: what the config hash covers."""
+    return {k: ({key: value for key, value in v.items() if key not in NOT_CONTENT_KEYS[k]} if k in NOT_CONTENT_KEYS
+                and isinstance(v, dict) else v) for k, v in config.items() if k not in NOT_CONTENT}
 
 
 def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
@@ -154,7 +162,7 @@ def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
     The input path is part of it (resolved): source ids are relative to it, so a second input
     folder resumed into the same output would otherwise be taken for frames already done.
     """
-    content = {k: v for k, v in to_dict(cfg).items() if k not in NOT_CONTENT}
+    content = content_config(to_dict(cfg))
     content["input"]["path"] = storage.absolute(cfg.input.path)
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -2,8 +2,7 @@
 
 A read task decodes `input.read_batch_size` frames, so the frames of one remote video are read by many
 tasks; each fetching the whole object would download it once per task. Tasks on a node share this cache:
-an entry is keyed by the object's URL and version (size and ETag, generation or mtime, as the store
-reports them), so a replaced object is fetched again. The first task to want an entry fetches it under an
+an entry is keyed by the object's URL, size and version (storage.version: the ETag on S3), so a replaced object is fetched again. The first task to want an entry fetches it under an
 exclusive flock while the others wait; readers hold a shared flock on another lock file while they use
 it; the cache is kept under its size bound by removing the least recently used entries that no task
 holds. An entry is written to a temporary name and renamed, so a killed task leaves no partial entry.
@@ -20,8 +19,6 @@ from pathlib import Path
 
 from .. import storage
 
-# fields of fsspec's info() that change when an object is replaced (S3, GCS, Azure, local, HTTP)
-_VERSION_FIELDS = ("size", "ETag", "etag", "generation", "LastModified", "mtime", "last_modified")
 # suffixes of the cache's own files beside each entry: its readers' lock (shared; eviction takes it
 # exclusively), its fetcher's lock, and a fetch in progress
 _USE, _FETCH, _PART = ".use", ".fetch", ".part"
@@ -33,7 +30,7 @@ class VideoCache:
 
     def _key(self, p) -> str:
         info = p.fs.info(p.path)
-        version = json.dumps([str(p), *(str(info.get(f)) for f in _VERSION_FIELDS)])
+        version = json.dumps([str(p), info.get("size"), storage.version(info)])
         return hashlib.sha256(version.encode()).hexdigest()[:24] + Path(p.path).suffix
 
     @contextmanager

@@ -133,3 +133,19 @@ def test_an_input_error_raised_in_the_listing_task_reaches_the_user_as_its_one_l
     except RuntimeError as wrapped:
         assert repr(_input_error(wrapped)) == "InputError('input.path: in: video b.mp4 has no frames')"
     assert _input_error(RuntimeError("a node was lost")) is None
+
+
+def test_where_a_node_keeps_its_caches_is_not_part_of_the_config_hash(tmp_path):
+    from chronoedit_sim.config import to_dict
+    from chronoedit_sim.runtime.output import config_changes
+    from chronoedit_sim.runtime.plan import content_hash
+
+    def config(*overrides):
+        return ConfigLoader(["model=tiny", f"input.path={tmp_path}", *overrides]).build()
+
+    base = content_hash(config(), [])
+    caches = config("model.cache_dir=/a", "model.compile_cache_dir=/b", "input.video_cache_dir=/c",
+                    "input.video_cache_gb=1")
+    assert content_hash(caches, []) == base
+    assert config_changes({"config": to_dict(config()), "input_path": str(tmp_path)}, caches, []) == []
+    assert content_hash(config("seed=9"), []) != base and content_hash(config("input.stride=2"), []) != base
