@@ -20,6 +20,7 @@ from chronoedit_sim.dataset.manifest import read_manifest, write_manifest
 from chronoedit_sim.dataset.sink import (DATA, SinkWriteError, atomic_write, complete_shards, readable_shards,
                                          resume_index)
 from chronoedit_sim.sources.dispatch import iter_input, read_input
+from helpers import upload
 from verify_helpers import fake_row, write_dataset
 
 
@@ -27,12 +28,6 @@ def keys(url: str) -> list[str]:
     """Every object under a prefix, as the store lists it."""
     p = storage.path(url)
     return sorted(k[len(p.path) + 1:] for k in p.fs.find(p.path))
-
-
-def upload(local, url: str) -> str:
-    p = storage.path(url)
-    p.fs.put(str(local), p.path, recursive=True)
-    return url
 
 
 def test_a_url_is_an_fsspec_path_and_a_local_path_stays_a_pathlib_path(tmp_path):
