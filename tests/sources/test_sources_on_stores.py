@@ -1,5 +1,6 @@
 """nuScenes trees and Hugging Face datasets on an object store (the local S3 server and GCS emulator of the
-`store` fixture): the corpora the local tests build, uploaded, list and decode as they do on disk."""
+`store` fixture): the corpora the local tests build, uploaded, list and decode as they do on disk; a
+`save_to_disk` folder (Arrow files, not read) is refused the same way on disk and on a store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 
 from chronoedit_sim.config import InputConfig
+from chronoedit_sim.sources.base import InputError
 from chronoedit_sim.sources.dispatch import list_input, read_input
 from helpers import upload
 from perception_helpers import write_nuscenes
@@ -57,3 +59,17 @@ def test_a_hugging_face_dataset_on_a_store_lists_its_rows_and_pixels_as_on_disk(
     assert [tuple(p.rgb[0, 0]) for p in pixels_there] == [color(i) for i in (0, 1, 2, 0, 1)]
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(pixels_here, pixels_there))
 
+
+def test_a_dataset_saved_with_save_to_disk_is_refused_with_how_to_convert_it(store, tmp_path):
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"image": [Image.new("RGB", (24, 20), color(i)) for i in range(2)]},
+                                      features=datasets.Features({"image": datasets.Image()}))
+    rows.save_to_disk(str(tmp_path / "one"))
+    datasets.DatasetDict({"train": rows}).save_to_disk(str(tmp_path / "splits"))
+    for name in ("one", "splits"):
+        for path in (str(tmp_path / name), upload(tmp_path / name, f"{store}/{name}")):
+            with pytest.raises(InputError, match=rf"^input.path: {path} is a Hugging Face dataset saved with "
+                                                 r"save_to_disk \(Arrow files\), which is not read: write each "
+                                                 r"split as Parquet \(ds.to_parquet\('DIR/data/train.parquet'\)\)"):
+                list_input(InputConfig(path=path))
