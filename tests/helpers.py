@@ -267,3 +267,12 @@ def write_diffsynth_lora(path: Path, seed: int) -> Path:
             sd[f"blocks.{block}.{module}.lora_B.default.weight"] = torch.randn(fan_out, 4, generator=g)
     save_file(sd, str(path))
     return path
+
+
+def upload(local: Path, url: str) -> str:
+    """Copy a local folder to a URL of a test's object store (the s3/gs fixtures); returns the URL."""
+    from chronoedit_sim import storage
+
+    p = storage.path(url)
+    p.fs.put(str(local), p.path, recursive=True)
+    return url

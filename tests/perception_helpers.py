@@ -6,6 +6,7 @@ real read / encode / localize / score stages around a fake editor into a real da
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 
@@ -54,6 +55,44 @@ def write_kitti(root: Path, dontcare: bool = False) -> Path:
             lines.append("DontCare -1 -1 -10 0.00 0.00 10.00 10.00 -1 -1 -1 -1000 -1000 -1000 -10")
         (root / "training" / "label_2" / f"{name}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def quaternion_yaw(yaw: float) -> list[float]:
+    return [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
+
+
+def write_nuscenes(root: Path) -> dict[str, list[dict]]:
+    """A nuScenes tree of one CAM_FRONT frame (1600x900, a gradient) and the JSON tables of its key frame;
+    returns the tables."""
+    # a camera at the ego origin looking along the ego's x axis (nuScenes' camera frame: z forward,
+    # x right, y down), a car 10 m ahead, 2 m wide, 4 m long, 1.5 m high, centred on the optical axis
+    img = root / "samples" / "CAM_FRONT" / "f.jpg"
+    img.parent.mkdir(parents=True)
+    y, x = np.mgrid[0:900, 0:1600]
+    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(img)
+    cam_rotation = [0.5, -0.5, 0.5, -0.5]  # ego x forward -> camera z forward
+    tables = {
+        "sample_data": [{"token": "sd", "sample_token": "s", "ego_pose_token": "e", "calibrated_sensor_token": "c",
+                         "filename": "samples/CAM_FRONT/f.jpg", "width": 1600, "height": 900, "is_key_frame": True}],
+        "calibrated_sensor": [{"token": "c", "translation": [0, 0, 0], "rotation": cam_rotation,
+                               "camera_intrinsic": [[1000, 0, 800], [0, 1000, 450], [0, 0, 1]]}],
+        "ego_pose": [{"token": "e", "translation": [100.0, 50.0, 0.0], "rotation": quaternion_yaw(0.0)}],
+        "sample_annotation": [
+            {"token": "a1", "sample_token": "s", "instance_token": "i1", "visibility_token": "4",
+             "attribute_tokens": ["at"], "translation": [110.0, 50.0, 0.0], "size": [2.0, 4.0, 1.5],
+             "rotation": quaternion_yaw(0.0)},
+            {"token": "a2", "sample_token": "s", "instance_token": "i1", "visibility_token": "4",
+             "attribute_tokens": [], "translation": [90.0, 50.0, 0.0], "size": [2.0, 4.0, 1.5],
+             "rotation": quaternion_yaw(0.0)}],  # behind the camera: not in this image
+        "instance": [{"token": "i1", "category_token": "k"}],
+        "category": [{"token": "k", "name": "vehicle.car"}],
+        "visibility": [{"token": "4", "level": "v80-100"}],
+        "attribute": [{"token": "at", "name": "vehicle.parked"}],
+    }
+    (root / "v1.0-mini").mkdir()
+    for name, rows in tables.items():
+        (root / "v1.0-mini" / f"{name}.json").write_text(json.dumps(rows))
+    return tables
 
 
 # --- fake editors (tests only): each maps a source frame to (edited frame, reasoning frames)

@@ -8,7 +8,7 @@ writer that died: on this host it is taken over with a notice; from another host
 because on a shared filesystem flock may not reach across hosts (see the README).
 
 On an object store (no flock) the lock is an object created only if absent (storage.create: S3's
-conditional PutObject, If-None-Match: *) holding the same JSON, and a clean release deletes it. A writer
+If-None-Match: *, GCS's ifGenerationMatch=0) holding the same JSON, and a clean release deletes it. A writer
 killed with -9 leaves it behind: the next writer on the same host takes it over when that pid is gone;
 one from another host is refused with the object's URL to delete. A takeover is itself a create-if-absent:
 of `lock.takeover-<hash of the dead holder's record>`, so of two writers that find the same dead lock at

@@ -35,6 +35,12 @@ def detect(cfg: InputConfig) -> str:
         return "kitti"
     # a Hugging Face dataset on disk: Parquet files at the top or under data/, and no images beside them
     top = [p for d in (root, root / "data") if d.is_dir() for p in d.iterdir() if not p.name.startswith(".")]
+    names = {p.name for p in top}
+    if "dataset_dict.json" in names or ("state.json" in names and any(p.suffix == ".arrow" for p in top)):
+        # save_to_disk's Arrow streams have no footer to list ids from or row groups to read one row of
+        raise InputError(f"input.path: {cfg.path} is a Hugging Face dataset saved with save_to_disk (Arrow files), "
+                         "which is not read: write each split as Parquet (ds.to_parquet('DIR/data/train.parquet')) "
+                         "and give DIR")
     if any(p.suffix == ".parquet" for p in top) and not any(p.suffix.lower() in (".jpg", ".png") for p in top):
         return "parquet"
     return "images_or_video"

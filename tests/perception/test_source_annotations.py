@@ -4,7 +4,6 @@ read stage: known labels in, the same labels out; a malformed file fails its fra
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +12,7 @@ import pytest
 from PIL import Image
 
 from helpers import read_stage_rows
-from perception_helpers import SCENES, kitti_line, scene, write_kitti
+from perception_helpers import SCENES, kitti_line, quaternion_yaw, scene, write_kitti, write_nuscenes
 
 from chronoedit_sim.config import InputConfig
 from chronoedit_sim.sources.annotations import (LabelError, attach_nuscenes, box_corners, project_box,
@@ -89,39 +88,9 @@ def test_a_bad_coco_entry_fails_its_frame_and_an_unreadable_file_stops_the_run(t
         list_input(InputConfig(path=str(frames), annotations=str(coco)))
 
 
-def _quaternion_yaw(yaw: float) -> list[float]:
-    return [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
-
-
 def test_nuscenes_boxes_are_projected_into_each_camera(tmp_path):
-    # a camera at the ego origin looking along the ego's x axis (nuScenes' camera frame: z forward,
-    # x right, y down), a car 10 m ahead, 2 m wide, 4 m long, 1.5 m high, centred on the optical axis
     root = tmp_path / "nusc"
-    img = root / "samples" / "CAM_FRONT" / "f.jpg"
-    img.parent.mkdir(parents=True)
-    Image.new("RGB", (1600, 900)).save(img)
-    cam_rotation = [0.5, -0.5, 0.5, -0.5]  # ego x forward -> camera z forward
-    tables = {
-        "sample_data": [{"token": "sd", "sample_token": "s", "ego_pose_token": "e", "calibrated_sensor_token": "c",
-                         "filename": "samples/CAM_FRONT/f.jpg", "width": 1600, "height": 900, "is_key_frame": True}],
-        "calibrated_sensor": [{"token": "c", "translation": [0, 0, 0], "rotation": cam_rotation,
-                               "camera_intrinsic": [[1000, 0, 800], [0, 1000, 450], [0, 0, 1]]}],
-        "ego_pose": [{"token": "e", "translation": [100.0, 50.0, 0.0], "rotation": _quaternion_yaw(0.0)}],
-        "sample_annotation": [
-            {"token": "a1", "sample_token": "s", "instance_token": "i1", "visibility_token": "4",
-             "attribute_tokens": ["at"], "translation": [110.0, 50.0, 0.0], "size": [2.0, 4.0, 1.5],
-             "rotation": _quaternion_yaw(0.0)},
-            {"token": "a2", "sample_token": "s", "instance_token": "i1", "visibility_token": "4",
-             "attribute_tokens": [], "translation": [90.0, 50.0, 0.0], "size": [2.0, 4.0, 1.5],
-             "rotation": _quaternion_yaw(0.0)}],  # behind the camera: not in this image
-        "instance": [{"token": "i1", "category_token": "k"}],
-        "category": [{"token": "k", "name": "vehicle.car"}],
-        "visibility": [{"token": "4", "level": "v80-100"}],
-        "attribute": [{"token": "at", "name": "vehicle.parked"}],
-    }
-    (root / "v1.0-mini").mkdir()
-    for name, rows in tables.items():
-        (root / "v1.0-mini" / f"{name}.json").write_text(json.dumps(rows))
+    tables = write_nuscenes(root)
     (ref,) = list_input(InputConfig(path=str(root)))
     (ann,) = ref.annotations
     # the near face is 8 m ahead: half-width 1 m -> 125 px, half-height 0.75 m -> 93.75 px around the centre
@@ -130,7 +99,7 @@ def test_nuscenes_boxes_are_projected_into_each_camera(tmp_path):
     assert ann["attributes"]["visibility"] == "v80-100" and ann["attributes"]["attributes"] == ["vehicle.parked"]
     # a box partly beside the image is clipped to it; without tables, frames simply have no boxes
     # (6..10 m ahead, 4.5..6.5 m to the left: u from 800 - 1000 * 6.5 / 6 < 0 to 800 - 1000 * 4.5 / 10 = 350)
-    corners = box_corners([108.0, 55.5, 0.0], [2.0, 4.0, 1.5], _quaternion_yaw(0.0))
+    corners = box_corners([108.0, 55.5, 0.0], [2.0, 4.0, 1.5], quaternion_yaw(0.0))
     clipped = project_box(corners, tables["ego_pose"][0], tables["calibrated_sensor"][0], (1600, 900))
     assert clipped[0] == 0.0 and clipped[2] == pytest.approx(350.0)
     for name in tables:

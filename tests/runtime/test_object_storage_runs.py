@@ -1,4 +1,5 @@
-"""Runs whose input and output are on the local S3 server (the `s3` fixture; make test-slow): minutes of Ray."""
+"""Runs whose input and output are on the local S3 server (the `s3` fixture) or GCS emulator (`store`: each in
+turn); make test-slow: minutes of Ray."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ from verify_helpers import assert_whole
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_a_run_reads_its_frames_from_s3_and_writes_its_dataset_there_then_verify_and_report_read_it(
-        ray_session, run_overrides, one_edit_scenario, s3, tmp_path):
+def test_a_run_reads_its_frames_from_a_store_and_writes_its_dataset_there_then_verify_and_report_read_it(
+        ray_session, run_overrides, one_edit_scenario, store, tmp_path):
     from chronoedit_sim.report.build import build_report
 
     for i in range(3):
         Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"f{i}.png")
-    src = storage.path(f"{s3}/in")
+    src = storage.path(f"{store}/in")
     src.fs.put(str(tmp_path) + "/", src.path, recursive=True)
-    out = f"{s3}/out"
+    out = f"{store}/out"
     assert run([str(one_edit_scenario)], str(src), out, run_overrides, quiet=True, echo=lambda *_: None) == 0
     assert tally_dataset(out).counts["written"] == 3 and complete_shards(out)
     assert not (storage.path(out) / "_state" / "lock").exists()  # released
@@ -39,21 +40,21 @@ def test_a_run_reads_its_frames_from_s3_and_writes_its_dataset_there_then_verify
     assert tally_dataset(out).counts["written"] == 3
 
 
-def test_a_driver_killed_before_a_shard_put_and_after_rows_then_resumed_gives_every_job_once_on_s3(
-        ray_session, run_overrides, one_edit_scenario, s3, tmp_path):
-    """#23: the deterministic driver kills of tests/runtime/test_run.py with input and output on the S3 server:
+def test_a_driver_killed_before_a_shard_put_and_after_rows_then_resumed_gives_every_job_once_on_a_store(
+        ray_session, run_overrides, one_edit_scenario, store, tmp_path):
+    """#23: the deterministic driver kills of tests/runtime/test_run.py with input and output on each store:
     the killed drivers' lock objects are taken over, the shard never PUT is simply absent (no partial object)."""
     for i in range(6):
         Image.new("RGB", (64, 48), (40 * i, 90, 120)).save(tmp_path / f"f{i}.png")
-    src = storage.path(f"{s3}/in")
+    src = storage.path(f"{store}/in")
     src.fs.put(str(tmp_path) + "/", src.path, recursive=True)
-    out = storage.path(f"{s3}/out")
+    out = storage.path(f"{store}/out")
     overrides = [*run_overrides, "output.shard_max_rows=1"]
     cmd = [sys.executable, "-m", "chronoedit_sim.cli", "run", str(one_edit_scenario), "--input", str(src),
            "--output", str(out), "-q", *overrides, f"runtime.address={ray_session}"]
 
     def run_cli(*extra):
-        # the endpoint and keys of the local server are in this process's environment (tests/conftest.py)
+        # the local servers' endpoints (and S3's keys) are in this process's environment (tests/conftest.py)
         return subprocess.run([*cmd, *extra], env={**os.environ, "RAY_AUTH_MODE": "disabled"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
 

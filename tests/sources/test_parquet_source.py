@@ -166,12 +166,17 @@ def test_duplicate_ids_empty_and_missing_inputs(tmp_path):
         list_parquet(cfg(), tmp_path / "junk.parquet")
 
 
-def test_folder_of_files_ids_relative_and_stable_when_copied(tmp_path):
-    ds = tmp_path / "ds"
+def write_hf_dataset(ds: Path) -> Path:
+    """A Hugging Face dataset on disk: two Parquet files under data/ keyed by `key`, its card, a hidden cache."""
     write(ds / "data" / "train-00000-of-00002.parquet", hf_rows(3), ids=["a", "b", "c"])
     write(ds / "data" / "train-00001-of-00002.parquet", hf_rows(2), ids=["a", "d"])  # same id, other file: ok
     write(ds / ".cache" / "hidden.parquet", hf_rows(1), ids=["z"])
     (ds / "README.md").write_text("card")
+    return ds
+
+
+def test_folder_of_files_ids_relative_and_stable_when_copied(tmp_path):
+    ds = write_hf_dataset(tmp_path / "ds")
     refs = list_parquet(cfg(id_column="key"), ds)
     ids = [r.source_id for r in refs]
     assert ids == ["data/train-00000-of-00002.parquet#a", "data/train-00000-of-00002.parquet#b",
