@@ -23,6 +23,16 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 # set by parse_args: a smoke run writes no figures
 SMOKE = False
+# put before the code a measured child process runs (`python -c`): gives it peak_rss_mib()
+CHILD_PRELUDE = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); from common import peak_rss_mib\n"
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB (the kernel's VmHWM for the running program). Not getrusage's
+    ru_maxrss: Linux keeps that across exec, so a child measured that way reported the peak of the copy of its
+    parent that fork made (900 MB from a bench that had loaded torch), whatever the child itself did."""
+    with open("/proc/self/status") as status:
+        return round(next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024, 1)
 
 
 def parse_args(parser: argparse.ArgumentParser, quick: str | None = None) -> argparse.Namespace:

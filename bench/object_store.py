@@ -52,9 +52,13 @@ def main() -> None:
     port = _port()
     os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
                       AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    import logging
+
     from moto.server import ThreadedMotoServer
 
     from chronoedit_sim import storage
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's line per request, not the table
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

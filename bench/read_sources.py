@@ -15,8 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import common
+
 CHILD = r'''
-import json, resource, sys, time
+import json, sys, time
 from chronoedit_sim.config import ConfigLoader
 from chronoedit_sim.runtime.plan import make_plan
 from chronoedit_sim.sources.dispatch import read_input
@@ -31,7 +33,7 @@ for ref in plan.refs():
 t2 = time.perf_counter()
 print(json.dumps({"frames": frames, "jobs": frames * plan.jobs_per_frame, "plan_s": round(t1 - t0, 2),
                   "frames_per_s": round(frames / (t2 - t1), 1),
-                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                  "peak_rss_mib": peak_rss_mib()}))
 '''
 
 
@@ -56,7 +58,8 @@ def video(path: Path, n: int) -> Path:
 
 
 def measure(kind: str, path: Path, scenario: str) -> None:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), scenario], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", common.CHILD_PRELUDE + CHILD, str(path), scenario],
+                         capture_output=True, text=True, check=True)
     print(json.dumps({"source": kind, **json.loads(out.stdout.strip().splitlines()[-1])}))
 
 

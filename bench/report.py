@@ -44,13 +44,13 @@ H, W, FRAMES, VARIANTS = 96, 160, 9, 32
 EDITS = ("add_car", "strict")
 # in a fresh process: import, then time the build alone; print seconds and peak RSS as JSON
 BUILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from chronoedit_sim.report.build import build_report
 t0 = time.perf_counter()
 build_report(Path(sys.argv[1]))
 print(json.dumps({"build_s": time.perf_counter() - t0,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": peak_rss_mib()}))
 """
 
 
@@ -155,7 +155,7 @@ def measure(rows: int) -> list[dict]:
         print(f"{rows:,} rows written twice in {time.perf_counter() - t0:.1f} s")
         for kind, out in paths.items():
             data_bytes, shards = folder_size(out / "data")
-            done = subprocess.run([sys.executable, "-c", BUILD, str(out)], cwd=common.ROOT, check=True,
+            done = subprocess.run([sys.executable, "-c", common.CHILD_PRELUDE + BUILD, str(out)], cwd=common.ROOT, check=True,
                                   capture_output=True, text=True)
             build = json.loads(done.stdout.strip().splitlines()[-1])
             size, files = folder_size(out / "report")

@@ -39,7 +39,7 @@ LINKS_PER_SOURCE = 10_000
 CHILD = r'''
 import time
 T0 = time.time()
-import json, os, resource, sys
+import json, os, sys
 sys.path.insert(0, sys.argv[1])
 from chronoedit_sim.runtime.run import run
 from chronoedit_sim.stages.base import Stage
@@ -78,7 +78,7 @@ def on_row(row):
         first = float(open(marker).read())
         span = seen[-1] - seen[0]
         print("RESULT " + json.dumps({
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": peak_rss_mib(),
             "first_job_s": round(first - T0, 2),
             "rows": rows, "rows_per_s": round((rows - 1) / span, 1) if span else None}), flush=True)
         os._exit(0)  # the run stops here: the measure is taken
@@ -91,13 +91,13 @@ print("RESULT " + json.dumps({"error": f"the run ended before {rows} rows"}), fl
 DRY = r'''
 import time
 T0 = time.time()
-import json, resource, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 from chronoedit_sim.runtime.run import run
 lines = []
 run([sys.argv[2]], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), dry_run=True, echo=lines.append)
 print("RESULT " + json.dumps({"wall_s": round(time.time() - T0, 2), "plan": lines[1],
-                              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                              "peak_rss_mb": peak_rss_mib()}))
 '''
 
 
@@ -132,7 +132,7 @@ def write_scenario(folder: Path) -> Path:
 
 
 def child(code: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, str(common.ROOT), *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", common.CHILD_PRELUDE + code, str(common.ROOT), *args], capture_output=True, text=True,
                           env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
