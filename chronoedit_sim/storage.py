@@ -154,6 +154,17 @@ def put(p, data: bytes) -> None:
     p.fs.pipe_file(p.path, data)
 
 
+# the fsspec back-ends whose create-if-absent is one conditional request; fsspec's default for the others
+# checks for the object and then writes it, which two writers can both pass
+CONDITIONAL_CREATE = ("s3", "gs")
+
+
+def conditional_create(p) -> bool:
+    """Whether `create` is atomic on p's store (a conditional write the store itself decides)."""
+    protocol = p.fs.protocol
+    return any(name in CONDITIONAL_CREATE for name in ((protocol,) if isinstance(protocol, str) else protocol))
+
+
 def create(p, data: bytes) -> bool:
     """Create the object only if nothing is at its key (S3: PutObject with If-None-Match: *; GCS: an upload
     with ifGenerationMatch=0); False when something is. A store that cannot do a conditional write raises

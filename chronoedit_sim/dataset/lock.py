@@ -141,6 +141,10 @@ class OutputLock:
     def _enter_object(self) -> "OutputLock":
         """The lock on an object store: create the lock object if absent, else name its holder."""
         body = (json.dumps(self.me) + "\n").encode()
+        if not storage.conditional_create(self.path):
+            self.echo(f"notice: {self.out}: this store has no conditional write chronoedit-sim uses (S3's "
+                      "If-None-Match, GCS's ifGenerationMatch); nothing stops a second writer here, so run one "
+                      "writer per output at a time")
         try:
             if not storage.create(self.path, body):
                 self._take_over_object(body)

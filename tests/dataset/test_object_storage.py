@@ -217,3 +217,14 @@ def test_the_writer_keeps_rows_out_of_sight_until_a_shard_is_whole(store):
     assert keys(store) == []
     writer.add(fake_row(1), write_rejected=True)
     assert len(keys(store)) == 1 and writer.rows_in_shards == 2
+
+
+def test_a_store_without_a_conditional_write_gets_the_lock_with_a_notice_that_it_stops_no_second_writer():
+    import uuid
+
+    out = f"memory://cesim/{uuid.uuid4().hex}"  # fsspec's in-memory file system: create-if-absent is check-then-write
+    notices = []
+    with OutputLock(out, command="new", echo=notices.append):
+        assert read_holder(out)["command"] == "new"
+    assert len(notices) == 1 and "no conditional write" in notices[0] and "one writer per output" in notices[0]
+    assert storage.conditional_create(storage.path("s3://b/x")) and storage.conditional_create(storage.path("gs://b/x"))
