@@ -90,7 +90,10 @@ def listing(location) -> dict[str, tuple[int, str]]:
         found = p.fs.find(p.path, detail=True)
     except FileNotFoundError:  # no such bucket
         return {}
-    return {key[len(p.path):].lstrip("/") or p.name: (int(info["size"]), version(info)) for key, info in found.items()}
+    root = p.path.rstrip("/")
+    # keys ending in "/" are folder markers (the S3 console's "Create folder", sync tools), not files
+    return {(key[len(root):].lstrip("/") if key != root else p.name): (int(info["size"]), version(info))
+            for key, info in found.items() if not key.endswith("/") and key != root + "/"}
 
 
 def version(info: dict) -> str:

@@ -282,3 +282,17 @@ def test_a_vlm_on_a_url_is_refused_in_one_line():
         resolve_vlm_root(VlmConfig(path="s3://bucket/Qwen3-VL"))
     assert str(err.value) == ("vlm.path=s3://bucket/Qwen3-VL: the VLM is not read from a URL; copy it to each node "
                               "and set vlm.path to its folder")
+
+
+def test_folder_marker_objects_are_not_files_of_the_checkpoint(remote_model, tiny_model_dir, tmp_path):
+    """Zero-byte keys ending in "/" (the S3 console's "Create folder", sync tools) are listed by the store as
+    files; the checkpoint is the same without them."""
+    fs, key = storage.path(remote_model).fs, storage.path(remote_model).path
+    for marker in (f"{key}/", f"{key}/vae/"):
+        fs.pipe_file(marker, b"")
+    fs.invalidate_cache()
+    assert {f"{key}/", f"{key}/vae/"} <= set(fs.find(key))  # the store lists them among the files
+    assert sorted(storage.listing(remote_model)) == sorted(storage.listing(tiny_model_dir))
+    assert model_hash(resolve_model_root(remote_model), []) == model_hash(tiny_model_dir, [])
+    copy = materialise(remote_model, str(tmp_path / "cache"))
+    assert sorted(storage.listing(copy)) == sorted(storage.listing(tiny_model_dir))
