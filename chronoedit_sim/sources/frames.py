@@ -6,7 +6,7 @@ is read_frames' job and becomes a FrameError, i.e. one error row, never a gap.
 """
 from __future__ import annotations
 
-import errno
+import contextlib
 import fnmatch
 import itertools
 import math
@@ -47,9 +47,11 @@ def _video_refs(path: str, rel: str, cfg: InputConfig, shown: str) -> Iterator[F
     try:
         # Header values only: decoding every frame here would read the whole video while listing.
         count, fps = video_header(path)
-    except (av.error.FFmpegError, IndexError, OSError) as e:
+    except (av.error.FFmpegError, IndexError) as e:
         why = "no video stream" if isinstance(e, IndexError) else f"{type(e).__name__}: {e}"
         raise InputError(f"input.path: {shown}: cannot open video {rel} (not a video FFmpeg can read: {why})") from None
+    except OSError as e:  # the store's answer (credentials, network), or PyAV seeking past an empty object
+        raise InputError(f"input.path: {shown}: cannot read video {rel} ({type(e).__name__}: {e})") from None
     if not math.isfinite(count) or int(count) <= 0:
         raise InputError(f"input.path: {shown}: video {rel} has no frames")
     # Some containers report no frame rate; a made-up one would give wrong timestamps.
@@ -207,16 +209,16 @@ def _read_video(path: str, uris: dict[int, str], min_side: int) -> dict[int, Dec
 
 def _fetch_and_read_video(path: str, uris: dict[int, str], min_side: int,
                           video_cache) -> dict[int, DecodedImage | FrameError]:
-    try:
-        # OpenCV opens files by name: an object is fetched to the node's cache, or for this task alone
-        with (video_cache.local if video_cache else storage.local_copy)(path) as local:
-            return _read_video(local, uris, min_side)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise  # the worker's disk, not a property of these frames
-        # gone or unreachable since it was listed: each wanted frame becomes an error row
-        why = f"cannot fetch video ({type(e).__name__}: {e.strerror or e})"
-        return {i: FrameError(f"{uri}: {why}") for i, uri in uris.items()}
+    with contextlib.ExitStack() as stack:
+        try:
+            # OpenCV opens files by name: an object is fetched to the node's cache, or for this task alone
+            local = stack.enter_context((video_cache.local if video_cache else storage.local_copy)(path))
+        except FileNotFoundError as e:
+            # gone since it was listed: each wanted frame becomes an error row. Any other error (the network,
+            # credentials, the node's disk) is the task's, which Ray retries: an error row would never be
+            why = f"cannot fetch video ({type(e).__name__}: {e.strerror or e})"
+            return {i: FrameError(f"{uri}: {why}") for i, uri in uris.items()}
+        return _read_video(local, uris, min_side)
 
 
 def read_frames(refs: list[FrameRef], *, max_pixels: int, min_side: int,

@@ -26,7 +26,12 @@ _USE, _FETCH, _PART = ".use", ".fetch", ".part"
 
 class VideoCache:
     def __init__(self, root: str, max_bytes: int):
-        self.root, self.max_bytes = Path(os.path.expanduser(root)), max_bytes
+        # as configured: "~" is the home of the node that reads, not of the driver that built the stage
+        self.configured, self.max_bytes = root, max_bytes
+
+    @property
+    def root(self) -> Path:
+        return Path(os.path.expanduser(self.configured))
 
     def _key(self, p) -> str:
         info = p.fs.info(p.path)

@@ -59,8 +59,7 @@ def test_a_video_on_s3_is_listed_from_its_header_as_on_disk(s3, tmp_path, fetche
            [(r.source_id, r.frame_index, r.timestamp_s) for r in here]
     # a few header blocks (the index, and the first frames FFmpeg probes), never the whole object
     assert size > 12 * HEADER_BLOCK and 0 < sum(fetched) <= 4 * HEADER_BLOCK
-    # decoding fetches it once, whole, and gives the pixels the file on disk gives
-    fetched.clear()
+    # decoding (through a local copy) gives the pixels the file on disk gives
     a, b = (read_frames(refs[3:5], max_pixels=10**6, min_side=8) for refs in (here, there))
     assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(a, b))
 
@@ -76,21 +75,44 @@ def test_a_video_gone_from_s3_before_its_frames_are_read_gives_an_error_row_per_
     assert "FileNotFoundError" in str(out[0])
 
 
-def test_a_full_disk_while_fetching_a_video_stops_the_task_instead_of_failing_its_frames(tmp_path, monkeypatch):
-    import contextlib
+@pytest.mark.parametrize("fault", ["full disk", "credentials", "cache folder unusable"])
+def test_a_node_or_store_problem_while_fetching_a_video_fails_the_task_not_its_frames(s3, tmp_path, monkeypatch, fault):
+    """Error rows are final (a resume skips them); a task that raises is retried by Ray."""
     import errno
 
-    clip = noisy_video(tmp_path / "clip.mp4", "mp4v", 2, 10.0)
-    refs = list(iter_frames(InputConfig(path=str(clip))))
+    from chronoedit_sim.sources.video_cache import VideoCache
 
-    @contextlib.contextmanager
-    def full(p):
-        raise OSError(errno.ENOSPC, "No space left on device")
-        yield
+    url = put(noisy_video(tmp_path / "clip.mp4", "mp4v", 2, 10.0), f"{s3}/clip.mp4")
+    refs = list(iter_frames(InputConfig(path=url)))
+    fs = storage.path(s3).fs  # the one client of the server (see whole_gets)
 
-    monkeypatch.setattr(storage, "local_copy", full)
-    with pytest.raises(OSError, match="No space left"):  # the worker's problem: retried, not recorded as bad frames
-        read_frames(refs, max_pixels=10**6, min_side=8)
+    def raising(exc):
+        def get_file(*args, **kwargs):
+            raise exc
+        return get_file
+
+    if fault == "full disk":
+        monkeypatch.setattr(fs, "get_file", raising(OSError(errno.ENOSPC, "No space left on device")))
+    elif fault == "credentials":
+        monkeypatch.setattr(fs, "get_file", raising(PermissionError(errno.EACCES, "Access Denied")))
+    else:
+        (tmp_path / "cache").write_text("a file where the cache folder should be")
+    for cache in (VideoCache(str(tmp_path / "cache"), 10**9), None):
+        if cache is None and fault == "cache folder unusable":
+            continue
+        with pytest.raises(OSError) as e:
+            read_frames(refs, max_pixels=10**6, min_side=8, video_cache=cache)
+        assert not isinstance(e.value, FileNotFoundError)
+
+
+def test_the_video_cache_folder_is_the_reading_nodes_not_the_drivers(tmp_path, monkeypatch):
+    import pickle
+
+    from chronoedit_sim.sources.video_cache import VideoCache
+
+    cache = pickle.dumps(VideoCache("~/videos", 10**9))  # built on the driver, sent to the read tasks
+    monkeypatch.setenv("HOME", str(tmp_path / "node-home"))
+    assert pickle.loads(cache).root == tmp_path / "node-home" / "videos"
 
 
 @pytest.fixture
