@@ -145,8 +145,9 @@ def _order(ref: FrameRef) -> tuple:
 
 # config sections that change speed, layout and previews, not what a row says
 NOT_CONTENT = ("runtime", "encode", "output", "report")
-# keys of the other sections that say where a node keeps its caches, not what a row says
-NOT_CONTENT_KEYS = {"model": ("cache_dir", "compile_cache_dir"), "input": ("video_cache_dir", "video_cache_gb")}
+# keys of the other sections that say where a node keeps its caches, not what a row says. model.compile_cache_dir
+# is one too but stays hashed: datasets made before these keys hash it, and leaving it out would refuse their resume
+NOT_CONTENT_KEYS = {"model": ("cache_dir",), "input": ("video_cache_dir", "video_cache_gb")}
 
 
 def content_config(config: dict) -> dict:

@@ -144,8 +144,7 @@ def test_where_a_node_keeps_its_caches_is_not_part_of_the_config_hash(tmp_path):
         return ConfigLoader(["model=tiny", f"input.path={tmp_path}", *overrides]).build()
 
     base = content_hash(config(), [])
-    caches = config("model.cache_dir=/a", "model.compile_cache_dir=/b", "input.video_cache_dir=/c",
-                    "input.video_cache_gb=1")
+    caches = config("model.cache_dir=/a", "input.video_cache_dir=/c", "input.video_cache_gb=1")
     assert content_hash(caches, []) == base
     assert config_changes({"config": to_dict(config()), "input_path": str(tmp_path)}, caches, []) == []
     assert content_hash(config("seed=9"), []) != base and content_hash(config("input.stride=2"), []) != base
