@@ -54,8 +54,8 @@ class VideoCache:
                     fcntl.flock(fetch, fcntl.LOCK_EX)  # one fetch per entry and node; the other tasks wait for it
                     if not entry.exists():
                         self._fetch(p, entry)
+                        self._evict(keep=entry)  # the cache grows only here
             os.utime(entry)  # the entry's last use, for the eviction order
-            self._evict(keep=entry)
             yield str(entry)
 
     def _fetch(self, p, entry: Path) -> None:
@@ -67,9 +67,13 @@ class VideoCache:
             part.unlink(missing_ok=True)
 
     def _evict(self, keep: Path) -> None:
-        """Remove the least recently used entries no task holds until the cache fits its bound."""
+        """Remove the least recently used entries no task holds until the cache fits its bound, and the parts
+        that killed fetches left. The lock files stay (empty): one removed while a task waits on it would let
+        that task and a later one hold two different locks for the same entry."""
         entries = []
         for f in self.root.iterdir():
+            if f.name.endswith(_PART):
+                _remove_if_unlocked(f, f.with_name(f.name[:-len(_PART)] + _FETCH))
             if f.name.endswith((_USE, _FETCH, _PART)):
                 continue
             try:
@@ -83,10 +87,16 @@ class VideoCache:
                 return
             if f == keep:
                 continue
-            with open(f.with_name(f.name + _USE), "a+") as use:
-                try:
-                    fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a task is reading it
-                f.unlink(missing_ok=True)
+            if _remove_if_unlocked(f, f.with_name(f.name + _USE)):
                 total -= size
+
+
+def _remove_if_unlocked(f: Path, lock_file: Path) -> bool:
+    """Remove f unless a task holds lock_file (reading the entry, or fetching into the part)."""
+    with open(lock_file, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        f.unlink(missing_ok=True)
+        return True
