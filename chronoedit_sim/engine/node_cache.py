@@ -8,9 +8,10 @@ lock and manifest beside it (`<folder>.lock`, `<folder>.json`: the folder holds 
 - once per node: the copy runs under an exclusive flock of `<folder>.lock`, so the actors of one node that
   start together wait for one download and then find it done (the kernel drops the lock of a killed process);
 - each file is downloaded to a temporary name beside it and renamed, so no file is ever seen half written;
-- the manifest (each object's size and version, storage.listing's) is written last: a start whose listing
-  matches it downloads nothing; an object whose size or ETag changed is fetched again, and a file no longer
-  listed is removed.
+- the manifest (each object's size and version, storage.listing's) vouches for the files in place: a start
+  whose listing matches it downloads nothing; an object whose size or ETag changed is fetched again, and a
+  file no longer listed is removed. While a copy runs it names only the files that stay, and after a failed
+  one also those that arrived whole, so the next start fetches only the rest.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def _update(remote, folder: Path, wanted: dict[str, tuple[int, str]], single: bo
                    if have.get(rel) != wanted[rel] or local.get(rel, (None,))[0] != size)
     if not fetch and not stale and have == wanted:
         return
-    manifest.unlink(missing_ok=True)  # from here until the new one is written the copy counts as incomplete
+    # from here the manifest vouches only for the files that stay: a copy killed midway is resumed from them
+    kept = {rel: wanted[rel] for rel in wanted if rel not in fetch and have.get(rel) == wanted[rel]}
+    _write_manifest(manifest, remote, kept)
     for rel in stale:
         (folder / rel).unlink()
     keys = [remote.path if single else f"{remote.path}/{rel}" for rel in fetch]
@@ -85,13 +88,23 @@ def _update(remote, folder: Path, wanted: dict[str, tuple[int, str]], single: bo
     try:
         remote.fs.get(keys, [str(p) for p in parts])  # one call: a store's client fetches them concurrently
     except OSError as exc:
-        for part in parts:
+        # the files that arrived whole are kept and vouched for, so a retry over a flaky link converges
+        for part, rel in zip(parts, fetch):
+            if part.exists() and part.stat().st_size == wanted[rel][0]:
+                os.replace(part, folder / rel)
+                kept[rel] = wanted[rel]
             part.unlink(missing_ok=True)
-        raise MissingWeightsError(f"weights at {remote}: copying to {folder} failed: {exc}") from None
+        _write_manifest(manifest, remote, kept)
+        raise MissingWeightsError(f"weights at {remote}: copying to {folder} failed ({len(kept)} of {len(wanted)} "
+                                  f"files are there; the next start fetches the rest): {exc}") from None
     for part, rel in zip(parts, fetch):
         os.replace(part, folder / rel)
-    tmp = folder.parent / f"{manifest.name}.part-{os.getpid()}"
-    tmp.write_text(json.dumps({"url": str(remote), "objects": wanted}, sort_keys=True))
-    os.replace(tmp, manifest)
+    _write_manifest(manifest, remote, wanted)
     log.info("weights: fetched %d of %d files (%.1f MB) of %s into %s", len(fetch), len(wanted),
              sum(wanted[rel][0] for rel in fetch) / 1e6, remote, folder)
+
+
+def _write_manifest(manifest: Path, remote, objects: dict) -> None:
+    tmp = manifest.with_name(f"{manifest.name}.part-{os.getpid()}")
+    tmp.write_text(json.dumps({"url": str(remote), "objects": objects}, sort_keys=True))
+    os.replace(tmp, manifest)

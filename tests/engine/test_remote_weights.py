@@ -115,7 +115,7 @@ def test_a_node_copies_the_checkpoint_once_then_only_what_changed(remote_model, 
     assert sorted(storage.listing(root)) == [n for n in names if n != "image_processor/preprocessor_config.json"]
 
 
-def test_a_copy_that_fails_leaves_no_file_under_a_final_name_and_the_next_start_fetches_it_all(
+def test_a_copy_that_fails_leaves_no_partial_file_under_a_final_name_and_the_next_start_fetches_only_the_rest(
         remote_model, tiny_model_dir, s3_requests, tmp_path, monkeypatch):
     cache = str(tmp_path / "cache")
     folder = cache_folder(remote_model, cache)
@@ -124,21 +124,31 @@ def test_a_copy_that_fails_leaves_no_file_under_a_final_name_and_the_next_start_
     leftover.write_text("{")
     fs = storage.path(remote_model).fs
     real_get = fs.get
+    arrived = []
 
-    def dropped(keys, parts):  # every file arrives, then the connection drops
-        real_get(keys, parts)
+    def dropped(keys, parts):  # half the files arrive, the next one is cut short, then the connection drops
+        half = len(keys) // 2
+        real_get(keys[:half], parts[:half])
+        arrived.extend(p.rsplit(".part-", 1)[0][len(str(folder)) + 1:] for p in parts[:half])
+        with open(parts[half], "wb") as cut:
+            cut.write(b"{")
         raise ConnectionResetError("connection reset by peer")
 
     monkeypatch.setattr(fs, "get", dropped)
     with pytest.raises(MissingWeightsError) as err:
         materialise(remote_model, cache)
-    assert str(err.value) == (f"weights at {remote_model}: copying to {folder} failed: connection reset by peer")
-    assert storage.listing(folder) == {} and not folder.with_name(folder.name + ".json").exists()
+    files = storage.listing(tiny_model_dir)
+    assert str(err.value) == (f"weights at {remote_model}: copying to {folder} failed ({len(arrived)} of "
+                              f"{len(files)} files are there; the next start fetches the rest): connection reset by peer")
+    # only whole files under final names, each as big as its source; no part left
+    assert sorted(storage.listing(folder)) == sorted(arrived) and len(arrived) == len(files) // 2
+    assert all((folder / rel).stat().st_size == files[rel][0] for rel in arrived)
     monkeypatch.setattr(fs, "get", real_get)
     s3_requests.clear()
     assert materialise(remote_model, cache) == folder
-    assert whole_gets(s3_requests, remote_model) == sorted(storage.listing(tiny_model_dir)) == sorted(
-        storage.listing(folder))
+    assert whole_gets(s3_requests, remote_model) == sorted(set(files) - set(arrived))
+    assert sorted(storage.listing(folder)) == sorted(files)
+    assert all((folder / rel).read_bytes() == (tiny_model_dir / rel).read_bytes() for rel in files)
 
 
 def test_a_resume_on_the_same_output_reads_no_object_again(remote_model, s3_requests):
