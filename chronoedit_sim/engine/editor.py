@@ -18,7 +18,7 @@ from ..config import GenerationConfig, ModelConfig, UpscaleConfig
 from .conditioning import CALLS, Conditioning, frame_digest
 from . import speed
 from .lora import load_loras
-from .node_cache import on_this_node
+from .node_cache import on_this_node, transformer_on_this_node
 from .quantize import fp8_config, quantize_transformer
 from .trajectory import TrajectoryRecorder, decode_latents, to_uint8
 from .weights import (
@@ -94,10 +94,13 @@ class Editor:
         self.dtype = getattr(torch, model.dtype) if on_gpu else torch.float32
         if pipeline is None:
             # weights given as URLs load from this node's copy of them (node_cache)
-            self.root = resolve_model_root(on_this_node(model.path, model.cache_dir), model.revision,
-                                           model.allow_download)
+            # a transformer kept apart replaces path's own, which is then neither copied nor checked here
+            replaced = ("transformer",) if model.transformer_path else ()
+            self.root = resolve_model_root(on_this_node(model.path, model.cache_dir, tuple(f"{c}/" for c in replaced)),
+                                           model.revision, model.allow_download, apart=replaced)
             # the folder of a transformer kept apart, or None: path's own
-            self.transformer_dir = (resolve_transformer(on_this_node(model.transformer_path, model.cache_dir),
+            self.transformer_dir = (resolve_transformer(transformer_on_this_node(model.transformer_path,
+                                                                                 model.cache_dir),
                                                         model.allow_download) if model.transformer_path else None)
             lora_files = [(resolve_lora_path(on_this_node(l.path, model.cache_dir), self.root, model.allow_download),
                            l.scale, l.name) for l in model.loras]

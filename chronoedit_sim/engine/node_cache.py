@@ -29,9 +29,17 @@ from ..errors import MissingWeightsError
 log = logging.getLogger(__name__)
 
 
-def on_this_node(location: str, cache_dir: str) -> str:
-    """`location` itself when it is local (a path, a repo id); for a URL, its copy on this node."""
-    return str(materialise(location, cache_dir)) if storage.is_url(location) else location
+def on_this_node(location: str, cache_dir: str, skip: tuple[str, ...] = ()) -> str:
+    """`location` itself when it is local (a path, a repo id); for a URL, its copy on this node, without the
+    files under the folders `skip` names (e.g. "transformer/" when a transformer kept apart replaces it)."""
+    return str(materialise(location, cache_dir, skip)) if storage.is_url(location) else location
+
+
+def transformer_on_this_node(location: str, cache_dir: str) -> str:
+    """model.transformer_path on this node: of a whole checkpoint on a store, only its transformer/ folder."""
+    if storage.is_url(location) and storage.path(location.rstrip("/")).joinpath("transformer").is_dir():
+        location = f"{location.rstrip('/')}/transformer"
+    return on_this_node(location, cache_dir)
 
 
 def cache_folder(url: str, cache_dir: str) -> Path:
@@ -41,9 +49,9 @@ def cache_folder(url: str, cache_dir: str) -> Path:
     return Path(cache_dir).expanduser() / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 
 
-def materialise(url: str, cache_dir: str) -> Path:
-    """The local copy of the folder (or single file) at `url`, complete and current; MissingWeightsError
-    when nothing is there or the copy fails."""
+def materialise(url: str, cache_dir: str, skip: tuple[str, ...] = ()) -> Path:
+    """The local copy of the folder (or single file) at `url`, complete and current but for the folders `skip`
+    names (neither fetched nor removed); MissingWeightsError when nothing is there or the copy fails."""
     remote = storage.path(url.rstrip("/"))
     folder = cache_folder(url, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,27 +65,32 @@ def materialise(url: str, cache_dir: str) -> Path:
             raise MissingWeightsError(f"weights not found: {url} holds no objects (check the bucket, the prefix "
                                       "and the credentials)")
         single = remote.fs.isfile(remote.path)  # a LoRA's file, not a folder
-        _update(remote, folder, wanted, single)
+        _update(remote, folder, wanted, single, skip)
     return folder / remote.name if single else folder
 
 
-def _update(remote, folder: Path, wanted: dict[str, tuple[int, str]], single: bool) -> None:
-    """Bring `folder` to `wanted` (storage.listing of `remote`), fetching only what differs."""
+def _update(remote, folder: Path, listed: dict[str, tuple[int, str]], single: bool, skip: tuple[str, ...]) -> None:
+    """Bring `folder` to `listed` (storage.listing of `remote`) but for the folders `skip` names, fetching only
+    what differs."""
     manifest = folder.parent / f"{folder.name}.json"
     try:
         have = {rel: tuple(v) for rel, v in json.loads(manifest.read_text())["objects"].items()}
     except (OSError, ValueError, KeyError):  # none yet, or an older or damaged one: compare nothing
         have = {}
+    wanted = {rel: v for rel, v in listed.items() if not rel.startswith(skip)}
+    # what the manifest vouches for in the skipped folders stays vouched for (a run without skip may use it)
+    skipped = {rel: v for rel, v in have.items() if rel.startswith(skip) and listed.get(rel) == v}
+    have = {rel: v for rel, v in have.items() if not rel.startswith(skip)}
     local = storage.listing(folder)
     # files no longer listed, and the parts a killed copy left behind
-    stale = [rel for rel in local if rel not in wanted]
+    stale = [rel for rel in local if rel not in listed]
     # what the manifest does not vouch for as the object listed now, or what is not there at its size
     fetch = sorted(rel for rel, (size, _) in wanted.items()
                    if have.get(rel) != wanted[rel] or local.get(rel, (None,))[0] != size)
     if not fetch and not stale and have == wanted:
         return
     # from here the manifest vouches only for the files that stay: a copy killed midway is resumed from them
-    kept = {rel: wanted[rel] for rel in wanted if rel not in fetch and have.get(rel) == wanted[rel]}
+    kept = {**skipped, **{rel: wanted[rel] for rel in wanted if rel not in fetch and have.get(rel) == wanted[rel]}}
     _write_manifest(manifest, remote, kept)
     for rel in stale:
         (folder / rel).unlink()
@@ -99,7 +112,7 @@ def _update(remote, folder: Path, wanted: dict[str, tuple[int, str]], single: bo
                                   f"files are there; the next start fetches the rest): {exc}") from None
     for part, rel in zip(parts, fetch):
         os.replace(part, folder / rel)
-    _write_manifest(manifest, remote, wanted)
+    _write_manifest(manifest, remote, {**skipped, **wanted})
     log.info("weights: fetched %d of %d files (%.1f MB) of %s into %s", len(fetch), len(wanted),
              sum(wanted[rel][0] for rel in fetch) / 1e6, remote, folder)
 

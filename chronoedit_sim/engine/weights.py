@@ -85,12 +85,13 @@ def is_repo_id(path: str) -> bool:
 
 
 def resolve_model_root(path: str, revision: str | None = None, allow_download: bool = False,
-                       backend: str = "chronoedit") -> Path:
-    """The folder holding `backend`'s checkpoint (a CHECKPOINTS key), complete, or MissingWeightsError: a local
-    directory, or a URL's path object (storage.path)."""
+                       backend: str = "chronoedit", apart: tuple[str, ...] = ()) -> Path:
+    """The folder holding `backend`'s checkpoint (a CHECKPOINTS key), complete but for the components `apart`
+    names (loaded from elsewhere: a transformer kept apart), or MissingWeightsError: a local directory, or a
+    URL's path object (storage.path)."""
     root, tried = local_root(path, revision, allow_download, what=f"{CHECKPOINTS[backend].title} weights",
                              how=lambda p: _how_to_get(p, backend))
-    check_complete(root, tried, path, backend)
+    check_complete(root, tried, path, backend, apart)
     return root
 
 
@@ -152,7 +153,7 @@ def has_weights(folder: Path) -> bool:
     return False
 
 
-def check_complete(root: Path, tried: str, path: str, backend: str = "chronoedit") -> None:
+def check_complete(root: Path, tried: str, path: str, backend: str = "chronoedit", apart: tuple[str, ...] = ()) -> None:
     ckpt = CHECKPOINTS[backend]
     index = root / "model_index.json"
     if not index.exists():
@@ -161,7 +162,7 @@ def check_complete(root: Path, tried: str, path: str, backend: str = "chronoedit
             f"{_how_to_get(path, backend)}"
         )
     listed = json.loads(index.read_text())
-    for name in ckpt.components:
+    for name in (c for c in ckpt.components if c not in apart):
         entry = listed.get(name)
         folder = root / name
         if not entry or entry[0] is None:

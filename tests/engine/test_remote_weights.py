@@ -257,7 +257,13 @@ def test_a_transformer_and_loras_on_s3_are_checked_where_they_are_and_load_from_
     assert whole_gets(s3_requests, s3) == []  # the driver: listings and ranged reads only
     assert not (tmp_path / "cache").exists()
     a, b = Editor(on_s3.model), Editor(on_disk.model)
-    assert a.transformer_dir == cache_folder(donor, str(tmp_path / "cache")) / "transformer"
+    # the node copies what it loads: not model.path's own transformer, and of the donor only its transformer/
+    assert a.transformer_dir == cache_folder(f"{donor}/transformer", str(tmp_path / "cache"))
+    assert not (a.root / "transformer").exists() and (a.root / "vae").is_dir()
+    fetched = whole_gets(s3_requests, s3)
+    assert fetched and not [f for f in fetched if f.startswith("tiny-chronoedit/transformer/")]
+    assert sorted(f for f in fetched if f.startswith("donor/")) == sorted(
+        f"donor/{rel}" for rel in storage.listing(tiny_model_dir) if rel.startswith("transformer/"))
     assert a.identity.model_hash == b.identity.model_hash and a.identity.loras == b.identity.loras
     assert np.array_equal(a.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation).edited,
                           b.edit(frame, "Add a red car.", seed=5, gen=tiny_cfg.generation).edited)
@@ -306,3 +312,23 @@ def test_folder_marker_objects_are_not_files_of_the_checkpoint(remote_model, tin
     assert model_hash(resolve_model_root(remote_model), []) == model_hash(tiny_model_dir, [])
     copy = materialise(remote_model, str(tmp_path / "cache"))
     assert sorted(storage.listing(copy)) == sorted(storage.listing(tiny_model_dir))
+
+
+def test_a_copy_without_a_folder_leaves_that_folder_as_it_is_and_a_later_whole_copy_fetches_only_it(
+        remote_model, tiny_model_dir, s3_requests, tmp_path):
+    cache = str(tmp_path / "cache")
+    files = storage.listing(tiny_model_dir)
+    inside = sorted(rel for rel in files if rel.startswith("transformer/"))
+    folder = materialise(remote_model, cache, skip=("transformer/",))
+    assert sorted(storage.listing(folder)) == sorted(set(files) - set(inside))
+    s3_requests.clear()
+    assert materialise(remote_model, cache) == folder and whole_gets(s3_requests, remote_model) == inside
+    # an object changes: a copy without the transformer fetches it; what it skips stays, vouched for
+    vae = storage.path(remote_model) / "vae" / "config.json"
+    vae.write_text((tiny_model_dir / "vae" / "config.json").read_text() + " ")
+    s3_requests.clear()
+    materialise(remote_model, cache, skip=("transformer/",))
+    assert whole_gets(s3_requests, remote_model) == ["vae/config.json"] and sorted(storage.listing(folder)) == sorted(files)
+    s3_requests.clear()
+    materialise(remote_model, cache)
+    assert whole_gets(s3_requests, remote_model) == []
