@@ -20,7 +20,8 @@ from ..dataset.sink import STATE, SinkWriteError, atomic_write_bytes, quarantine
 from ..errors import UserError
 from .plan import content_config
 
-# OUT/_state/weights.json: the weight files' digests by path, size and modification time (engine.weights)
+# OUT/_state/weights.json: the weight files' digests by path, size and version (engine.weights: the
+# modification time on disk, the ETag on a store)
 DIGESTS = "weights.json"
 
 

@@ -216,7 +216,9 @@ def test_a_lora_header_is_read_alike_from_disk_and_from_s3_alphas_and_all(s3, tm
 
     local = tmp_path / "a.safetensors"
     save_file({"blocks.0.q.lora_A.weight": torch.ones(4, 24), "blocks.0.q.alpha": torch.tensor(8.0),
-               "blocks.1.q.alpha": torch.tensor(2.5, dtype=torch.bfloat16)}, str(local))
+               "blocks.1.q.alpha": torch.tensor(2.5, dtype=torch.bfloat16),
+               "blocks.2.q.alpha": torch.tensor(3, dtype=torch.int8),
+               "blocks.3.q.alpha": torch.tensor(1.5, dtype=torch.float8_e4m3fn)}, str(local))
     remote = storage.path(f"{s3}/a.safetensors")
     storage.put(remote, local.read_bytes())
     with safe_open(str(local), "pt") as f:
@@ -225,8 +227,8 @@ def test_a_lora_header_is_read_alike_from_disk_and_from_s3_alphas_and_all(s3, tm
         got = _header_tensors(where)
         assert sorted(got) == sorted(expected)
         assert got["blocks.0.q.lora_A.weight"].is_meta and got["blocks.0.q.lora_A.weight"].shape == (4, 24)
-        for k in ("blocks.0.q.alpha", "blocks.1.q.alpha"):
-            assert got[k].dtype == expected[k].dtype and torch.equal(got[k], expected[k]), where
+        for k in ("blocks.0.q.alpha", "blocks.1.q.alpha", "blocks.2.q.alpha", "blocks.3.q.alpha"):
+            assert got[k].dtype == expected[k].dtype and torch.equal(got[k].float(), expected[k].float()), where
 
 
 def test_a_transformer_and_loras_on_s3_are_checked_where_they_are_and_load_from_node_copies(
