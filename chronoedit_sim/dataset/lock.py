@@ -14,7 +14,10 @@ one from another host is refused with the object's URL to delete. A takeover is 
 of `lock.takeover-<hash of the dead holder's record>`, so of two writers that find the same dead lock at
 once exactly one gets it (deleting the lock and creating it again would let both in). A taker that died
 between its marker and its lock is taken over the same way, through a marker named after its record; the
-markers of dead takers stay behind (a few bytes each, under names that never recur).
+markers of dead takers stay behind (a few bytes each). A writer deletes its own marker at release, as a
+record can recur (an empty lock object, copied in from a released local dataset, every time): a taker that
+read the same dead record before that writer's takeover and acts only after its release (paused through
+a whole run) could then create the marker again and overwrite a later writer's lock. Not guarded against.
 """
 
 from __future__ import annotations
