@@ -328,9 +328,13 @@ def s3_requests(s3_server):
 
     class Seen(logging.Handler):
         def emit(self, record):
-            # werkzeug logs '"%s" %s %s' % (request line, status, size), the line coloured by status
-            method, target = re.sub(r"\x1b\[[0-9;]*m", "", str(record.args[0])).split(" ")[:2]
-            seen.append((method, unquote(urlsplit(target).path).lstrip("/"), int(str(record.args[1]))))
+            # werkzeug logs '"%s" %s %s' % (request line, status, size), the line coloured by status; its other
+            # lines (errors, start-up) are not requests
+            try:
+                method, target = re.sub(r"\x1b\[[0-9;]*m", "", str(record.args[0])).split(" ")[:2]
+                seen.append((method, unquote(urlsplit(target).path).lstrip("/"), int(str(record.args[1]))))
+            except (IndexError, TypeError, ValueError, KeyError):
+                pass
 
     handler, log = Seen(), logging.getLogger("werkzeug")
     log.addHandler(handler)
