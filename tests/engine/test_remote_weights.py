@@ -15,6 +15,7 @@ from chronoedit_sim import storage
 from chronoedit_sim.engine import weights
 from chronoedit_sim.engine.node_cache import cache_folder, materialise
 from chronoedit_sim.engine.weights import MissingWeightsError, checkpoint_components, model_hash, resolve_model_root
+from helpers import flock_waiters
 
 
 @pytest.fixture
@@ -169,14 +170,6 @@ def test_a_resume_on_the_same_output_reads_no_object_again(remote_model, s3_requ
     assert read and not [key for key in read if key.endswith(".safetensors")], read
 
 
-def _waiting_on(lock_path) -> int:
-    """How many processes wait for the flock of `lock_path` (/proc/locks marks a waiter with '->')."""
-    import os
-
-    inode = os.stat(lock_path).st_ino
-    return sum(1 for line in open("/proc/locks") if "->" in line and line.split()[-3].endswith(f":{inode}"))
-
-
 def test_two_actors_starting_together_on_one_node_download_once(remote_model, tiny_model_dir, s3_requests, tmp_path):
     cache = str(tmp_path / "cache")
     folder = cache_folder(remote_model, cache)
@@ -186,9 +179,9 @@ def test_two_actors_starting_together_on_one_node_download_once(remote_model, ti
         fcntl.flock(held, fcntl.LOCK_EX)  # as an actor that is downloading
         procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
         deadline = time.monotonic() + 60
-        while _waiting_on(held.name) < 2 and time.monotonic() < deadline:
+        while flock_waiters(held.name) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _waiting_on(held.name) == 2
+        assert flock_waiters(held.name) == 2
         assert whole_gets(s3_requests, remote_model) == []  # both wait; neither has listed or fetched
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert outs == [str(folder)] * 2 and all(p.returncode == 0 for p in procs)

@@ -175,3 +175,35 @@ def test_the_video_cache_removes_the_least_recently_used_video_that_no_task_is_r
         assert os.path.basename(a) not in cached() and len(cached()) == 2
     assert whole_gets() == ["a.mp4", "b.mp4", "c.mp4", "b.mp4"]
     assert not (tmp_path / "cache" / "killed.mp4.part").exists()
+
+
+def test_two_read_tasks_wanting_one_video_at_once_fetch_it_once(s3, tmp_path, whole_gets):
+    import fcntl
+    import threading
+    import time
+
+    from chronoedit_sim.sources.video_cache import VideoCache
+    from helpers import flock_waiters
+
+    url = put(noisy_video(tmp_path / "v.mp4", "mp4v", 2, 10.0), f"{s3}/v.mp4")
+    cache = VideoCache(str(tmp_path / "cache"), 10**9)
+    cache.root.mkdir(parents=True)
+    fetch_lock = cache.root / (cache._key(storage.path(url)) + ".fetch")
+    got = []
+
+    def task():
+        with cache.local(url) as local:
+            got.append(os.path.getsize(local))
+
+    with open(fetch_lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a task that is fetching it
+        tasks = [threading.Thread(target=task) for _ in range(2)]
+        for t in tasks:
+            t.start()
+        deadline = time.monotonic() + 30
+        while flock_waiters(fetch_lock) < 2 and time.monotonic() < deadline:  # a state, polled: not a timing
+            time.sleep(0.02)
+        assert flock_waiters(fetch_lock) == 2 and whole_gets() == []  # both wait; neither has fetched
+    for t in tasks:
+        t.join()
+    assert whole_gets() == ["v.mp4"] and got == [(tmp_path / "v.mp4").stat().st_size] * 2
