@@ -23,7 +23,12 @@ Two kinds of stream:
 The bytes are deterministic for the same frames, settings, `threads` and library
 versions (x264 itself is deterministic; the MP4 muxer writes no timestamps). A
 different `threads` changes how x264 splits its work, so it gives different (equally
-valid) bytes; the default is one thread, as one Ray CPU gives.
+valid) bytes; the default is one thread, as one Ray CPU gives, and with more than one
+thread the bytes may differ from one encode to the next. Frames narrower than about
+128 px are not deterministic either, measured 2026-12-05 (x264 165, FFmpeg 8): 256 rows by
+64 or 96 columns encoded to other bytes in about one process in four (a first key frame of
+1,397 bytes instead of 1,365, pixels up to 11 levels apart), while 160 and 192 columns
+never did in 100 encodes; cause not found (x264 reading memory it did not write, likely).
 
 Hugging Face features: the column is declared as a plain struct (HF_FEATURE), not as
 `datasets.Video`. datasets 5.x's Video decodes only through torchcodec, which needs a
