@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -284,3 +285,14 @@ def flock_waiters(lock_path) -> int:
     /proc/locks marks a waiter with '->'."""
     inode = os.stat(lock_path).st_ino
     return sum(1 for line in open("/proc/locks") if "->" in line and line.split()[-3].endswith(f":{inode}"))
+
+
+def older_toolkit_hash(recorded: dict, input_path: str, scenario_shas: list[str]) -> str:
+    """The config hash a toolkit whose config had only `recorded`'s keys gave a dataset: plan.content_hash's
+    formula, written apart."""
+    from chronoedit_sim.runtime.plan import content_config
+
+    content = content_config(recorded)
+    content["input"]["path"] = input_path
+    content["scenarios"] = sorted(scenario_shas)
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -15,10 +15,10 @@ from pathlib import Path
 from .. import storage
 from ..dataset.lock import lock_path
 from ..dataset.manifest import read_manifest
-from ..config import to_dict
+from ..config import Config, to_dict
 from ..dataset.sink import STATE, SinkWriteError, atomic_write_bytes, quarantine, readable_shards
 from ..errors import UserError
-from .plan import content_config
+from .plan import content_config, content_hash
 
 # OUT/_state/weights.json: the weight files' digests by path, size and version (engine.weights: the
 # modification time on disk, the ETag on a store)
@@ -47,13 +47,24 @@ def previous_manifest(out: Path, overwrite: bool) -> dict | None:
     return None if overwrite else read_manifest(out)
 
 
-def check_compatible(out: Path, previous: dict | None, config_hash: str, what: str, changes: list[str] = ()) -> None:
+def check_compatible(out: Path, previous: dict | None, config_hash: str, what: str, changes: list[str] = (),
+                     as_recorded: str | None = None) -> None:
     """Refuse to resume a dataset made with `what` (e.g. "a different config"), told by its config hash;
-    `changes` names what differs (config_changes)."""
-    if previous and previous.get("config_hash") != config_hash:
+    `changes` names what differs (config_changes). `as_recorded`: the hash the toolkit that made the dataset
+    would give this config (plan.content_hash with `recorded`), so that keys added since do not refuse it."""
+    if previous and previous.get("config_hash") not in (config_hash, as_recorded):
         said = f"{', '.join(changes[:8])}{' ...' if len(changes) > 8 else ''}; " if changes else ""
         raise OutputConflict(f"{out}: the output was made with {what} ({said}config hash "
                              f"{previous.get('config_hash')} != {config_hash}); use another --output or --overwrite")
+
+
+def check_plan(out: Path, previous: dict | None, plan) -> None:
+    """Refuse to resume a dataset made with another config or other scenarios than the plan's (a RunPlan),
+    naming what changed."""
+    if previous:
+        check_compatible(out, previous, plan.config_hash, "a different config or scenarios",
+                         config_changes(previous, plan.cfg, plan.scenarios),
+                         content_hash(plan.cfg, plan.scenarios, previous.get("config") or {}))
 
 
 def _flat(data, prefix: str = "") -> dict:
@@ -69,9 +80,11 @@ def config_changes(previous: dict | None, cfg, scenarios) -> list[str]:
         return []
     old = _flat(content_config(previous.get("config") or {}))
     new = _flat(content_config(to_dict(cfg)))
+    default = _flat(content_config(to_dict(Config())))
     old["input.path"], new["input.path"] = previous.get("input_path"), storage.absolute(cfg.input.path)
+    # a key added to the toolkit since the dataset was made, at its default, is no change (plan.content_hash)
     changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
-               if old.get(key) != new.get(key)]
+               if old.get(key) != new.get(key) and not (key not in old and key in default and new[key] == default[key])]
     before = {s["name"]: s["sha256"] for s in previous.get("scenarios") or []}
     after = {s.name: s.sha256 for s in scenarios}
     for name in sorted(before.keys() | after.keys()):

@@ -156,17 +156,38 @@ def content_config(config: dict) -> dict:
                 and isinstance(v, dict) else v) for k, v in config.items() if k not in NOT_CONTENT}
 
 
-def content_hash(cfg: Config, scenarios: list[Scenario]) -> str:
+def content_hash(cfg: Config, scenarios: list[Scenario], recorded: dict | None = None) -> str:
     """Config minus runtime/encode/output/report knobs (they change speed, layout and previews, not what a row
     says) plus scenario texts.
 
     The input path is part of it (resolved): source ids are relative to it, so a second input
     folder resumed into the same output would otherwise be taken for frames already done.
+
+    `recorded`: the config a dataset recorded (run.json); the hash is then the one the toolkit that made the
+    dataset would give this config: keys added since are left out while they hold their defaults.
     """
     content = content_config(to_dict(cfg))
+    if recorded is not None:
+        content = _as_recorded(content, content_config(recorded), content_config(to_dict(Config())))
     content["input"]["path"] = storage.absolute(cfg.input.path)
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _as_recorded(content: dict, recorded: dict, default: dict) -> dict:
+    """`content` without the keys `recorded` lacks whose values are their defaults: a key is added with the
+    default that keeps what the toolkit did before it, so a dataset made before it resumes; set otherwise, the
+    key stays and the hashes differ."""
+    kept = {}
+    for key, value in content.items():
+        if key not in recorded:
+            if key not in default or value != default[key]:
+                kept[key] = value
+        elif isinstance(value, dict) and isinstance(recorded[key], dict):
+            kept[key] = _as_recorded(value, recorded[key], default.get(key) or {})
+        else:
+            kept[key] = value
+    return kept
 
 
 def make_plan(loader: ConfigLoader, scenario_files: list[str], done: JobIndex | None = None) -> RunPlan:

@@ -49,8 +49,7 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
         done = resume_index(out, output.writer_shards(out, echo)) if previous else None
         plan = make_plan(loader, scenario_files, done)
-        output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios",
-                                output.config_changes(previous, plan.cfg, plan.scenarios))
+        output.check_plan(out, previous, plan)
         output.check_weights(out, previous, weights)
         output.prepare(out, overwrite)
         if digests:
@@ -121,7 +120,7 @@ def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwri
     previous = output.previous_manifest(out, overwrite)
     shards, notes = damage_notes(out)
     plan = make_plan(loader, scenario_files, resume_index(out, shards) if previous else None)
-    output.check_compatible(out, previous, plan.config_hash, "a different config or scenarios")
+    output.check_plan(out, previous, plan)
     for line in [*(notes if previous else []), *describe(plan)]:
         echo(line)
     rt = plan.cfg.runtime

@@ -11,6 +11,7 @@ from chronoedit_sim.dataset.jobindex import JobIndex, column_hashes, job_hash
 from chronoedit_sim.runtime.plan import describe, make_plan
 from chronoedit_sim.scenario import make_job_id
 from chronoedit_sim.sources.base import FrameRef, InputError
+from helpers import older_toolkit_hash
 
 SCENARIO = """name: relight
 domain: driving
@@ -148,3 +149,25 @@ def test_where_a_node_keeps_its_caches_is_not_part_of_the_config_hash(tmp_path):
     assert content_hash(caches, []) == base
     assert config_changes({"config": to_dict(config()), "input_path": str(tmp_path)}, caches, []) == []
     assert content_hash(config("seed=9"), []) != base and content_hash(config("input.stride=2"), []) != base
+
+
+def test_a_dataset_made_before_a_config_key_existed_resumes_while_the_key_holds_its_default(tmp_path):
+    from chronoedit_sim.config import to_dict
+    from chronoedit_sim.runtime.output import OutputConflict, check_plan, config_changes
+    from chronoedit_sim.runtime.plan import RunPlan, content_hash
+
+    def plan(*overrides):
+        cfg = ConfigLoader(["model=tiny", f"input.path={tmp_path}", *overrides]).build()
+        return RunPlan(cfg=cfg, scenarios=[], settings={}, config_hash=content_hash(cfg, []))
+
+    recorded = to_dict(plan().cfg)
+    del recorded["input"]["stride"], recorded["model"]["step_cache"]  # keys the older toolkit lacked
+    previous = {"config": recorded, "input_path": str(tmp_path),
+                "config_hash": older_toolkit_hash(recorded, str(tmp_path), [])}
+    assert previous["config_hash"] != plan().config_hash  # what refused such a resume before
+    check_plan(tmp_path, previous, plan())  # resumes
+    assert config_changes(previous, plan().cfg, []) == []
+    with pytest.raises(OutputConflict, match=r"different config or scenarios \(input.stride None -> 2; config hash"):
+        check_plan(tmp_path, previous, plan("input.stride=2"))  # a new key set otherwise changes the rows
+    with pytest.raises(OutputConflict, match=r"\(seed 0 -> 9; config hash"):
+        check_plan(tmp_path, previous, plan("seed=9"))

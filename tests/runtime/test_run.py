@@ -19,7 +19,7 @@ from PIL import Image
 from chronoedit_sim.dataset.schema import SCHEMA
 from chronoedit_sim.runtime.run import OutputConflict, run
 from chronoedit_sim.stages.base import Resources, Stage
-from helpers import read_stage_rows
+from helpers import older_toolkit_hash, read_stage_rows
 from verify_helpers import assert_whole
 
 pytestmark = pytest.mark.ray
@@ -166,6 +166,17 @@ def test_rerun_resumes_and_refuses_a_different_config(ray_session, run_overrides
     assert run(*args, run_overrides, quiet=True, echo=lines.append) == 0
     assert "written 0 this run (2 resumed-skipped)" in lines[-1]
     assert read_rows(out).num_rows == first.num_rows == 2
+    # made by a toolkit before input.stride existed: resumes while the key holds its default, and the next
+    # run.json records this toolkit's hash
+    manifest = json.loads((out / "run.json").read_text())
+    hash_now = manifest["config_hash"]
+    del manifest["config"]["input"]["stride"]
+    manifest["config_hash"] = older_toolkit_hash(manifest["config"], manifest["input_path"],
+                                                 [s["sha256"] for s in manifest["scenarios"]])
+    (out / "run.json").write_text(json.dumps(manifest))
+    assert run(*args, run_overrides, quiet=True, echo=lines.append) == 0
+    assert "written 0 this run (2 resumed-skipped)" in lines[-1]
+    assert json.loads((out / "run.json").read_text())["config_hash"] == hash_now
     with pytest.raises(OutputConflict, match="different config or scenarios"):
         run(*args, [*run_overrides, "seed=9"], quiet=True, echo=lambda *_: None)
     assert run(*args, [*run_overrides, "seed=9"], overwrite=True, quiet=True, echo=lambda *_: None) == 0
