@@ -83,14 +83,10 @@ def enhance_stage(ctx: BuildContext) -> Stage | None:
     return EnhanceStage(ctx.vlm, cfg.enhance, ctx.state_dir, Resources(cpus=None), max_pixels=cfg.input.max_pixels, min_side=cfg.input.min_side)
 
 
-def _backends(ctx: BuildContext) -> set[str]:
-    return {s.backend for s in ctx.plan.settings.values()}
-
-
 def corrupt_stage(ctx: BuildContext) -> Stage | None:
     """The weight-free corruption backend as CPU tasks, before the GPU editor (which passes its rows through):
     a run of corruptions only starts no actor and loads no model."""
-    if "corruption" not in _backends(ctx):
+    if "corruption" not in ctx.plan.backends:
         return None
     rt = ctx.plan.cfg.runtime
     return EditStage(ctx.plan.cfg.model, ctx.plan.settings, Resources(cpus=None), rt.batch_size,
@@ -100,7 +96,7 @@ def corrupt_stage(ctx: BuildContext) -> Stage | None:
 def edit_stage(ctx: BuildContext) -> Stage | None:
     """One editor per GPU by default, each taking what the scorer leaves of its GPU (Ray's fractions
     are accounting: the editor still sees the whole device). None when every edit is a CPU backend's."""
-    if all(runs_on_cpu(b) for b in _backends(ctx)):
+    if all(runs_on_cpu(b) for b in ctx.plan.backends):
         return None
     rt, gpus_in_cluster = ctx.plan.cfg.runtime, ctx.cluster.gpus
     if rt.gpus_per_actor is not None:

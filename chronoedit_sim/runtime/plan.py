@@ -53,6 +53,11 @@ class RunPlan:
     taxonomy: str | None = None
 
     @property
+    def backends(self) -> set[str]:
+        """The backends the plan's edits name (model.backend or a scenario's `backend:`)."""
+        return {s.backend for s in self.settings.values()}
+
+    @property
     def jobs_per_frame(self) -> int:
         return sum(e.samples for s in self.scenarios for e in s.edits)
 

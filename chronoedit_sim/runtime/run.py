@@ -124,7 +124,12 @@ def _dry_run(out: Path, loader: ConfigLoader, scenario_files: list[str], overwri
     for line in [*(notes if previous else []), *describe(plan)]:
         echo(line)
     rt = plan.cfg.runtime
+    where = f"address={rt.address or 'local private instance'}"
+    if plan.backends <= set(CPU_BACKENDS):  # pipeline.edit_stage starts no actor then
+        echo(f"ray: no edit actor: every edit is a CPU backend's ({', '.join(sorted(plan.backends))}), run as "
+             f"tasks; {where}")
+        return 0
     gpus = rt.gpus_per_actor if rt.gpus_per_actor is not None else "1 per GPU in the cluster (0 without GPUs)"
     echo(f"ray: {rt.num_actors or 'one per GPU (1 without GPUs)'} edit actor(s), each cpus={rt.cpus_per_actor} "
-         f"gpus={gpus}; address={rt.address or 'local private instance'}")
+         f"gpus={gpus}; {where}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from chronoedit_sim.config import ConfigError, ConfigLoader, load_config
 from chronoedit_sim.engine import backends
@@ -137,8 +138,6 @@ def _stages(scenarios, overrides, tmp_path):
     from chronoedit_sim.runtime.plan import make_plan
 
     (tmp_path / "in").mkdir(exist_ok=True)
-    from PIL import Image
-
     Image.new("RGB", (32, 16)).save(tmp_path / "in" / "a.png")
     plan = make_plan(ConfigLoader([*overrides, f"input.path={tmp_path / 'in'}", "scoring.clip.enabled=false"]),
                      [str(s) for s in scenarios])
@@ -156,6 +155,25 @@ def test_a_corruption_run_has_no_gpu_actor_and_a_mixed_run_edits_corruptions_in_
     names = [s[0] for s in mixed]
     assert names.index("corrupt") < names.index("edit")
     assert ("corrupt", 0, 0.0, "corruption") in mixed and ("edit", 1, 1.0, "chronoedit") in mixed
+
+
+def test_a_dry_run_of_corruptions_only_says_no_edit_actor_starts(tmp_path, one_edit_scenario):
+    from chronoedit_sim.runtime.run import run
+
+    corruptions = tmp_path / "mini_c.yaml"
+    corruptions.write_text(CORRUPTION_SCENARIO)
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (32, 16)).save(tmp_path / "in" / "a.png")
+
+    def ray_line(scenarios):
+        lines = []
+        assert run([str(s) for s in scenarios], str(tmp_path / "in"), str(tmp_path / "out"),
+                   ["model.path=/nowhere"], dry_run=True, echo=lines.append) == 0
+        return lines[-1]
+
+    assert ray_line([corruptions]) == ("ray: no edit actor: every edit is a CPU backend's (corruption), run as "
+                                       "tasks; address=local private instance")
+    assert ray_line([one_edit_scenario, corruptions]).startswith("ray: one per GPU (1 without GPUs) edit actor(s)")
 
 
 def test_the_edit_stage_edits_its_backends_rows_and_passes_the_others_through(frame):
