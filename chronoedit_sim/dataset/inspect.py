@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from .. import storage
 from .manifest import read_manifest
+from .schema import fill_later, readable_columns
 from .sink import DATA, damage_notes
 from .stats import tally_dataset
 
 
-def _random_weights(shards: list[Path]) -> tuple[bool, bool, bool]:
-    """(edit model random, CLIP random, VLM random) over every row."""
-    table = storage.parquet_dataset(shards).to_table(
-        columns=["random_weights", "scorer", "enhancer", "judge"])
-    edits = any(table["random_weights"].to_pylist())
+def _random_weights(shards: list[Path]) -> tuple[dict[bool, Counter], bool, bool]:
+    """(rows by backend with a random edit model or not, CLIP random, VLM random) over every row."""
+    data = storage.parquet_dataset(shards)
+    table = data.to_table(columns=readable_columns(["random_weights", "backend", "scorer", "enhancer", "judge"],
+                                                   data.schema.names))
+    edits = {True: Counter(), False: Counter()}
+    for row in fill_later(table.select(readable_columns(["random_weights", "backend"], table.schema.names))
+                          .to_pylist()):
+        edits[bool(row["random_weights"])][row["backend"]] += 1
 
     def random(column: str) -> bool:
         return any('"random_weights": true' in (s or "") for s in table[column].to_pylist())
@@ -26,8 +32,6 @@ def _random_weights(shards: list[Path]) -> tuple[bool, bool, bool]:
 
 def _ground_truth(shards: list[Path]) -> str | None:
     """One line on the `annotations` column: boxes, what the edits inserted and removed, boxes per label."""
-    from collections import Counter
-
     table = storage.parquet_dataset(shards).to_table(columns=["annotations"])
     anns = [a for row in table["annotations"].to_pylist() for a in row or []]
     if not anns:
@@ -50,9 +54,12 @@ def summarize(out: Path) -> list[str]:
     c = tally.counts
     lines = [f"{out}: {c['written']} rows ({len(shards)} dataset shard(s), {size / 2**20:.1f} MiB)",
              f"kept {c['kept']}, rejected {c['rejected']}, failed {c['failed']}"]
-    random_edits, random_scores, random_vlm = _random_weights(readable)
-    if random_edits:
-        lines.append("NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise")
+    edits, random_scores, random_vlm = _random_weights(readable)
+    if edits[True]:
+        # in a run that mixes backends the weight-free ones' rows (corruptions) are real pixels: said so
+        others = (f" (rows of {', '.join(f'{b}: {n}' for b, n in edits[True].items())}; not those of "
+                  f"{', '.join(f'{b}: {n}' for b, n in edits[False].items())})" if edits[False] else "")
+        lines.append(f"NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise{others}")
     if random_scores:
         lines.append("NOTE: scores from a RANDOM-WEIGHT CLIP: they mean nothing")
     if random_vlm:

@@ -73,7 +73,9 @@ def test_a_dataset_of_schema_6_without_the_backend_column_is_read_as_chronoedits
         pq.write_table(pq.read_table(shard).drop_columns(["backend"]), shard)
     write_manifest(dataset, {**read_manifest(dataset), "schema_version": "6"})
     assert main(["inspect", str(dataset)]) == 0
-    assert "by backend: chronoedit 4 rows (kept " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "by backend: chronoedit 4 rows (kept " in printed
+    assert "NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise\n" in printed
     assert main(["report", str(dataset)]) == 0
     assert "<td>chronoedit</td><td>4</td>" in (dataset / "report" / "index.html").read_text()
     spec = write_oracle(tmp_path / "oracle.py", dataset)
@@ -89,3 +91,24 @@ def test_a_dataset_of_schema_6_without_the_backend_column_is_read_as_chronoedits
     assert len(every) == 4 and sorted(where("backend=chronoedit")) == sorted(every)
     assert where("backend=corruption") == [] and where("backend=null") == [] and where("backend!=chronoedit") == []
     assert where("backend!=corruption,outcome=kept") == where("outcome=kept") != []
+
+
+def test_inspect_says_which_backends_rows_come_from_a_random_model(scored_dataset, tmp_path):
+    """In a run that mixes the tiny editor with corruptions, the corruptions' rows are real pixels."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from chronoedit_sim.dataset.inspect import summarize
+
+    dataset = tmp_path / "mixed"
+    shutil.copytree(scored_dataset, dataset, ignore=shutil.ignore_patterns("report"))
+    shard = sorted((dataset / "data").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    corrupted = [i < 1 for i in range(table.num_rows)]  # the shard's first row as if a corruption's
+    backends = ["corruption" if c else b for c, b in zip(corrupted, table["backend"].to_pylist())]
+    for name, values in (("backend", backends), ("random_weights", [not c for c in corrupted])):
+        table = table.set_column(table.schema.get_field_index(name), table.schema.field(name),
+                                 pa.array(values, table.schema.field(name).type))
+    pq.write_table(table, shard)
+    assert ("NOTE: rows from a RANDOM-WEIGHT model (tiny checkpoint): the edits are noise (rows of chronoedit: 3; "
+            "not those of corruption: 1)") in summarize(dataset)
