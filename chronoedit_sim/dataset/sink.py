@@ -140,9 +140,15 @@ def resume_index(out: Path, shards: list[Path] | None = None) -> JobIndex:
     return JobIndex(np.concatenate(found) if found else None)
 
 
+def leftover_manifests(out: Path) -> list[Path]:
+    """Temporary run.json files of a writer killed while writing it (atomic_write's names)."""
+    return list(storage.path(out).glob(".run.json.*.tmp")) if not storage.is_remote(out) else []
+
+
 def remove_partial_shards(out: Path) -> int:
     """Delete temporary files a crashed run left behind (never visible to readers); returns the count."""
-    leftovers = list(data_dir(out, DATA).glob(".*.tmp")) + list(data_dir(out, REJECTED).glob(".*.tmp"))
+    leftovers = [*data_dir(out, DATA).glob(".*.tmp"), *data_dir(out, REJECTED).glob(".*.tmp"),
+                 *leftover_manifests(out)]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return len(leftovers)
@@ -180,12 +186,14 @@ def atomic_write(path: Path, write, before_rename=None) -> None:
             before_rename(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as exc:
+    except BaseException as exc:  # an interrupt too: a leftover beside run.json would stay for good
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # the next run removes it: hidden, never read
-        raise _write_failed(path.parent, exc) from exc
+        if isinstance(exc, OSError):
+            raise _write_failed(path.parent, exc) from exc
+        raise
 
 
 def _put_whole(path, write, before_rename) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from .. import storage
 from ..dataset.lock import lock_path
-from ..dataset.manifest import read_manifest
+from ..dataset.manifest import FORMAT, read_manifest
 from ..config import Config, to_dict
-from ..dataset.sink import STATE, SinkWriteError, atomic_write_bytes, quarantine, readable_shards
+from ..dataset.sink import (STATE, SinkWriteError, atomic_write_bytes, leftover_manifests, quarantine,
+                            readable_shards)
 from ..errors import UserError
 from .plan import content_config, content_hash
 
@@ -40,11 +41,21 @@ def previous_manifest(out: Path, overwrite: bool) -> dict | None:
     nearest = out if storage.is_remote(out) else next(p for p in (out, *out.parents) if p.exists())
     if nearest.exists() and not nearest.is_dir():
         raise OutputConflict(f"{out}: {nearest} is a file, not a folder; choose another --output")
-    # a folder holding only _state is a dataset whose first writer has not written run.json yet
-    if out.exists() and any(p.name != STATE for p in out.iterdir()) and read_manifest(out) is None:
+    # a folder holding only _state (and a run.json being written when its writer died) is a dataset whose
+    # first writer has not written run.json yet
+    ours = {STATE, *(p.name for p in leftover_manifests(out))}
+    try:
+        manifest = read_manifest(out) if out.exists() else None
+    except ValueError:  # ours are written whole (atomic_write): a run.json that is not JSON is someone else's
+        raise OutputConflict(f"{out}: its run.json is not JSON: not a chronoedit-sim dataset; choose another "
+                             "--output") from None
+    if out.exists() and any(p.name not in ours for p in out.iterdir()) and manifest is None:
         raise OutputConflict(f"{out}: exists, is not empty and has no run.json: not a chronoedit-sim dataset; "
                              "choose another --output")
-    return None if overwrite else read_manifest(out)
+    if manifest is not None and manifest.get("schema") != FORMAT:
+        raise OutputConflict(f"{out}: its run.json is not a chronoedit-sim dataset's (schema "
+                             f"{manifest.get('schema')!r}, not {FORMAT!r}); choose another --output")
+    return None if overwrite else manifest
 
 
 def check_compatible(out: Path, previous: dict | None, config_hash: str, what: str, changes: list[str] = (),
@@ -52,7 +63,7 @@ def check_compatible(out: Path, previous: dict | None, config_hash: str, what: s
     """Refuse to resume a dataset made with `what` (e.g. "a different config"), told by its config hash;
     `changes` names what differs (config_changes). `as_recorded`: the hash the toolkit that made the dataset
     would give this config (plan.content_hash with `recorded`), so that keys added since do not refuse it."""
-    if previous and previous.get("config_hash") not in (config_hash, as_recorded):
+    if previous and previous.get("config_hash") not in {config_hash, as_recorded} - {None}:
         said = f"{', '.join(changes[:8])}{' ...' if len(changes) > 8 else ''}; " if changes else ""
         raise OutputConflict(f"{out}: the output was made with {what} ({said}config hash "
                              f"{previous.get('config_hash')} != {config_hash}); use another --output or --overwrite")

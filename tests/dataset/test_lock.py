@@ -123,3 +123,41 @@ def test_a_folder_with_only_a_lock_is_a_dataset_being_started_not_a_foreign_fold
     (out / "notes.txt").write_text("mine")
     with pytest.raises(output.OutputConflict, match="not a chronoedit-sim dataset"):
         output.previous_manifest(out, overwrite=False)
+
+
+@pytest.mark.parametrize("text", ['{"experiment": "lr sweep", "config_hash": null}', "epoch 3: loss 0.1"])
+def test_a_folder_with_another_tools_run_json_is_neither_resumed_into_nor_overwritten(tmp_path, text):
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "run.json").write_text(text)
+    (out / "checkpoint.pt").write_bytes(b"weeks of training")
+    for overwrite in (False, True):
+        with pytest.raises(output.OutputConflict, match=r"its run.json is not (a chronoedit-sim dataset's \(schema "
+                                                        r"None|JSON)"):
+            output.previous_manifest(out, overwrite=overwrite)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "run.json"]
+    # and a recorded config hash that is missing matches nothing
+    with pytest.raises(output.OutputConflict, match=r"config hash None != abc"):
+        output.check_compatible(out, {"schema": "chronoedit-sim/run@1"}, "abc", "other thresholds or CLIP")
+
+
+def test_a_writer_stopped_while_writing_the_first_run_json_leaves_a_dataset_that_resumes(tmp_path):
+    from chronoedit_sim.dataset.manifest import write_manifest
+    from chronoedit_sim.dataset.sink import atomic_write, remove_partial_shards
+
+    out = tmp_path / "out"
+    with OutputLock(out):
+        pass
+
+    def interrupted(fh):
+        fh.write(b"{")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(out / "run.json", interrupted)
+    assert sorted(p.name for p in out.iterdir()) == ["_state"]  # Ctrl-C: the temporary file went with it
+    (out / ".run.json.0a1b2c3d.tmp").write_bytes(b'{"sche')  # kill -9: nothing ran to remove it
+    assert output.previous_manifest(out, overwrite=False) is None  # was: "not a chronoedit-sim dataset", forever
+    assert remove_partial_shards(out) == 1 and sorted(p.name for p in out.iterdir()) == ["_state"]
+    write_manifest(out, {"schema": "chronoedit-sim/run@1", "config_hash": "abc"})
+    assert output.previous_manifest(out, overwrite=False)["config_hash"] == "abc"
