@@ -5,7 +5,7 @@ decoded once, scored by the same score stage as a run, and written to NEW_DIR wi
 rules (atomic shards, resume by job_id, refusal of a different config, one writer per output)
 through the same output, settings and manifest code. DIR is only read: its damaged shards are
 named and skipped. Rows DIR kept out of data/
-(filter.write_rejected=false) have no images and cannot be rescored.
+(filter.write_rejected=false) have no images and cannot be rescored: they are counted, said and left out.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..dataset.encode import decode_rgb, stored_trajectory
 from ..dataset.lock import OutputLock
 from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
 from ..dataset.schema import SCHEMA_VERSION, finish_row
-from ..dataset.sink import DatasetWriter, damage_notes, resume_index
+from ..dataset.sink import REJECTED, DatasetWriter, damage_notes, resume_index
 from ..dataset.stats import RunCounts
 from ..errors import UserError
 from ..scenario import edit_settings, parse_scenario, settings_key
@@ -81,6 +81,12 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
         shards, notes = damage_notes(src)  # DIR is only read: damaged shards are named and skipped, never moved
         for note in notes:
             echo(f"{src}: {note}")
+        # rejected/ holds records without images (filter.write_rejected=false): nothing to score them on
+        records = sum(storage.parquet(s).metadata.num_rows for s in shards if s.parent.name == REJECTED)
+        shards = [s for s in shards if s.parent.name != REJECTED]
+        if records:
+            echo(f"{src}: {records} rejected row(s) were kept without images (filter.write_rejected=false): "
+                 "not rescored")
         total = sum(storage.parquet(s).metadata.num_rows for s in shards)
         run_id = f"rescore-{time.strftime('%Y%m%dT%H%M%S')}"
         manifest = start_manifest(out, previous, cfg, config_hash, scenarios, run_id, settings,

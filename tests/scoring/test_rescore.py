@@ -74,6 +74,11 @@ def test_write_rejected_false_keeps_rejected_rows_out_of_data_but_counted_and_re
     lines = []
     assert rescore(*args, quiet=True, echo=lines.append) == 0
     assert "written 0 this run (4 resumed-skipped)" in lines[-1]
+    # those records have no images to score: rescoring them again says so (was: a TypeError on every try)
+    lines = []
+    assert rescore(str(out), str(tmp_path / "again"), [], quiet=True, echo=lines.append) == 0
+    assert f"{out}: 4 rejected row(s) were kept without images (filter.write_rejected=false): not rescored" in lines
+    assert not list((tmp_path / "again" / "data").glob("*.parquet"))
 
 
 def test_rescoring_refuses_other_thresholds_into_the_same_output(dataset, tmp_path):
