@@ -51,6 +51,9 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
         plan = make_plan(loader, scenario_files, done)
         output.check_plan(out, previous, plan)
         output.check_weights(out, previous, weights)
+        # what this run could not check (a cluster's workers hold the weights) stays as recorded, so a later
+        # local resume still compares with the weights the rows were made with
+        weights = {**((previous or {}).get("weights") or {}), **weights}
         output.prepare(out, overwrite)
         if digests:
             output.write_digests(out, digests)

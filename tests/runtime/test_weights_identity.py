@@ -64,6 +64,9 @@ def test_a_resume_with_other_weights_is_refused_naming_the_component(no_pipeline
     assert {"editor transformer", "editor vae", "editor text_encoder", "CLIP"} <= set(weights)
     assert (out / "_state" / "weights.json").exists()  # the digests, for the next run
     assert run_module.run(*args, overrides, quiet=True, echo=lambda *_: None) == 0  # same weights: resumes
+    # a resume on a cluster checks no weights on the driver, and keeps the record for the next local one
+    assert run_module.run(*args, [*overrides, "runtime.address=auto"], quiet=True, echo=lambda *_: None) == 0
+    assert json.loads((out / "run.json").read_text())["weights"] == weights
     swap_transformer(model_copy, tmp_path)
     with pytest.raises(OutputConflict, match=r"the weights changed since the output was made: editor transformer "
                                              r"\(same paths, other files\)"):
