@@ -132,11 +132,16 @@ def quarantined(out: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
-def resume_index(out: Path, shards: list[Path] | None = None) -> JobIndex:
+def resume_index(out: Path, shards: list[Path] | None = None, on_damaged=_warn_damaged) -> JobIndex:
     """The jobs already in complete shards, as 64-bit hashes read from the job_id columns: a rerun skips them
-    before any model work."""
-    found = [column_hashes(storage.read_table(shard, columns=["job_id"]).column("job_id"))
-             for shard in (readable_shards(out) if shards is None else shards)]
+    before any model work. A shard whose footer reads but whose job ids do not (damage inside the file) goes
+    to on_damaged(path, reason) like one whose footer does not, and its jobs count as not done."""
+    found = []
+    for shard in readable_shards(out, on_damaged) if shards is None else shards:
+        try:
+            found.append(column_hashes(storage.read_table(shard, columns=["job_id"]).column("job_id")))
+        except READ_ERRORS as exc:
+            on_damaged(shard, read_error(exc))
     return JobIndex(np.concatenate(found) if found else None)
 
 

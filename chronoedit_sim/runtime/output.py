@@ -16,8 +16,9 @@ from .. import storage
 from ..dataset.lock import lock_path
 from ..dataset.manifest import FORMAT, read_manifest
 from ..config import Config, to_dict
+from ..dataset.jobindex import JobIndex
 from ..dataset.sink import (STATE, SinkWriteError, atomic_write_bytes, leftover_manifests, quarantine,
-                            readable_shards)
+                            readable_shards, resume_index)
 from ..errors import UserError
 from .plan import content_config, content_hash
 
@@ -143,16 +144,16 @@ def prepare(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def writer_shards(out: Path, echo) -> list[Path]:
-    """The writer's (lock held) listing of OUT's readable shards: a damaged one is moved to the
-    quarantine with a notice, so its jobs leave the resume index and are done again."""
+def writer_index(out: Path, echo) -> JobIndex:
+    """The writer's (lock held) resume index of OUT: a shard that cannot be read (its footer or its job ids)
+    is moved to the quarantine with a notice, so its jobs leave the index and are done again."""
 
     def move(shard: Path, reason: str) -> None:
         dest = quarantine(out, shard)
         echo(f"notice: {shard.relative_to(out)} cannot be read ({reason}): moved to {dest.relative_to(out)}; "
              "its jobs will be done again")
 
-    return readable_shards(out, on_damaged=move)
+    return resume_index(out, on_damaged=move)
 
 
 @contextmanager

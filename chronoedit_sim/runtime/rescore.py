@@ -21,7 +21,7 @@ from ..dataset.encode import decode_rgb, stored_trajectory
 from ..dataset.lock import OutputLock
 from ..dataset.manifest import finish_manifest, read_manifest, start_manifest
 from ..dataset.schema import SCHEMA_VERSION, finish_row
-from ..dataset.sink import REJECTED, DatasetWriter, damage_notes, resume_index
+from ..dataset.sink import REJECTED, DatasetWriter, damage_notes
 from ..dataset.stats import RunCounts
 from ..errors import UserError
 from ..scenario import edit_settings, parse_scenario, settings_key
@@ -77,7 +77,7 @@ def rescore(source: str, output_dir: str, overrides: list[str], *, config_files=
 
             resolve_vlm_root(cfg.vlm)
         output.prepare(out, overwrite)
-        done = resume_index(out, output.writer_shards(out, echo)) if previous else set()
+        done = output.writer_index(out, echo) if previous else set()
         shards, notes = damage_notes(src)  # DIR is only read: damaged shards are named and skipped, never moved
         for note in notes:
             echo(f"{src}: {note}")

@@ -47,7 +47,7 @@ def run(scenario_files: list[str], input_path: str, output_dir: str, overrides: 
     # one writer per output; a failed write ends the run with what is safe and how to resume (exit 4)
     with output.write_errors(out), OutputLock(out, echo=echo):
         previous = output.previous_manifest(out, overwrite)  # read again under the lock: nobody changes it now
-        done = resume_index(out, output.writer_shards(out, echo)) if previous else None
+        done = output.writer_index(out, echo) if previous else None
         plan = make_plan(loader, scenario_files, done)
         output.check_plan(out, previous, plan)
         output.check_weights(out, previous, weights)

@@ -37,14 +37,14 @@ def test_the_writer_moves_a_damaged_shard_to_the_quarantine_with_a_notice(damage
     out, bad = damaged
     before = hashlib.sha256(bad.read_bytes()).hexdigest()
     notices = []
-    good = output.writer_shards(out, notices.append)
+    assert output.writer_index(out, notices.append) == JobIndex.of(["job0", "job2"])
     moved = out / "_state" / "quarantine" / "data" / bad.name
-    assert len(good) == 2 and not bad.exists()
+    assert not bad.exists()
     assert hashlib.sha256(moved.read_bytes()).hexdigest() == before  # moved, never deleted or rewritten
     assert notices == [f"notice: data/{bad.name} cannot be read (Parquet magic bytes not found in footer. Either "
                        "the file is corrupted or this is not a parquet file.): moved to "
                        f"_state/quarantine/data/{bad.name}; its jobs will be done again"]
-    assert set(all_shards(out)) == set(good)  # the glob readers use no longer sees it
+    assert len(all_shards(out)) == 2  # the glob readers use no longer sees it
 
 
 def test_inspect_skips_damaged_and_quarantined_shards_and_says_so(damaged):
@@ -53,7 +53,7 @@ def test_inspect_skips_damaged_and_quarantined_shards_and_says_so(damaged):
     assert lines[0].startswith(f"{out}: 2 rows (2 dataset shard(s)")
     assert any(line.startswith(f"NOTE: skipped damaged shard data/{bad.name} (Parquet magic bytes") and
                "the next run into this output moves it to _state/quarantine/" in line for line in lines)
-    output.writer_shards(out, lambda *_: None)
+    output.writer_index(out, lambda *_: None)
     lines = summarize(out)
     assert lines[0].startswith(f"{out}: 2 rows")
     assert f"NOTE: skipped quarantined shard _state/quarantine/data/{bad.name} (unreadable; kept for inspection)" \
@@ -63,8 +63,29 @@ def test_inspect_skips_damaged_and_quarantined_shards_and_says_so(damaged):
 def test_a_second_damaged_shard_of_the_same_name_does_not_overwrite_the_first(damaged):
     out, bad = damaged
     copy = bad.read_bytes()
-    output.writer_shards(out, lambda *_: None)
+    output.writer_index(out, lambda *_: None)
     bad.write_bytes(copy)  # the same damaged file comes back (a second failed copy)
-    output.writer_shards(out, lambda *_: None)
+    output.writer_index(out, lambda *_: None)
     names = sorted(p.name for p in (out / "_state" / "quarantine" / "data").iterdir())
     assert names == sorted([bad.name, f"{bad.stem}.1.parquet"])
+
+
+def test_a_shard_damaged_inside_its_job_ids_is_quarantined_by_the_writer_and_its_jobs_done_again(tmp_path):
+    """The footer reads, so the listing keeps it; reading its job ids fails (was: every resume failed there)."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    shards = write_dataset(out, 3)
+    bad = shards[1]
+    column = next(c for c in (pq.ParquetFile(bad).metadata.row_group(0).column(j)
+                              for j in range(pq.ParquetFile(bad).metadata.num_columns)) if c.path_in_schema == "job_id")
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(bad.read_bytes())
+    data[start + 20:start + column.total_compressed_size] = bytes(column.total_compressed_size - 20)  # a hole
+    bad.write_bytes(bytes(data))
+    assert bad in readable_shards(out)  # the footer reads
+    notices = []
+    assert output.writer_index(out, notices.append) == JobIndex.of(["job0", "job2"])
+    assert not bad.exists() and (out / "_state" / "quarantine" / "data" / bad.name).exists()
+    assert len(notices) == 1 and notices[0].startswith(f"notice: data/{bad.name} cannot be read (")
+    assert output.writer_index(out, notices.append) == JobIndex.of(["job0", "job2"]) and len(notices) == 1

@@ -79,7 +79,7 @@ def test_shards_are_bounded_atomic_and_indexed(tmp_path):
     assert not list((tmp_path / "data").glob(".*"))  # no temporary file left
 
 
-def test_a_crash_before_rename_leaves_only_a_hidden_tmp_that_the_next_run_removes(tmp_path):
+def test_a_crash_before_rename_leaves_at_most_a_hidden_tmp_that_the_next_run_removes(tmp_path):
     class Crash(Exception):
         pass
 
@@ -90,8 +90,12 @@ def test_a_crash_before_rename_leaves_only_a_hidden_tmp_that_the_next_run_remove
     writer = ShardWriter(tmp_path, OutputConfig(shard_max_rows=1), before_rename=before_rename)
     with pytest.raises(Crash):
         writer.add(row())
+    # an exception (Ctrl-C included) takes the temporary file with it
     assert complete_shards(tmp_path) == [] and len(resume_index(tmp_path)) == 0
-    assert len(list((tmp_path / "data").glob(".*.tmp"))) == 1
+    assert not list((tmp_path / "data").iterdir())
+    # a kill -9 leaves it (the slow driver-kill test does it for real): hidden, and removed by the next run
+    (tmp_path / "data" / ".part-x.parquet.0a1b2c3d.tmp").write_bytes(b"complete but never renamed")
+    assert complete_shards(tmp_path) == [] and len(resume_index(tmp_path)) == 0
     assert remove_partial_shards(tmp_path) == 1 and not list((tmp_path / "data").iterdir())
 
 

@@ -93,7 +93,7 @@ def test_an_image_that_does_not_decode_is_found_only_with_images(whole):
 def test_leftovers_and_quarantined_shards_are_notes_not_problems(whole):
     bad = write_dataset(whole, 1, start=3)[0]
     truncate(bad)
-    output.writer_shards(whole, lambda *_: None)  # as a run does: quarantined, its job to be done again
+    output.writer_index(whole, lambda *_: None)  # as a run does: quarantined, its job to be done again
     (whole / "data" / ".part-x.parquet.1234abcd.tmp").write_bytes(b"half")
     (whole / "_state" / "inflight").mkdir()
     (whole / "_state" / "inflight" / "host-4242").write_text("edit\njob7")  # a worker that died
