@@ -70,6 +70,12 @@ def check_compatible(out: Path, previous: dict | None, config_hash: str, what: s
                              f"{previous.get('config_hash')} != {config_hash}); use another --output or --overwrite")
 
 
+# keys of the unhashed sections that still decide a row's bytes: source_format says whether source_image is the
+# frame the run edited (png) or a lossy copy of it (reproduce reads it from run.json). Checked apart from the
+# hash, which datasets made before this check would no longer match.
+STORED_KEYS = ("output.source_format",)
+
+
 def check_plan(out: Path, previous: dict | None, plan) -> None:
     """Refuse to resume a dataset made with another config or other scenarios than the plan's (a RunPlan),
     naming what changed."""
@@ -77,6 +83,11 @@ def check_plan(out: Path, previous: dict | None, plan) -> None:
         check_compatible(out, previous, plan.config_hash, "a different config or scenarios",
                          config_changes(previous, plan.cfg, plan.scenarios),
                          content_hash(plan.cfg, plan.scenarios, previous.get("config") or {}))
+        old, new = _flat(previous.get("config") or {}), _flat(to_dict(plan.cfg))
+        stored = [f"{key} {old[key]!r} -> {new[key]!r}" for key in STORED_KEYS if old.get(key, new[key]) != new[key]]
+        if stored:
+            raise OutputConflict(f"{out}: the output stores its rows otherwise ({', '.join(stored)}); use another "
+                                 "--output or --overwrite")
 
 
 def _flat(data, prefix: str = "") -> dict:

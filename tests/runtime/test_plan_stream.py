@@ -171,3 +171,7 @@ def test_a_dataset_made_before_a_config_key_existed_resumes_while_the_key_holds_
         check_plan(tmp_path, previous, plan("input.stride=2"))  # a new key set otherwise changes the rows
     with pytest.raises(OutputConflict, match=r"\(seed 0 -> 9; config hash"):
         check_plan(tmp_path, previous, plan("seed=9"))
+    # outside the hash but deciding what source_image holds (the edited frame, or a lossy copy of it)
+    with pytest.raises(OutputConflict, match=r"stores its rows otherwise \(output.source_format 'png' -> 'jpeg'\)"):
+        check_plan(tmp_path, previous, plan("output.source_format=jpeg"))
+    check_plan(tmp_path, previous, plan("output.shard_max_rows=7"))  # layout only
