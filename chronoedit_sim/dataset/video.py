@@ -20,15 +20,16 @@ Two kinds of stream:
   for bit (any size). FFmpeg-based decoders (PyAV, torchcodec, decord) read it; browsers
   and most hardware players do not.
 
-The bytes are deterministic for the same frames, settings, `threads` and library
-versions (x264 itself is deterministic; the MP4 muxer writes no timestamps). A
-different `threads` changes how x264 splits its work, so it gives different (equally
-valid) bytes; the default is one thread, as one Ray CPU gives, and with more than one
-thread the bytes may differ from one encode to the next. Frames narrower than about
-128 px are not deterministic either, measured 2026-12-05 (x264 165, FFmpeg 8): 256 rows by
-64 or 96 columns encoded to other bytes in about one process in four (a first key frame of
-1,397 bytes instead of 1,365, pixels up to 11 levels apart), while 160 and 192 columns
-never did in 100 encodes; cause not found (x264 reading memory it did not write, likely).
+The bytes are deterministic for the same frames, settings, `threads`, library versions
+and CPU features (the MP4 muxer writes no timestamps). A different `threads` changes how
+x264 splits its work, so it gives different (equally valid) bytes; the default is one
+thread, as one Ray CPU gives. x264's AVX-512 code is not deterministic: with the same
+frames it gave other bytes whenever the process's heap held other data (measured
+2026-12-05, x264 165 in PyAV 18's FFmpeg 8, on a CPU with AVX-512: 7 variants in 25
+encodes of a 17-frame 832x480 clip, 15 in 40 at 160x96, pixels up to 11 levels apart;
+none with `mbtree=0`, `asm=0` or AVX-512 left out, so its macroblock-tree path reads
+memory it did not write). On such CPUs x264 is given every feature but AVX-512
+(X264_CPU): measured as fast (0.26 s for that clip either way) and deterministic.
 
 Hugging Face features: the column is declared as a plain struct (HF_FEATURE), not as
 `datasets.Video`. datasets 5.x's Video decodes only through torchcodec, which needs a
@@ -42,6 +43,7 @@ feature from the Arrow type alone (it would declare the MP4 an Image).
 
 from __future__ import annotations
 
+import functools
 import io
 from fractions import Fraction
 
@@ -61,6 +63,23 @@ COLOURS = {"bt709": lambda cs: cs.ITU709, "bt601-untagged": lambda cs: cs.ITU601
 # AVCOL_SPC / AVCOL_PRI / AVCOL_TRC_BT709 = 1, AVCOL_RANGE_MPEG = 1
 _BT709 = 1
 _RANGE_MPEG = 1
+
+
+# x264's names of the features every x86 CPU with AVX-512 also has: what it is given there instead of its own
+# detection, which adds AVX-512 (see the module docstring); never where AVX-512 is absent, since x264 uses what
+# it is given without checking the CPU has it
+_BELOW_AVX512 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,LZCNT,AVX,FMA3,BMI1,BMI2,AVX2,Cache64"
+
+
+@functools.cache
+def x264_cpu() -> dict[str, str]:
+    """The x264 options that keep its output deterministic on this CPU: {} unless it has AVX-512."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:  # not Linux: no x86 CPU with AVX-512 to guard against, as far as we run
+        return {}
+    return {"x264-params": f"asm={_BELOW_AVX512}"} if "avx512f" in flags else {}
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -107,14 +126,14 @@ def encode_video(frames: np.ndarray, *, crf: int = 23, lossless: bool = False, f
         ctx.thread_count = int(threads)
         if lossless:
             stream.pix_fmt = "rgb24"
-            stream.options = {"qp": "0", "preset": preset}
+            stream.options = {"qp": "0", "preset": preset, **x264_cpu()}
         else:
             stream.pix_fmt = "yuv420p"
             if colour == "bt709":
                 ctx.colorspace = ctx.color_primaries = ctx.color_trc = _BT709
                 ctx.color_range = _RANGE_MPEG
-            stream.options = {"crf": str(int(crf)), **({"preset": preset} if codec == LOSSY_CODEC else {}),
-                              **({"g": str(int(gop))} if gop else {})}
+            x264 = {"preset": preset, **x264_cpu()} if codec == LOSSY_CODEC else {}
+            stream.options = {"crf": str(int(crf)), **x264, **({"g": str(int(gop))} if gop else {})}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             if not lossless:
