@@ -143,12 +143,15 @@ def write_digests(out: Path, cache: dict) -> None:
 def prepare(out: Path, overwrite: bool) -> None:
     """Delete the old dataset (--overwrite; previous_manifest vouched it is one) and create OUT.
 
-    The lock file stays: a new file at its path would be a second lock that a second writer could take."""
+    The lock file stays: a new file at its path would be a second lock that a second writer could take; so do
+    the takeover markers beside it on a store (dataset.lock): without its marker, a second taker of the same
+    dead lock could take it again."""
     if overwrite and out.exists():
+        lock = lock_path(out)
         for path in out.iterdir():
             if path.name == STATE:
                 for inner in path.iterdir():
-                    if inner != lock_path(out):
+                    if inner != lock and not inner.name.startswith(f"{lock.name}.takeover-"):
                         storage.rmtree(inner)
             else:
                 storage.rmtree(path)

@@ -106,9 +106,11 @@ def test_overwrite_keeps_the_held_lock_file(tmp_path):
     (out / "run.json").write_text("{}")
     (out / "_state" / "inflight").mkdir(parents=True)
     with OutputLock(out, command="overwriting"):
+        # a store's takeover marker (named after the dead holder's record) stays with the lock it decided
+        (out / "_state" / "lock.takeover-0123456789abcdef").write_text("{}")
         inode = lock_path(out).stat().st_ino
         output.prepare(out, overwrite=True)
-        assert sorted(p.name for p in out.rglob("*")) == ["_state", "lock"]
+        assert sorted(p.name for p in out.rglob("*")) == ["_state", "lock", "lock.takeover-0123456789abcdef"]
         assert lock_path(out).stat().st_ino == inode  # a new file there would be a second, free lock
         with pytest.raises(OutputLocked):
             with OutputLock(out, command="second"):
