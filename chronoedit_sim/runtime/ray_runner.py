@@ -12,6 +12,7 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -124,6 +125,20 @@ def lost_row(task: dict, job: dict, run_id: str, stage: str, why: str) -> dict:
     return finish_row(fail_row(row, stage, f"{why}; see the Ray worker logs"))
 
 
+def given_up_rows(plan: RunPlan, written: JobIndex, given_up: dict, run_id: str) -> Iterator[dict]:
+    """Error rows for the jobs given up (they killed their workers too often), found by a pass over the plan.
+
+    Only those: a job that simply did not come back is left for the next run, which does it. The pass lists
+    the input again, so it may see frames added since the stream listed it; their jobs were never tried, and
+    an error row (final: a resume skips it) would have lost them."""
+    if not given_up:
+        return
+    for task in plan.frame_tasks(plan.done.union(written)):
+        for job in task["jobs"]:
+            if job["job_id"] in given_up:
+                yield lost_row(task, job, run_id, *given_up[job["job_id"]])
+
+
 def _kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -151,8 +166,8 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
     The driver keeps the jobs it has written (8 bytes each), never the jobs to come. When the pipeline itself
     fails (an actor died on a job more often than runtime.max_restarts allows), the rows received so far are
     flushed, the jobs that killed their workers are given up (found through the in-flight ledger), and the
-    plan streams again past everything written or given up. At the end, jobs that never came back (or were
-    given up) become error rows: a second pass over the plan finds them when the counts say some are missing.
+    plan streams again past everything written or given up. At the end, the given-up jobs become error rows
+    (given_up_rows); jobs that did not come back are left to the next run, with a warning.
     `on_row(row)` is called after each row is handed to the writer (tests inject faults with it).
     """
     import ray
@@ -203,12 +218,13 @@ def execute(plan: RunPlan, run_id: str, out: Path, writer: DatasetWriter, counts
                 raise _input_error(exc) or exc
     # a worker that died mid-batch while the stream carried on (Ray retried its work) left its file
     ledger.clear(state)
-    if len(written) + plan_counts.skipped < plan_counts.planned:
-        # finished streams without them: error rows, not gaps
-        for task in plan.frame_tasks(plan.done.union(written)):
-            for job in task["jobs"]:
-                stage, why = given_up.get(job["job_id"], ("pipeline", "the job never came back from the pipeline"))
-                emit(lost_row(task, job, run_id, stage, why))
+    failed = 0
+    for failed, row in enumerate(given_up_rows(plan, written, given_up, run_id), 1):
+        emit(row)
+    missing = plan_counts.planned - plan_counts.skipped - len(written) - failed
+    if missing > 0:
+        log.warning("%d job(s) of the plan were not written by this run: the pipeline did not hand them back, or "
+                    "their frames were added to the input while it ran; rerun the same command to do them", missing)
     for row in sequences.flush():
         write(row)
     writer.flush()

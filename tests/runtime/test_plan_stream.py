@@ -175,3 +175,22 @@ def test_a_dataset_made_before_a_config_key_existed_resumes_while_the_key_holds_
     with pytest.raises(OutputConflict, match=r"stores its rows otherwise \(output.source_format 'png' -> 'jpeg'\)"):
         check_plan(tmp_path, previous, plan("output.source_format=jpeg"))
     check_plan(tmp_path, previous, plan("output.shard_max_rows=7"))  # layout only
+
+
+def test_the_end_of_a_run_writes_error_rows_for_given_up_jobs_only_never_for_frames_added_meanwhile(
+        tmp_path, one_edit_scenario):
+    from chronoedit_sim.runtime.ray_runner import given_up_rows
+
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 16), (i, 0, 0)).save(frames / f"f{i}.png")
+    plan = make_plan(ConfigLoader(["model.path=/nowhere", f"input.path={frames}"]), [str(one_edit_scenario)])
+    jobs = {task["ref"].source_id: task["jobs"][0]["job_id"] for task in plan.frame_tasks()}
+    written = JobIndex.of([jobs["f0.png"]])
+    given_up = {jobs["f1.png"]: ("edit", "the worker process died on this job 4 time(s)")}
+    Image.new("RGB", (32, 16)).save(frames / "f3.png")  # a frame the run's stream never listed
+    rows = list(given_up_rows(plan, written, given_up, "run"))
+    assert [(r["source_id"], r["job_id"], r["error_stage"]) for r in rows] == [("f1.png", jobs["f1.png"], "edit")]
+    assert rows[0]["error"].startswith("edit: the worker process died on this job 4 time(s)")
+    assert list(given_up_rows(plan, written, {}, "run")) == []  # f2 and f3 are left to the next run
