@@ -25,7 +25,8 @@ _MERGE_AT = 1 << 16
 def job_hash(job_id: str) -> int:
     """The same number column_hashes reads: the first 16 digits of a 20-character id whose 16 are lower-case hex."""
     head = job_id[:16]
-    if len(job_id) == _ID_LEN and not head.strip(_DIGITS):
+    # the length in bytes, as column_hashes reads it: a foreign id of 20 bytes in fewer characters is hashed alike
+    if len(job_id.encode()) == _ID_LEN and not head.strip(_DIGITS):
         return int(head, 16)
     return _other(job_id)
 

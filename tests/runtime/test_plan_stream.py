@@ -120,6 +120,10 @@ def test_the_resume_index_reads_hashes_from_the_column_buffers():
     index = JobIndex(column_hashes(column))
     assert len(index) == 5 and ids[0] in index and ids[2] not in index and "j0" in index
     assert index.add(ids[2]) and not index.add(ids[2]) and ids[2] in index and len(index) == 6
+    # a foreign id of 16 hex digits then non-ASCII (20 bytes in 18 characters): the buffers and the string agree
+    foreign = ["0123456789abcdefüü", ids[0]]
+    assert column_hashes(pa.array(foreign)).tolist() == [job_hash(i) for i in foreign]
+    assert foreign[0] in JobIndex(column_hashes(pa.array(foreign)))
 
 
 def test_an_input_error_raised_in_the_listing_task_reaches_the_user_as_its_one_line():
