@@ -17,11 +17,10 @@ from .stats import tally_dataset
 def _random_weights(shards: list[Path]) -> tuple[dict[bool, Counter], bool, bool]:
     """(rows by backend with a random edit model or not, CLIP random, VLM random) over every row."""
     data = storage.parquet_dataset(shards)
-    table = data.to_table(columns=readable_columns(["random_weights", "backend", "scorer", "enhancer", "judge"],
-                                                   data.schema.names))
+    edit_columns = readable_columns(["random_weights", "backend"], data.schema.names)
+    table = data.to_table(columns=[*edit_columns, "scorer", "enhancer", "judge"])
     edits = {True: Counter(), False: Counter()}
-    for row in fill_later(table.select(readable_columns(["random_weights", "backend"], table.schema.names))
-                          .to_pylist()):
+    for row in fill_later(table.select(edit_columns).to_pylist()):
         edits[bool(row["random_weights"])][row["backend"]] += 1
 
     def random(column: str) -> bool:

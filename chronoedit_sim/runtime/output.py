@@ -15,12 +15,12 @@ from pathlib import Path
 from .. import storage
 from ..dataset.lock import lock_path
 from ..dataset.manifest import FORMAT, read_manifest
-from ..config import Config, to_dict
+from ..config import to_dict
 from ..dataset.jobindex import JobIndex
 from ..dataset.sink import (STATE, SinkWriteError, atomic_write_bytes, leftover_manifests, quarantine,
                             readable_shards, resume_index)
 from ..errors import UserError
-from .plan import content_config, content_hash
+from .plan import comparable_content, content_config, content_hash
 
 # OUT/_state/weights.json: the weight files' digests by path, size and version (engine.weights: the
 # modification time on disk, the ETag on a store)
@@ -101,13 +101,12 @@ def config_changes(previous: dict | None, cfg, scenarios) -> list[str]:
     added, removed or edited: what a refused resume names."""
     if not previous:
         return []
-    old = _flat(content_config(previous.get("config") or {}))
-    new = _flat(content_config(to_dict(cfg)))
-    default = _flat(content_config(to_dict(Config())))
+    recorded = previous.get("config") or {}
+    # a key added to the toolkit since the dataset was made, at its default, is no change (as in the hash)
+    old, new = _flat(content_config(recorded)), _flat(comparable_content(cfg, recorded))
     old["input.path"], new["input.path"] = previous.get("input_path"), storage.absolute(cfg.input.path)
-    # a key added to the toolkit since the dataset was made, at its default, is no change (plan.content_hash)
     changes = [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
-               if old.get(key) != new.get(key) and not (key not in old and key in default and new[key] == default[key])]
+               if old.get(key) != new.get(key)]
     before = {s["name"]: s["sha256"] for s in previous.get("scenarios") or []}
     after = {s.name: s.sha256 for s in scenarios}
     for name in sorted(before.keys() | after.keys()):

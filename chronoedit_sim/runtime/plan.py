@@ -171,12 +171,19 @@ def content_hash(cfg: Config, scenarios: list[Scenario], recorded: dict | None =
     `recorded`: the config a dataset recorded (run.json); the hash is then the one the toolkit that made the
     dataset would give this config: keys added since are left out while they hold their defaults.
     """
-    content = content_config(to_dict(cfg))
-    if recorded is not None:
-        content = _as_recorded(content, content_config(recorded), content_config(to_dict(Config())))
+    content = comparable_content(cfg, recorded)
     content["input"]["path"] = storage.absolute(cfg.input.path)
     content["scenarios"] = sorted(s.sha256 for s in scenarios)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def comparable_content(cfg: Config, recorded: dict | None = None) -> dict:
+    """content_config of `cfg`; with `recorded` (a dataset's run.json config), as the toolkit that made the
+    dataset saw it: the keys added since are left out while they hold their defaults."""
+    content = content_config(to_dict(cfg))
+    if recorded is None:
+        return content
+    return _as_recorded(content, content_config(recorded), content_config(to_dict(Config())))
 
 
 def _as_recorded(content: dict, recorded: dict, default: dict) -> dict:
