@@ -29,7 +29,7 @@ frames it gave other bytes whenever the process's heap held other data (measured
 encodes of a 17-frame 832x480 clip, 15 in 40 at 160x96, pixels up to 11 levels apart;
 none with `mbtree=0`, `asm=0` or AVX-512 left out, so its macroblock-tree path reads
 memory it did not write). On such CPUs x264 is given every feature but AVX-512
-(X264_CPU): measured as fast (0.26 s for that clip either way) and deterministic.
+(x264_cpu): measured as fast (0.26 s for that clip either way) and deterministic.
 
 Hugging Face features: the column is declared as a plain struct (HF_FEATURE), not as
 `datasets.Video`. datasets 5.x's Video decodes only through torchcodec, which needs a
